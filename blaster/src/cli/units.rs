@@ -1,0 +1,1 @@
+//! Unit parsers for durations, counts, rates and byte sizes.

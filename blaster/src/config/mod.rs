@@ -1,0 +1,114 @@
+//! The validated run configuration.
+//!
+//! The CLI (and later scenario files) turn raw user input into these plain values; nothing
+//! below this module sees clap types or unparsed strings. Every value here has already been
+//! checked, so the engine can assume it is sane (non-zero counts, resolved addresses).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// One resolved target endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The URL as the user wrote it (for reports).
+    pub url: String,
+    /// Resolved address to connect to.
+    pub addr: SocketAddr,
+    /// Value of the `Host` header (`host[:port]`).
+    pub host_header: String,
+    /// Path and query, starting with `/`.
+    pub path: String,
+}
+
+/// The load model: how requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LoadModel {
+    /// Fixed connections, each sending its next request as soon as the last answer came.
+    Closed,
+    /// A fixed arrival rate in requests per second (all threads together); latency is timed
+    /// from each request's intended send time.
+    Open { rate: f64 },
+}
+
+impl LoadModel {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LoadModel::Closed => "closed",
+            LoadModel::Open { .. } => "open",
+        }
+    }
+}
+
+/// When the run ends (whichever comes first; at least one is set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopCondition {
+    pub duration: Option<Duration>,
+    pub requests: Option<u64>,
+}
+
+/// What every request looks like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestSpec {
+    pub method: String,
+    /// Extra headers in the order given (`Host` is added from the target unless given here).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Everything a load run needs, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    /// At least one target; connections are spread over them round-robin.
+    pub targets: Vec<Target>,
+    /// Source addresses to bind before connect; empty lets the kernel choose.
+    pub sources: Vec<IpAddr>,
+    /// Worker threads (each pinned to one CPU when pinning is possible).
+    pub threads: usize,
+    /// Connections in total (spread over the threads).
+    pub connections: usize,
+    pub model: LoadModel,
+    pub stop: StopCondition,
+    /// New connections per second in total, `None` for as fast as possible.
+    pub connect_rate: Option<f64>,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// A request not answered within this time ends as a `timeout` error.
+    pub timeout: Duration,
+    pub request: RequestSpec,
+    /// A send more than this after its intended time counts as `late` (open model).
+    pub late_after: Duration,
+    /// The original command line, for the report.
+    pub command_line: Vec<String>,
+}
+
+impl RunConfig {
+    /// Connections owned by worker `index` of `threads` (the remainder goes to the first ones).
+    pub fn connections_for_worker(&self, index: usize) -> usize {
+        share(self.connections, self.threads, index)
+    }
+}
+
+/// Splits `total` into `parts` near-equal shares and returns share `index`.
+pub fn share(total: usize, parts: usize, index: usize) -> usize {
+    total / parts + usize::from(index < total % parts)
+}
+
+/// Configuration of the built-in target server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub threads: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn share_splits_evenly_with_remainder_first() {
+        let shares: Vec<usize> = (0..3).map(|i| share(10, 3, i)).collect();
+        assert_eq!(shares, vec![4, 3, 3]);
+        assert_eq!(shares.iter().sum::<usize>(), 10);
+        assert_eq!(share(1, 4, 3), 0);
+    }
+}

@@ -1,0 +1,248 @@
+//! Per-worker metrics: histograms and counters owned by one worker thread, with no atomics or
+//! locks on the hot path, merged with [`WorkerMetrics::merge`] after the run.
+
+use hdrhistogram::Histogram;
+
+/// Highest trackable latency: one hour in microseconds (the issue asks for at least 60 s).
+pub const MAX_TRACKABLE_US: u64 = 3_600_000_000;
+/// Significant digits kept by every histogram.
+pub const SIGFIG: u8 = 3;
+
+/// A latency histogram in microseconds, 1 µs to one hour, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_TRACKABLE_US, SIGFIG).expect("static histogram bounds are valid")
+}
+
+/// Every kind of error a request or connection can end with. The names are part of the JSON
+/// report (`errors.<kind>`), so they never change once released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// The target refused the connection (nothing listening).
+    ConnectRefused,
+    /// Connect failed for another reason (unreachable, no ports left, ...).
+    ConnectFailed,
+    /// No response within `--timeout`.
+    Timeout,
+    /// The peer reset the connection.
+    Reset,
+    /// The peer closed the connection while requests were outstanding.
+    ClosedMidResponse,
+    /// The status line or a header could not be parsed.
+    MalformedResponse,
+    /// The response head was larger than the limit.
+    HeadersTooLarge,
+    /// A chunked body had a bad chunk size or framing.
+    InvalidChunk,
+    /// Content-Length missing its number, duplicated with different values, or not a number.
+    InvalidContentLength,
+    /// The body was larger than the limit.
+    BodyTooLarge,
+    /// A send failed (other than a reset).
+    SendFailed,
+    /// A receive failed (other than a reset).
+    RecvFailed,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::ConnectRefused,
+        ErrorKind::ConnectFailed,
+        ErrorKind::Timeout,
+        ErrorKind::Reset,
+        ErrorKind::ClosedMidResponse,
+        ErrorKind::MalformedResponse,
+        ErrorKind::HeadersTooLarge,
+        ErrorKind::InvalidChunk,
+        ErrorKind::InvalidContentLength,
+        ErrorKind::BodyTooLarge,
+        ErrorKind::SendFailed,
+        ErrorKind::RecvFailed,
+    ];
+
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::ConnectRefused => "connect_refused",
+            ErrorKind::ConnectFailed => "connect_failed",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Reset => "reset",
+            ErrorKind::ClosedMidResponse => "closed_mid_response",
+            ErrorKind::MalformedResponse => "malformed_response",
+            ErrorKind::HeadersTooLarge => "headers_too_large",
+            ErrorKind::InvalidChunk => "invalid_chunk",
+            ErrorKind::InvalidContentLength => "invalid_content_length",
+            ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::SendFailed => "send_failed",
+            ErrorKind::RecvFailed => "recv_failed",
+        }
+    }
+
+    /// Errors that are about connecting rather than about a request.
+    pub fn is_connect(self) -> bool {
+        matches!(self, ErrorKind::ConnectRefused | ErrorKind::ConnectFailed)
+    }
+}
+
+/// Counters and histograms of one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerMetrics {
+    /// Request latency in µs (from intended send time in the open model).
+    pub latency: Histogram<u64>,
+    /// TCP connect latency in µs.
+    pub connect_latency: Histogram<u64>,
+    /// How late the event loop woke compared with its deadline, in µs.
+    pub loop_lag: Histogram<u64>,
+    pub requests: u64,
+    pub responses: u64,
+    /// Responses by status code, indexed by code (0..=999).
+    pub status: Box<[u64; 1000]>,
+    pub errors: [u64; ErrorKind::ALL.len()],
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub conns_opened: u64,
+    pub conns_failed: u64,
+    pub closed_by_peer: u64,
+    pub closed_on_error: u64,
+    pub reconnects: u64,
+    pub open_at_end: u64,
+    pub in_flight_at_end: u64,
+    pub late: u64,
+    pub late_by_generator: u64,
+    pub dropped: u64,
+    pub cq_overflows: u64,
+    pub recv_buffer_exhausted: u64,
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WorkerMetrics {
+    pub fn new() -> Self {
+        WorkerMetrics {
+            latency: new_histogram(),
+            connect_latency: new_histogram(),
+            loop_lag: new_histogram(),
+            requests: 0,
+            responses: 0,
+            status: Box::new([0; 1000]),
+            errors: [0; ErrorKind::ALL.len()],
+            bytes_sent: 0,
+            bytes_received: 0,
+            conns_opened: 0,
+            conns_failed: 0,
+            closed_by_peer: 0,
+            closed_on_error: 0,
+            reconnects: 0,
+            open_at_end: 0,
+            in_flight_at_end: 0,
+            late: 0,
+            late_by_generator: 0,
+            dropped: 0,
+            cq_overflows: 0,
+            recv_buffer_exhausted: 0,
+        }
+    }
+
+    /// Records one complete response.
+    #[inline]
+    pub fn record_response(&mut self, status: u16, latency_us: u64) {
+        self.responses += 1;
+        self.status[usize::from(status).min(999)] += 1;
+        self.latency.saturating_record(latency_us.max(1));
+    }
+
+    #[inline]
+    pub fn record_error(&mut self, kind: ErrorKind) {
+        self.errors[kind as usize] += 1;
+    }
+
+    #[inline]
+    pub fn error_count(&self, kind: ErrorKind) -> u64 {
+        self.errors[kind as usize]
+    }
+
+    /// Errors that ended a request (connect errors excluded).
+    pub fn request_errors(&self) -> u64 {
+        ErrorKind::ALL.iter().filter(|k| !k.is_connect()).map(|&k| self.error_count(k)).sum()
+    }
+
+    pub fn total_errors(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+
+    /// Adds another worker's metrics into this one.
+    pub fn merge(&mut self, other: &WorkerMetrics) {
+        // The histograms share bounds, so `add` cannot fail.
+        self.latency.add(&other.latency).expect("same histogram bounds");
+        self.connect_latency.add(&other.connect_latency).expect("same histogram bounds");
+        self.loop_lag.add(&other.loop_lag).expect("same histogram bounds");
+        self.requests += other.requests;
+        self.responses += other.responses;
+        for (a, b) in self.status.iter_mut().zip(other.status.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.errors.iter_mut().zip(other.errors.iter()) {
+            *a += b;
+        }
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.conns_opened += other.conns_opened;
+        self.conns_failed += other.conns_failed;
+        self.closed_by_peer += other.closed_by_peer;
+        self.closed_on_error += other.closed_on_error;
+        self.reconnects += other.reconnects;
+        self.open_at_end += other.open_at_end;
+        self.in_flight_at_end += other.in_flight_at_end;
+        self.late += other.late;
+        self.late_by_generator += other.late_by_generator;
+        self.dropped += other.dropped;
+        self.cq_overflows += other.cq_overflows;
+        self.recv_buffer_exhausted += other.recv_buffer_exhausted;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adds_counts_and_histograms() {
+        let mut a = WorkerMetrics::new();
+        let mut b = WorkerMetrics::new();
+        a.record_response(200, 100);
+        b.record_response(200, 300);
+        b.record_response(503, 5_000);
+        b.record_error(ErrorKind::Timeout);
+        a.merge(&b);
+        assert_eq!(a.responses, 3);
+        assert_eq!(a.status[200], 2);
+        assert_eq!(a.status[503], 1);
+        assert_eq!(a.latency.len(), 3);
+        assert_eq!(a.latency.max(), a.latency.highest_equivalent(5_000));
+        assert_eq!(a.error_count(ErrorKind::Timeout), 1);
+        assert_eq!(a.total_errors(), 1);
+    }
+
+    #[test]
+    fn histogram_tracks_one_microsecond_to_an_hour() {
+        let mut h = new_histogram();
+        h.record(1).unwrap();
+        h.record(3_600_000_000).unwrap();
+        assert_eq!(h.min(), 1);
+        assert!(h.max() >= 3_600_000_000);
+    }
+
+    #[test]
+    fn error_kind_names_are_unique_and_indexed_in_order() {
+        let mut names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorKind::ALL.len());
+    }
+}

@@ -1,0 +1,1 @@
+//! HTTP/1.1 client codec: request encoding and a streaming response parser.

@@ -1,0 +1,1 @@
+//! The built-in io_uring HTTP/1.1 target server (`blaster serve`).
