@@ -1,11 +1,27 @@
 //! The thread-per-core io_uring engine: one pinned worker per CPU, each with its own ring,
 //! connections, buffers and metrics; results are merged after the run.
+//!
+//! [`run`] splits the configured load into one [`WorkerPlan`] per worker, starts the workers
+//! on their CPUs, waits for them and merges their metrics. Nothing is shared on the hot path:
+//! workers see the read-only config, the shared start clock and a stop flag they poll once per
+//! loop.
 
+pub mod clock;
+pub mod conn;
+pub mod pacing;
 pub mod ring;
+pub mod worker;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use thiserror::Error;
+
+use crate::config::{RunConfig, share};
 use crate::metrics::WorkerMetrics;
+use clock::Clock;
+use ring::RingError;
 
 /// What a load run produced, before it is turned into a [`crate::report::Report`].
 #[derive(Debug, Clone)]
@@ -22,3 +38,127 @@ pub struct RunOutcome {
     /// The run was stopped by a signal before it finished.
     pub interrupted: bool,
 }
+
+/// Why a run could not start or go on.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Ring(#[from] RingError),
+    #[error("{0}")]
+    Config(String),
+    #[error(
+        "could not connect to {targets}: {}",
+        if *refused { "connection refused; is the target running and listening there?" } else { "every connection attempt failed (see errors); is the address reachable?" }
+    )]
+    NoConnection { targets: String, refused: bool },
+    #[error("io_uring submission failed: {0}")]
+    Io(std::io::Error),
+    #[error("worker thread {0} panicked")]
+    Panicked(usize),
+}
+
+/// One worker's share of the run.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerPlan {
+    /// Connections this worker owns.
+    pub connections: usize,
+    /// Global index of its first connection (spreads targets and sources evenly).
+    pub first_connection: usize,
+    /// Clock time the load starts and ends (ns); `u64::MAX` for no time limit.
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Requests this worker may send (`u64::MAX` for no limit).
+    pub request_limit: u64,
+}
+
+/// Runs the load described by `config` until it ends or `stop` becomes true.
+pub fn run(config: &RunConfig, stop: Arc<AtomicBool>) -> Result<RunOutcome, EngineError> {
+    ring::raise_nofile_limit();
+    let config = Arc::new(config.clone());
+    let threads = config.threads;
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let clock = Clock::new();
+    // Give workers a moment to set up their rings before the schedule starts.
+    let start_ns = clock.now_ns() + 5_000_000;
+    let end_ns = config
+        .stop
+        .duration
+        .map_or(u64::MAX, |d| start_ns + d.as_nanos() as u64);
+    let usage_before = rusage();
+
+    let mut handles = Vec::with_capacity(threads);
+    let mut first_connection = 0;
+    for index in 0..threads {
+        let connections = config.connections_for_worker(index);
+        let plan = WorkerPlan {
+            connections,
+            first_connection,
+            start_ns,
+            end_ns,
+            request_limit: config
+                .stop
+                .requests
+                .map_or(u64::MAX, |n| share(n as usize, threads, index) as u64),
+        };
+        first_connection += connections;
+        let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+        let (config, stop) = (Arc::clone(&config), Arc::clone(&stop));
+        let handle = std::thread::Builder::new()
+            .name(format!("blaster-worker-{index}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                worker::Worker::new(index, config, clock, stop.clone(), plan)
+                    .inspect_err(|_| stop.store(true, std::sync::atomic::Ordering::Relaxed))?
+                    .run()
+                    .inspect_err(|_| stop.store(true, std::sync::atomic::Ordering::Relaxed))
+            })
+            .map_err(|e| {
+                EngineError::Io(std::io::Error::other(format!(
+                    "could not start a worker thread: {e}"
+                )))
+            })?;
+        handles.push(handle);
+    }
+
+    let mut merged = WorkerMetrics::new();
+    let mut first_error = None;
+    for (index, handle) in handles.into_iter().enumerate() {
+        match handle.join() {
+            Ok(Ok(m)) => merged.merge(&m),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                first_error.get_or_insert(EngineError::Panicked(index));
+            }
+        }
+    }
+    let end = clock.now_ns();
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let usage_after = rusage();
+    Ok(RunOutcome {
+        metrics: merged,
+        duration: Duration::from_nanos(end.saturating_sub(start_ns)),
+        cpu_user: usage_after.0.saturating_sub(usage_before.0),
+        cpu_system: usage_after.1.saturating_sub(usage_before.1),
+        threads,
+        interrupted: stop.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+/// Process CPU time so far: (user, system).
+pub fn rusage() -> (Duration, Duration) {
+    // SAFETY: a zeroed rusage is a valid value for getrusage to overwrite.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes only into the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (tv(ru.ru_utime), tv(ru.ru_stime))
+}
+
+#[cfg(test)]
+mod tests;

@@ -10,7 +10,8 @@ pub const SIGFIG: u8 = 3;
 
 /// A latency histogram in microseconds, 1 µs to one hour, 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_TRACKABLE_US, SIGFIG).expect("static histogram bounds are valid")
+    Histogram::new_with_bounds(1, MAX_TRACKABLE_US, SIGFIG)
+        .expect("static histogram bounds are valid")
 }
 
 /// Every kind of error a request or connection can end with. The names are part of the JSON
@@ -41,10 +42,12 @@ pub enum ErrorKind {
     SendFailed,
     /// A receive failed (other than a reset).
     RecvFailed,
+    /// The server sent bytes while no request was outstanding.
+    UnexpectedData,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::ConnectRefused,
         ErrorKind::ConnectFailed,
         ErrorKind::Timeout,
@@ -57,6 +60,7 @@ impl ErrorKind {
         ErrorKind::BodyTooLarge,
         ErrorKind::SendFailed,
         ErrorKind::RecvFailed,
+        ErrorKind::UnexpectedData,
     ];
 
     /// The name used in reports.
@@ -74,12 +78,18 @@ impl ErrorKind {
             ErrorKind::BodyTooLarge => "body_too_large",
             ErrorKind::SendFailed => "send_failed",
             ErrorKind::RecvFailed => "recv_failed",
+            ErrorKind::UnexpectedData => "unexpected_data",
         }
     }
 
-    /// Errors that are about connecting rather than about a request.
-    pub fn is_connect(self) -> bool {
-        matches!(self, ErrorKind::ConnectRefused | ErrorKind::ConnectFailed)
+    /// Whether an error of this kind ends a request. Connect errors and unsolicited data are
+    /// about a connection, not a request: `requests = responses + errors that end a request +
+    /// in_flight_at_end`.
+    pub fn ends_request(self) -> bool {
+        !matches!(
+            self,
+            ErrorKind::ConnectRefused | ErrorKind::ConnectFailed | ErrorKind::UnexpectedData
+        )
     }
 }
 
@@ -164,9 +174,13 @@ impl WorkerMetrics {
         self.errors[kind as usize]
     }
 
-    /// Errors that ended a request (connect errors excluded).
+    /// Errors that ended a request (see [`ErrorKind::ends_request`]).
     pub fn request_errors(&self) -> u64 {
-        ErrorKind::ALL.iter().filter(|k| !k.is_connect()).map(|&k| self.error_count(k)).sum()
+        ErrorKind::ALL
+            .iter()
+            .filter(|k| k.ends_request())
+            .map(|&k| self.error_count(k))
+            .sum()
     }
 
     pub fn total_errors(&self) -> u64 {
@@ -176,9 +190,15 @@ impl WorkerMetrics {
     /// Adds another worker's metrics into this one.
     pub fn merge(&mut self, other: &WorkerMetrics) {
         // The histograms share bounds, so `add` cannot fail.
-        self.latency.add(&other.latency).expect("same histogram bounds");
-        self.connect_latency.add(&other.connect_latency).expect("same histogram bounds");
-        self.loop_lag.add(&other.loop_lag).expect("same histogram bounds");
+        self.latency
+            .add(&other.latency)
+            .expect("same histogram bounds");
+        self.connect_latency
+            .add(&other.connect_latency)
+            .expect("same histogram bounds");
+        self.loop_lag
+            .add(&other.loop_lag)
+            .expect("same histogram bounds");
         self.requests += other.requests;
         self.responses += other.responses;
         for (a, b) in self.status.iter_mut().zip(other.status.iter()) {

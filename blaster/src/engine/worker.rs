@@ -1,0 +1,870 @@
+//! One load worker: a pinned thread with its own ring, connection slab, buffers and metrics.
+//!
+//! The loop: read the clock once, start due connects, send due requests, expire timeouts,
+//! then submit everything and wait for completions (or the next deadline), and handle the
+//! batch of completions. Nothing here is shared with other workers except the read-only
+//! configuration, the clock and the stop flag.
+//!
+//! Memory the kernel reads (pre-encoded requests, socket addresses, the connect timeout, the
+//! socket option value) is allocated before the first submission and lives in the worker
+//! until every operation has completed; see [`Worker::shutdown`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use io_uring::{cqueue, opcode, squeue, types};
+use socket2::SockAddr;
+
+use super::clock::{Clock, ns_to_us};
+use super::conn::{Conn, State};
+use super::pacing::Schedule;
+use super::ring::{BufRing, Ring, RingConfig, Token};
+use super::{EngineError, WorkerPlan};
+use crate::config::{LoadModel, RunConfig};
+use crate::metrics::{ErrorKind, WorkerMetrics};
+use crate::proto::http1::{self, ResponseError};
+
+/// Operation codes carried in completion tokens.
+mod op {
+    pub const SOCKET: u8 = 1;
+    pub const SOCKOPT: u8 = 2;
+    pub const BIND: u8 = 3;
+    pub const CONNECT: u8 = 4;
+    pub const CONNECT_TIMEOUT: u8 = 5;
+    pub const RECV: u8 = 6;
+    pub const SEND: u8 = 7;
+    pub const CANCEL: u8 = 8;
+    pub const CLOSE: u8 = 9;
+}
+
+/// Buffer group id of the worker's receive buffer ring.
+const BGID: u16 = 0;
+/// Size of one receive buffer.
+const RECV_BUF_SIZE: u32 = 4096;
+/// Delay before reconnecting after a failed connect.
+const CONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest the loop sleeps when nothing is scheduled (it still wakes on completions).
+const MAX_WAIT: Duration = Duration::from_millis(50);
+/// After the load phase, how long in-flight requests may still finish (capped by --timeout).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How long shutdown waits for cancelled operations to complete.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
+/// Value for boolean socket options.
+static ONE: libc::c_int = 1;
+
+/// What a completion of data on a connection asks the loop to do next.
+enum After {
+    Nothing,
+    /// Close the connection; the peer closed it (true) or an error did (false).
+    Close {
+        by_peer: bool,
+    },
+}
+
+pub struct Worker {
+    index: usize,
+    config: Arc<RunConfig>,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+    ring: Ring,
+    bufs: BufRing,
+    conns: Vec<Conn>,
+    /// Pre-encoded request of each target, repeated `pipeline` times (closed model batches).
+    requests: Vec<Vec<u8>>,
+    /// Length of one request of each target.
+    request_len: Vec<u32>,
+    targets: Vec<SockAddr>,
+    sources: Vec<SockAddr>,
+    connect_timeout: types::Timespec,
+    /// Slots waiting to (re)connect, by the time they may.
+    to_open: BinaryHeap<Reverse<(u64, u32)>>,
+    /// Request deadlines in send order: (deadline, slot, generation, sequence).
+    timeouts: VecDeque<(u64, u32, u32, u32)>,
+    /// Open model: connections that can take another request.
+    free: Vec<u32>,
+    schedule: Option<Schedule>,
+    plan: WorkerPlan,
+    cqes: Vec<(u64, i32, u32)>,
+    metrics: WorkerMetrics,
+    /// Requests sent by this worker.
+    sent: u64,
+    /// Connect attempts started (for --connect-rate).
+    connects_started: u64,
+    /// A connect ever succeeded on this worker.
+    any_connected: bool,
+    /// Slots whose first connect failed, while none ever succeeded.
+    first_connects_failed: usize,
+    /// Load phase over: no new requests or connections.
+    draining: bool,
+    timeout_ns: u64,
+    /// The method is HEAD: responses carry no body whatever their headers say.
+    head: bool,
+}
+
+impl Worker {
+    pub fn new(
+        index: usize,
+        config: Arc<RunConfig>,
+        clock: Clock,
+        stop: Arc<AtomicBool>,
+        plan: WorkerPlan,
+    ) -> Result<Worker, EngineError> {
+        let conns_n = plan.connections;
+        let ring = Ring::new(RingConfig::for_connections(conns_n))?;
+        let entries = (conns_n * 2).clamp(64, 8192).next_power_of_two() as u16;
+        let bufs = ring.register_buf_ring(BGID, entries, RECV_BUF_SIZE)?;
+        let mut requests = Vec::with_capacity(config.targets.len());
+        let mut request_len = Vec::with_capacity(config.targets.len());
+        for t in &config.targets {
+            let one = http1::encode_request(
+                &config.request.method,
+                &t.path,
+                &t.host_header,
+                &config.request.headers,
+                &config.request.body,
+            )
+            .map_err(|e| EngineError::Config(e.to_string()))?;
+            request_len.push(one.len() as u32);
+            requests.push(one.repeat(config.pipeline));
+        }
+        let targets = config
+            .targets
+            .iter()
+            .map(|t| SockAddr::from(t.addr))
+            .collect();
+        let sources = config
+            .sources
+            .iter()
+            .map(|&ip| SockAddr::from(SocketAddr::new(ip, 0)))
+            .collect();
+        let t_count = config.targets.len();
+        let s_count = config.sources.len().max(1);
+        let conns = (0..conns_n)
+            .map(|i| {
+                // Spread over targets and sources with the worker's global connection index.
+                let global = plan.first_connection + i;
+                Conn::new(
+                    (global % t_count) as u32,
+                    (global % s_count) as u32,
+                    config.pipeline,
+                )
+            })
+            .collect();
+        let mut to_open = BinaryHeap::with_capacity(conns_n);
+        for slot in 0..conns_n as u32 {
+            to_open.push(Reverse((0, slot)));
+        }
+        let timeout_ns = config.timeout.as_nanos() as u64;
+        let config_method = config.request.method.clone();
+        let schedule = match config.model {
+            LoadModel::Open { rate } => Some(Schedule::new(
+                rate,
+                config.threads,
+                index,
+                plan.start_ns,
+                plan.end_ns,
+                plan.request_limit,
+            )),
+            LoadModel::Closed => None,
+        };
+        Ok(Worker {
+            index,
+            connect_timeout: types::Timespec::from(config.timeout),
+            config,
+            clock,
+            stop,
+            ring,
+            bufs,
+            conns,
+            requests,
+            request_len,
+            targets,
+            sources,
+            to_open,
+            timeouts: VecDeque::with_capacity(conns_n * 2),
+            free: Vec::with_capacity(conns_n),
+            schedule,
+            plan,
+            cqes: Vec::with_capacity(65536),
+            metrics: WorkerMetrics::new(),
+            sent: 0,
+            connects_started: 0,
+            any_connected: false,
+            first_connects_failed: 0,
+            draining: false,
+            timeout_ns,
+            head: http1::is_head(&config_method),
+        })
+    }
+
+    /// Runs the load until the plan's end, the request budget or the stop flag, then drains
+    /// and closes everything. Returns the worker's metrics.
+    pub fn run(mut self) -> Result<WorkerMetrics, EngineError> {
+        let result = self.event_loop();
+        self.shutdown();
+        result.map(|()| std::mem::take(&mut self.metrics))
+    }
+
+    fn event_loop(&mut self) -> Result<(), EngineError> {
+        let mut drain_until = u64::MAX;
+        loop {
+            let now = self.clock.now_ns();
+            if !self.draining {
+                let stopped = self.stop.load(Ordering::Relaxed);
+                if stopped || now >= self.plan.end_ns || self.budget_spent() {
+                    self.begin_drain(now);
+                    drain_until = if stopped {
+                        now
+                    } else {
+                        now + (self.timeout_ns).min(DRAIN_GRACE.as_nanos() as u64)
+                    };
+                }
+            } else if self.stop.load(Ordering::Relaxed) {
+                drain_until = now;
+            }
+            if self.draining && (self.in_flight() == 0 || now >= drain_until) {
+                return Ok(());
+            }
+            if !self.draining {
+                self.open_due(now)?;
+                if self.schedule.is_some() {
+                    self.send_due(now)?;
+                }
+            }
+            self.expire_timeouts(now)?;
+            if self.first_connects_failed > 0
+                && self.first_connects_failed == self.conns.len()
+                && !self.any_connected
+            {
+                return Err(self.nothing_listening());
+            }
+
+            let wake_at = self.next_wake(now).min(drain_until);
+            let wait = Duration::from_nanos(wake_at.saturating_sub(now)).min(MAX_WAIT);
+            self.ring
+                .submit_and_wait(Some(wait))
+                .map_err(EngineError::Io)?;
+            let woke = self.clock.now_ns();
+            if wake_at != u64::MAX && woke >= wake_at {
+                self.metrics
+                    .loop_lag
+                    .saturating_record(ns_to_us(woke - wake_at));
+            }
+            self.handle_completions(woke)?;
+        }
+    }
+
+    fn budget_spent(&self) -> bool {
+        match self.schedule {
+            Some(s) => self.sent >= s.total() && self.in_flight() == 0,
+            None => self.sent >= self.plan.request_limit && self.in_flight() == 0,
+        }
+    }
+
+    /// Requests sent and not yet ended by a response or an error (no scan of the slab).
+    fn in_flight(&self) -> u64 {
+        let m = &self.metrics;
+        m.requests - m.responses - m.request_errors()
+    }
+
+    /// The load phase ends: count what never went out, stop sending.
+    fn begin_drain(&mut self, now: u64) {
+        self.draining = true;
+        if let Some(s) = self.schedule {
+            self.metrics.dropped = s.due(now).saturating_sub(self.sent);
+        }
+    }
+
+    /// The soonest time the loop has something to do without a completion.
+    fn next_wake(&self, now: u64) -> u64 {
+        let mut at = if self.draining {
+            u64::MAX
+        } else {
+            self.plan.end_ns
+        };
+        if !self.draining {
+            if let Some(Reverse((ready, _))) = self.to_open.peek() {
+                at = at.min((*ready).max(self.next_connect_token(now)));
+            }
+            if let Some(s) = self.schedule
+                && !self.free.is_empty()
+                && self.sent < s.total()
+            {
+                at = at.min(s.intended(self.sent));
+            }
+        }
+        if let Some(&(deadline, ..)) = self.timeouts.front() {
+            at = at.min(deadline);
+        }
+        at
+    }
+
+    /// When the connect-rate limit next allows a connect.
+    fn next_connect_token(&self, now: u64) -> u64 {
+        match self.connect_rate_per_worker() {
+            None => now,
+            Some(rate) => {
+                let at = self.plan.start_ns as f64 + self.connects_started as f64 * 1e9 / rate;
+                at as u64
+            }
+        }
+    }
+
+    fn connect_rate_per_worker(&self) -> Option<f64> {
+        self.config
+            .connect_rate
+            .map(|r| r / self.config.threads as f64)
+    }
+
+    /// Starts connects whose time has come, within the connect-rate limit.
+    fn open_due(&mut self, now: u64) -> Result<(), EngineError> {
+        while let Some(&Reverse((ready, slot))) = self.to_open.peek() {
+            if ready > now || self.next_connect_token(now) > now {
+                break;
+            }
+            self.to_open.pop();
+            self.start_connect(slot, now)?;
+        }
+        Ok(())
+    }
+
+    fn start_connect(&mut self, slot: u32, now: u64) -> Result<(), EngineError> {
+        self.connects_started += 1;
+        let conn = &mut self.conns[slot as usize];
+        let generation = conn.begin(now);
+        let fixed = types::Fixed(slot);
+        let tok = |op| Token::new(slot, generation, op).encode();
+        let target = &self.targets[conn.target as usize];
+        let domain = if target.is_ipv6() {
+            libc::AF_INET6
+        } else {
+            libc::AF_INET
+        };
+        let dest = types::DestinationSlot::try_from_slot_target(slot).map_err(|_| {
+            EngineError::Io(std::io::Error::other("direct descriptor slot out of range"))
+        })?;
+        let mut chain: [squeue::Entry; 5] = std::array::from_fn(|_| opcode::Nop::new().build());
+        let mut n = 0;
+        chain[n] = opcode::Socket::new(domain, libc::SOCK_STREAM, libc::IPPROTO_TCP)
+            .file_index(Some(dest))
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(tok(op::SOCKET));
+        n += 1;
+        if let Some(source) = self.sources.get(conn.source as usize) {
+            chain[n] = opcode::SetSockOpt::new(
+                fixed,
+                libc::IPPROTO_IP as u32,
+                libc::IP_BIND_ADDRESS_NO_PORT as u32,
+                (&raw const ONE).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(tok(op::SOCKOPT));
+            n += 1;
+            chain[n] = opcode::Bind::new(fixed, source.as_ptr().cast(), source.len())
+                .build()
+                .flags(squeue::Flags::IO_LINK)
+                .user_data(tok(op::BIND));
+            n += 1;
+        }
+        chain[n] = opcode::Connect::new(fixed, target.as_ptr().cast(), target.len())
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(tok(op::CONNECT));
+        n += 1;
+        chain[n] = opcode::LinkTimeout::new(&self.connect_timeout)
+            .build()
+            .user_data(tok(op::CONNECT_TIMEOUT));
+        n += 1;
+        conn.ops += n as u16;
+        // SAFETY: the socket addresses, the option value (a static) and the timespec live in
+        // the worker (or forever) until every completion has arrived; see `shutdown`.
+        unsafe { self.ring.push_chain(&chain[..n]) }.map_err(EngineError::Io)
+    }
+
+    /// Open model: sends every request whose intended time has come, while connections can
+    /// take them.
+    fn send_due(&mut self, now: u64) -> Result<(), EngineError> {
+        let Some(schedule) = self.schedule else {
+            return Ok(());
+        };
+        let due = schedule.due(now);
+        let late_after = self.config.late_after.as_nanos() as u64;
+        while self.sent < due {
+            let Some(slot) = self.free.pop() else { break };
+            let conn = &mut self.conns[slot as usize];
+            conn.in_free_list = false;
+            if conn.state != State::Ready
+                || conn.sending
+                || conn.in_flight() as usize >= self.config.pipeline
+            {
+                continue;
+            }
+            let intended = schedule.intended(self.sent);
+            if now.saturating_sub(intended) > late_after {
+                self.metrics.late += 1;
+                if conn.idle_since <= intended {
+                    self.metrics.late_by_generator += 1;
+                }
+            }
+            self.send_requests(slot, 1, intended, now)?;
+        }
+        Ok(())
+    }
+
+    /// Sends `count` requests (1, or the pipeline depth) on a ready connection.
+    fn send_requests(
+        &mut self,
+        slot: u32,
+        count: u32,
+        start_ns: u64,
+        now: u64,
+    ) -> Result<(), EngineError> {
+        let conn = &mut self.conns[slot as usize];
+        for _ in 0..count {
+            conn.push_start(start_ns);
+            self.timeouts.push_back((
+                now + self.timeout_ns,
+                slot,
+                conn.generation,
+                conn.seq_sent.wrapping_sub(1),
+            ));
+        }
+        self.sent += u64::from(count);
+        self.metrics.requests += u64::from(count);
+        conn.send_len = self.request_len[conn.target as usize] * count;
+        conn.send_done = 0;
+        self.push_send(slot)
+    }
+
+    /// Submits a send of the rest of the connection's current request bytes.
+    fn push_send(&mut self, slot: u32) -> Result<(), EngineError> {
+        let conn = &mut self.conns[slot as usize];
+        let buf = &self.requests[conn.target as usize];
+        let rest = &buf[conn.send_done as usize..conn.send_len as usize];
+        let entry = opcode::Send::new(types::Fixed(slot), rest.as_ptr(), rest.len() as u32)
+            .build()
+            .user_data(Token::new(slot, conn.generation, op::SEND).encode());
+        conn.sending = true;
+        conn.ops += 1;
+        // SAFETY: `requests` is never modified after setup and outlives every operation.
+        unsafe { self.ring.push(&entry) }.map_err(EngineError::Io)
+    }
+
+    fn arm_recv(&mut self, slot: u32) -> Result<(), EngineError> {
+        let conn = &mut self.conns[slot as usize];
+        let entry = opcode::RecvMulti::new(types::Fixed(slot), BGID)
+            .build()
+            .user_data(Token::new(slot, conn.generation, op::RECV).encode());
+        conn.recv_armed = true;
+        conn.ops += 1;
+        // SAFETY: the receive writes only into the registered buffer ring, which outlives it.
+        unsafe { self.ring.push(&entry) }.map_err(EngineError::Io)
+    }
+
+    /// Starts closing a connection: cancel its operations, then close the descriptor.
+    fn close(&mut self, slot: u32) -> Result<(), EngineError> {
+        let conn = &mut self.conns[slot as usize];
+        if conn.state == State::Closing || conn.state == State::Free {
+            return Ok(());
+        }
+        conn.state = State::Closing;
+        let tok = |op| Token::new(slot, conn.generation, op).encode();
+        let chain = [
+            opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fixed(slot)).all())
+                .build()
+                .flags(squeue::Flags::IO_HARDLINK)
+                .user_data(tok(op::CANCEL)),
+            opcode::Close::new(types::Fixed(slot))
+                .build()
+                .user_data(tok(op::CLOSE)),
+        ];
+        conn.ops += 2;
+        // SAFETY: neither entry points at memory.
+        unsafe { self.ring.push_chain(&chain) }.map_err(EngineError::Io)
+    }
+
+    /// Ends every request in flight on a connection with `kind`, then closes it.
+    fn fail_connection(&mut self, slot: u32, kind: ErrorKind) -> Result<(), EngineError> {
+        let conn = &mut self.conns[slot as usize];
+        let n = conn.in_flight();
+        conn.seq_done = conn.seq_sent;
+        self.metrics.errors[kind as usize] += u64::from(n);
+        self.metrics.closed_on_error += 1;
+        self.close(slot)
+    }
+
+    /// Expires requests whose deadline passed, and drops answered ones from the front of the
+    /// queue so it stays about as long as the number of requests in flight.
+    fn expire_timeouts(&mut self, now: u64) -> Result<(), EngineError> {
+        while let Some(&(deadline, slot, generation, seq)) = self.timeouts.front() {
+            let conn = &self.conns[slot as usize];
+            // Still waiting for this request (its sequence is not answered yet)?
+            let pending = conn.generation == generation
+                && conn.state == State::Ready
+                && seq.wrapping_sub(conn.seq_done) < conn.in_flight();
+            if pending && deadline > now {
+                break;
+            }
+            self.timeouts.pop_front();
+            if pending {
+                self.fail_connection(slot, ErrorKind::Timeout)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_completions(&mut self, now: u64) -> Result<(), EngineError> {
+        let overflow = self.ring.reap(&mut self.cqes);
+        self.metrics.cq_overflows = u64::from(overflow);
+        for i in 0..self.cqes.len() {
+            let (user_data, res, flags) = self.cqes[i];
+            let tok = Token::decode(user_data);
+            if tok.op == op::RECV {
+                self.on_recv(tok, res, flags, now)?;
+            } else {
+                self.on_completion(tok, res, now)?;
+            }
+        }
+        self.bufs.commit();
+        Ok(())
+    }
+
+    fn on_recv(&mut self, tok: Token, res: i32, flags: u32, now: u64) -> Result<(), EngineError> {
+        let slot = tok.slot;
+        let finished = !cqueue::more(flags);
+        let current = self.conns[slot as usize].generation == tok.generation;
+        let mut after = After::Nothing;
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            if res > 0 && current && self.conns[slot as usize].state == State::Ready {
+                self.metrics.bytes_received += res as u64;
+                let data = self.bufs.get(bid, res as usize);
+                after = on_data(
+                    &mut self.conns[slot as usize],
+                    data,
+                    self.head,
+                    now,
+                    &mut self.metrics,
+                );
+            }
+            // The buffer is ours from this completion on; give it straight back.
+            self.bufs.recycle(bid);
+        }
+        let conn = &mut self.conns[slot as usize];
+        if finished {
+            conn.ops -= 1;
+            conn.recv_armed = false;
+        }
+        if !current {
+            return self.maybe_release(slot, now);
+        }
+        match after {
+            After::Close { by_peer } => {
+                if by_peer {
+                    self.metrics.closed_by_peer += 1;
+                }
+                return self.close_or_release(slot, now);
+            }
+            After::Nothing => {}
+        }
+        let conn = &mut self.conns[slot as usize];
+        if conn.state != State::Ready {
+            return self.maybe_release(slot, now);
+        }
+        if res == 0 {
+            // EOF: the peer closed. A read-until-close body ends here.
+            self.metrics.closed_by_peer += 1;
+            match conn.parser.eof() {
+                Ok(Some(resp)) => {
+                    let start = conn.pop_start();
+                    self.metrics
+                        .record_response(resp.status, ns_to_us(now.saturating_sub(start)));
+                }
+                Ok(None) => {}
+                Err(_) => {}
+            }
+            let outstanding = conn.in_flight();
+            conn.seq_done = conn.seq_sent;
+            self.metrics.errors[ErrorKind::ClosedMidResponse as usize] += u64::from(outstanding);
+            return self.close(slot);
+        }
+        if res < 0 {
+            let errno = -res;
+            if errno == libc::ENOBUFS {
+                self.metrics.recv_buffer_exhausted += 1;
+                return self.arm_recv(slot);
+            }
+            let kind = if errno == libc::ECONNRESET {
+                ErrorKind::Reset
+            } else {
+                ErrorKind::RecvFailed
+            };
+            if conn.in_flight() == 0 {
+                self.metrics.closed_by_peer += 1;
+                return self.close(slot);
+            }
+            return self.fail_connection(slot, kind);
+        }
+        if finished {
+            self.arm_recv(slot)?;
+        }
+        self.after_progress(slot, now)
+    }
+
+    /// After responses arrived (or a send finished): send the next batch or free the slot.
+    fn after_progress(&mut self, slot: u32, now: u64) -> Result<(), EngineError> {
+        let conn = &mut self.conns[slot as usize];
+        if conn.state != State::Ready || conn.sending || self.draining {
+            return Ok(());
+        }
+        match self.schedule {
+            None => {
+                if conn.in_flight() == 0 && self.sent < self.plan.request_limit {
+                    let count = (self.config.pipeline as u64)
+                        .min(self.plan.request_limit - self.sent)
+                        as u32;
+                    return self.send_requests(slot, count, now, now);
+                }
+            }
+            Some(_) => {
+                if (conn.in_flight() as usize) < self.config.pipeline && !conn.in_free_list {
+                    conn.in_free_list = true;
+                    conn.idle_since = now;
+                    self.free.push(slot);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_completion(&mut self, tok: Token, res: i32, now: u64) -> Result<(), EngineError> {
+        let slot = tok.slot;
+        let conn = &mut self.conns[slot as usize];
+        if conn.generation != tok.generation {
+            // Cannot happen while slots are reused only after all ops complete; ignore.
+            return Ok(());
+        }
+        conn.ops -= 1;
+        match tok.op {
+            op::SOCKET | op::SOCKOPT | op::BIND => {
+                if res < 0 && res != -libc::ECANCELED && conn.state == State::Connecting {
+                    return self.connect_failed(slot, -res, now);
+                }
+                self.maybe_release(slot, now)
+            }
+            op::CONNECT => {
+                if conn.state != State::Connecting {
+                    return self.maybe_release(slot, now);
+                }
+                if res < 0 {
+                    // -ECANCELED: the linked timeout fired first.
+                    let errno = if res == -libc::ECANCELED {
+                        libc::ETIMEDOUT
+                    } else {
+                        -res
+                    };
+                    return self.connect_failed(slot, errno, now);
+                }
+                conn.state = State::Ready;
+                conn.ever_connected = true;
+                conn.connect_failures = 0;
+                self.any_connected = true;
+                self.metrics.conns_opened += 1;
+                self.metrics
+                    .connect_latency
+                    .saturating_record(ns_to_us(now.saturating_sub(conn.connect_started)));
+                self.arm_recv(slot)?;
+                self.after_progress(slot, now)
+            }
+            op::CONNECT_TIMEOUT | op::CANCEL => self.maybe_release(slot, now),
+            op::CLOSE => self.maybe_release(slot, now),
+            op::SEND => {
+                conn.sending = false;
+                if conn.state != State::Ready {
+                    return self.maybe_release(slot, now);
+                }
+                if res < 0 {
+                    let kind = if res == -libc::ECONNRESET || res == -libc::EPIPE {
+                        ErrorKind::Reset
+                    } else {
+                        ErrorKind::SendFailed
+                    };
+                    return self.fail_connection(slot, kind);
+                }
+                self.metrics.bytes_sent += res as u64;
+                conn.send_done += res as u32;
+                if conn.send_done < conn.send_len {
+                    return self.push_send(slot);
+                }
+                self.after_progress(slot, now)
+            }
+            _ => unreachable!("unknown op {} in a completion token", tok.op),
+        }
+    }
+
+    fn connect_failed(&mut self, slot: u32, errno: i32, now: u64) -> Result<(), EngineError> {
+        let conn = &mut self.conns[slot as usize];
+        self.metrics.conns_failed += 1;
+        let kind = if errno == libc::ECONNREFUSED {
+            ErrorKind::ConnectRefused
+        } else {
+            ErrorKind::ConnectFailed
+        };
+        self.metrics.record_error(kind);
+        if !conn.ever_connected && conn.connect_failures == 0 && !self.any_connected {
+            self.first_connects_failed += 1;
+        }
+        conn.connect_failures += 1;
+        self.close(slot)?;
+        self.maybe_release(slot, now)
+    }
+
+    /// Closes a ready connection, or releases it if already closing.
+    fn close_or_release(&mut self, slot: u32, now: u64) -> Result<(), EngineError> {
+        self.close(slot)?;
+        self.maybe_release(slot, now)
+    }
+
+    /// A closing slot whose operations all completed becomes free and, unless the run is
+    /// ending, is queued to reconnect.
+    fn maybe_release(&mut self, slot: u32, now: u64) -> Result<(), EngineError> {
+        let conn = &mut self.conns[slot as usize];
+        if conn.state != State::Closing || conn.ops != 0 {
+            return Ok(());
+        }
+        conn.state = State::Free;
+        if self.draining {
+            return Ok(());
+        }
+        let ready = if conn.connect_failures > 0 {
+            let backoff =
+                CONNECT_BACKOFF.as_nanos() as u64 * u64::from(conn.connect_failures.min(10));
+            now + backoff
+        } else {
+            self.metrics.reconnects += 1;
+            now
+        };
+        self.to_open.push(Reverse((ready, slot)));
+        Ok(())
+    }
+
+    fn nothing_listening(&self) -> EngineError {
+        let refused = self.metrics.error_count(ErrorKind::ConnectRefused) > 0;
+        let addrs: Vec<String> = self
+            .config
+            .targets
+            .iter()
+            .map(|t| t.addr.to_string())
+            .collect();
+        EngineError::NoConnection {
+            targets: addrs.join(", "),
+            refused,
+        }
+    }
+
+    /// Ends the run: requests still in flight are counted, every connection is closed and the
+    /// loop waits (bounded) until the kernel has finished with every operation, so no buffer
+    /// is freed while the kernel may still use it.
+    fn shutdown(&mut self) {
+        let now = self.clock.now_ns();
+        if !self.draining {
+            self.begin_drain(now);
+        }
+        for slot in 0..self.conns.len() as u32 {
+            let conn = &mut self.conns[slot as usize];
+            if conn.state == State::Ready {
+                self.metrics.open_at_end += 1;
+                self.metrics.in_flight_at_end += u64::from(conn.in_flight());
+                conn.seq_done = conn.seq_sent;
+            }
+            if matches!(conn.state, State::Ready | State::Connecting) && self.close(slot).is_err() {
+                break;
+            }
+        }
+        let deadline = self.clock.now_ns() + SHUTDOWN_WAIT.as_nanos() as u64;
+        while self.conns.iter().any(|c| c.ops > 0) && self.clock.now_ns() < deadline {
+            if self
+                .ring
+                .submit_and_wait(Some(Duration::from_millis(10)))
+                .is_err()
+            {
+                break;
+            }
+            let now = self.clock.now_ns();
+            if self.handle_completions(now).is_err() {
+                break;
+            }
+        }
+        if self.conns.iter().any(|c| c.ops > 0) {
+            // The kernel still holds operations that point into our buffers: leak them rather
+            // than free memory it may write to. Closing the ring cancels those operations.
+            eprintln!(
+                "blaster: worker {}: operations still pending at exit; leaking their buffers",
+                self.index
+            );
+            std::mem::forget(std::mem::take(&mut self.requests));
+            std::mem::forget(std::mem::take(&mut self.targets));
+        }
+        self.ring.unregister_buf_ring(&self.bufs);
+    }
+}
+
+/// Feeds received bytes to a connection's parser and records every complete response.
+fn on_data(
+    conn: &mut Conn,
+    mut data: &[u8],
+    head_request: bool,
+    now: u64,
+    metrics: &mut WorkerMetrics,
+) -> After {
+    while !data.is_empty() {
+        if conn.in_flight() == 0 {
+            // Bytes nobody asked for: the server is broken.
+            metrics.record_error(ErrorKind::UnexpectedData);
+            metrics.closed_on_error += 1;
+            return After::Close { by_peer: false };
+        }
+        match conn.parser.feed(data, head_request) {
+            Ok(progress) => {
+                data = &data[progress.consumed..];
+                if let Some(resp) = progress.response {
+                    let start = conn.pop_start();
+                    metrics.record_response(resp.status, ns_to_us(now.saturating_sub(start)));
+                    if resp.close {
+                        let outstanding = conn.in_flight();
+                        conn.seq_done = conn.seq_sent;
+                        metrics.errors[ErrorKind::ClosedMidResponse as usize] +=
+                            u64::from(outstanding);
+                        return After::Close { by_peer: true };
+                    }
+                }
+            }
+            Err(e) => {
+                let kind = response_error_kind(&e);
+                let outstanding = conn.in_flight();
+                conn.seq_done = conn.seq_sent;
+                metrics.errors[kind as usize] += u64::from(outstanding);
+                metrics.closed_on_error += 1;
+                return After::Close { by_peer: false };
+            }
+        }
+    }
+    After::Nothing
+}
+
+fn response_error_kind(e: &ResponseError) -> ErrorKind {
+    match e.kind() {
+        "headers_too_large" => ErrorKind::HeadersTooLarge,
+        "invalid_chunk" => ErrorKind::InvalidChunk,
+        "invalid_content_length" => ErrorKind::InvalidContentLength,
+        "body_too_large" => ErrorKind::BodyTooLarge,
+        "closed_mid_response" => ErrorKind::ClosedMidResponse,
+        _ => ErrorKind::MalformedResponse,
+    }
+}
