@@ -8,9 +8,11 @@
 //! - [`metrics`]: per-worker histograms and counters, merged after the run.
 //! - [`report`]: plain report data and its renderers (text, JSON).
 //! - [`target`]: the built-in io_uring HTTP/1.1 target server (`blaster serve`).
+//! - [`demo`]: `blaster demo`, the built-in target plus a short load, no setup.
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod metrics;
 pub mod proto;

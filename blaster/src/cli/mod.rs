@@ -1,8 +1,519 @@
 //! Command line: clap flags turned into validated [`crate::config`] values.
+//!
+//! Two stages, as in ripgrep: clap parses raw flags into [`Cli`]; [`RunArgs::to_config`] and
+//! [`ServeArgs::to_config`] check them and produce plain config that the rest of blaster
+//! receives. [`main`] dispatches, installs the signal handlers and maps results to exit codes.
 
 pub mod units;
 
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{LoadModel, RequestSpec, RunConfig, ServeConfig, StopCondition, Target};
+
+/// Exit code: the run finished (or `serve` was stopped).
+pub const EXIT_OK: i32 = 0;
+/// Exit code: bad input or a fatal error.
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code: interrupted by Ctrl-C or SIGTERM (the partial report was still written).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+#[derive(Debug, Parser)]
+#[command(name = "blaster", version, about = "Thread-per-core io_uring load generator for HTTP/1.1", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a load test against one or more URLs.
+    Run(Box<RunArgs>),
+    /// Serve the built-in HTTP/1.1 target (routes: /, /delay/{ms}, /status/{code}, /bytes/{n}, /chunked/{n}).
+    Serve(ServeArgs),
+    /// Start the built-in target on a loopback port, run a short load against it, print the report.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Target URL(s), e.g. http://127.0.0.1:8080/ (connections are spread over them).
+    #[arg(required = true, value_name = "URL")]
+    pub targets: Vec<String>,
+    /// Connections in total (closed model: one request in flight each, times --pipeline).
+    #[arg(short = 'c', long, default_value = "50", value_parser = parse_count_usize)]
+    pub connections: usize,
+    /// How long to run, e.g. 30s, 2m, 1h30m (default 10s unless -n is given).
+    #[arg(short = 'd', long, value_parser = units::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after this many requests, e.g. 10000 or 1M.
+    #[arg(short = 'n', long = "requests", value_parser = units::parse_count)]
+    pub requests: Option<u64>,
+    /// Worker threads, each pinned to a CPU (default: every CPU this process may use).
+    #[arg(short = 't', long, value_parser = parse_count_usize)]
+    pub threads: Option<usize>,
+    /// Open model: requests per second in total, e.g. 2000 or 2k; latency is timed from each
+    /// request's intended send time.
+    #[arg(long, value_parser = units::parse_rate)]
+    pub rate: Option<f64>,
+    /// New connections per second in total (default: as fast as possible).
+    #[arg(long, value_parser = units::parse_rate)]
+    pub connect_rate: Option<f64>,
+    /// HTTP method.
+    #[arg(short = 'm', long, default_value = "GET")]
+    pub method: String,
+    /// Extra header 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "'K: V'")]
+    pub headers: Vec<String>,
+    /// Request body.
+    #[arg(long, conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// Request body read from a file.
+    #[arg(long)]
+    pub body_file: Option<PathBuf>,
+    /// Requests in flight per connection (HTTP pipelining).
+    #[arg(long, default_value = "1", value_parser = parse_count_usize)]
+    pub pipeline: usize,
+    /// A request not answered within this time ends as a `timeout` error.
+    #[arg(long, default_value = "10s", value_parser = units::parse_duration)]
+    pub timeout: Duration,
+    /// Open model: a send later than this after its intended time counts as `late`.
+    #[arg(long, default_value = "1ms", value_parser = units::parse_duration)]
+    pub late_after: Duration,
+    /// Source addresses to connect from: a list (127.0.0.2,127.0.0.3) or a range
+    /// (127.0.0.2-127.0.0.200).
+    #[arg(long, value_name = "ADDRS")]
+    pub source: Option<String>,
+    /// Write the report as JSON to this file (also on Ctrl-C, marked interrupted).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Print no text report.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Server threads (default: every CPU this process may use).
+    #[arg(short = 't', long, value_parser = parse_count_usize)]
+    pub threads: Option<usize>,
+    /// Connections one thread holds at once (its direct-descriptor table; capped by `ulimit -n`).
+    #[arg(long, default_value_t = ServeConfig::DEFAULT_MAX_CONNECTIONS_PER_THREAD, value_parser = parse_count_usize)]
+    pub max_connections: usize,
+    /// Pin server thread i to CPU i.
+    #[arg(long)]
+    pub pin: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// How long the demo load runs.
+    #[arg(short = 'd', long, default_value = "5s", value_parser = units::parse_duration)]
+    pub duration: Duration,
+    /// Connections.
+    #[arg(short = 'c', long, default_value = "50", value_parser = parse_count_usize)]
+    pub connections: usize,
+    /// Write the report as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+}
+
+fn parse_count_usize(s: &str) -> Result<usize, String> {
+    let n = units::parse_count(s).map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err(format!("invalid count \"{s}\": must be at least 1"));
+    }
+    usize::try_from(n).map_err(|_| format!("invalid count \"{s}\": too large"))
+}
+
+/// CPUs this process may run on.
+pub fn available_cpus() -> usize {
+    core_affinity::get_core_ids().map_or(0, |c| c.len()).max(1)
+}
+
+impl RunArgs {
+    /// Checks the flags and resolves the targets into a [`RunConfig`].
+    pub fn to_config(&self, command_line: Vec<String>) -> Result<RunConfig> {
+        if let Some(first) = self.targets.iter().find(|t| t.ends_with(".toml")) {
+            bail!(
+                "\"{first}\" looks like a scenario file; scenario files are not supported by this version yet: give a URL such as http://127.0.0.1:8080/"
+            );
+        }
+        let targets = self
+            .targets
+            .iter()
+            .map(|u| parse_target(u))
+            .collect::<Result<Vec<_>>>()?;
+        let threads = self
+            .threads
+            .unwrap_or_else(available_cpus)
+            .min(self.connections);
+        let model = match self.rate {
+            Some(rate) => LoadModel::Open { rate },
+            None => LoadModel::Closed,
+        };
+        let duration = match (self.duration, self.requests) {
+            (None, None) => Some(Duration::from_secs(10)),
+            (d, _) => d,
+        };
+        if duration == Some(Duration::ZERO) {
+            bail!("invalid duration 0s: give a positive duration such as -d 10s");
+        }
+        if self.requests == Some(0) {
+            bail!("invalid request count 0: give at least one request, e.g. -n 1000");
+        }
+        if self.timeout.is_zero() {
+            bail!("invalid --timeout 0s: give a positive timeout such as --timeout 5s");
+        }
+        let mut headers = Vec::with_capacity(self.headers.len());
+        for h in &self.headers {
+            let (name, value) = h.split_once(':').with_context(|| {
+                format!("invalid header \"{h}\": expected 'Name: value', for example -H 'Accept: application/json'")
+            })?;
+            headers.push((name.trim().to_string(), value.trim().to_string()));
+        }
+        let body = match (&self.body, &self.body_file) {
+            (Some(b), _) => b.clone().into_bytes(),
+            (None, Some(path)) => std::fs::read(path).with_context(|| {
+                format!(
+                    "could not read --body-file {}: check the path",
+                    path.display()
+                )
+            })?,
+            (None, None) => Vec::new(),
+        };
+        let sources = match &self.source {
+            Some(s) => parse_sources(s)?,
+            None => Vec::new(),
+        };
+        let method = self.method.to_ascii_uppercase();
+        let config = RunConfig {
+            targets,
+            sources,
+            threads,
+            connections: self.connections,
+            model,
+            stop: StopCondition {
+                duration,
+                requests: self.requests,
+            },
+            connect_rate: self.connect_rate,
+            pipeline: self.pipeline,
+            timeout: self.timeout,
+            request: RequestSpec {
+                method,
+                headers,
+                body,
+            },
+            late_after: self.late_after,
+            command_line,
+        };
+        // Encode once now so a bad method or header is reported before any connection opens.
+        for t in &config.targets {
+            crate::proto::http1::encode_request(
+                &config.request.method,
+                &t.path,
+                &t.host_header,
+                &config.request.headers,
+                &config.request.body,
+            )?;
+        }
+        Ok(config)
+    }
+}
+
+/// Parses and resolves one target URL.
+pub fn parse_target(raw: &str) -> Result<Target> {
+    let url = url::Url::parse(raw).with_context(|| {
+        format!("invalid URL \"{raw}\": expected a URL such as http://127.0.0.1:8080/path")
+    })?;
+    match url.scheme() {
+        "http" => {}
+        "https" => bail!(
+            "unsupported scheme in \"{raw}\": blaster speaks plain HTTP/1.1 (http://) in this version; test a TLS endpoint through a local TLS terminator"
+        ),
+        other => bail!("unsupported scheme \"{other}\" in \"{raw}\": use http://"),
+    }
+    let host = url
+        .host_str()
+        .with_context(|| format!("invalid URL \"{raw}\": it has no host"))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = (bare_host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("could not resolve host \"{host}\" of \"{raw}\": check the name or use an IP address"))?
+        .next()
+        .with_context(|| format!("host \"{host}\" of \"{raw}\" has no address"))?;
+    let host_header = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    let mut path = url.path().to_string();
+    if let Some(q) = url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    Ok(Target {
+        url: raw.to_string(),
+        addr,
+        host_header,
+        path,
+    })
+}
+
+/// Parses `--source`: a comma-separated list of addresses and IPv4 ranges `A-B`.
+pub fn parse_sources(raw: &str) -> Result<Vec<IpAddr>> {
+    let bad = || {
+        format!(
+            "invalid --source \"{raw}\": expected addresses or ranges such as 127.0.0.2,127.0.0.3 or 127.0.0.2-127.0.0.200"
+        )
+    };
+    let mut out = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let a: std::net::Ipv4Addr = a.trim().parse().with_context(bad)?;
+            let b: std::net::Ipv4Addr = b.trim().parse().with_context(bad)?;
+            let (a, b) = (u32::from(a), u32::from(b));
+            if b < a || b - a > 1 << 20 {
+                bail!(
+                    "{}: the range must go upward and hold at most 1,048,576 addresses",
+                    bad()
+                );
+            }
+            out.extend((a..=b).map(|ip| IpAddr::V4(ip.into())));
+        } else {
+            out.push(part.parse().with_context(bad)?);
+        }
+    }
+    if out.is_empty() {
+        bail!(bad());
+    }
+    Ok(out)
+}
+
+impl ServeArgs {
+    pub fn to_config(&self) -> ServeConfig {
+        ServeConfig {
+            listen: self.listen,
+            threads: self.threads.unwrap_or_else(available_cpus),
+            max_connections_per_thread: self.max_connections,
+            pin: self.pin,
+        }
+    }
+}
+
+/// Installs Ctrl-C / SIGTERM handling: the first signal sets the returned flag (the run stops
+/// and writes its report), a second one exits at once with code 130.
+pub fn install_stop_signals() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Order matters: the conditional exit must see the flag as it was before this signal.
+        signal_hook::flag::register_conditional_shutdown(sig, EXIT_INTERRUPTED, Arc::clone(&stop))
+            .context("could not install the signal handler")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("could not install the signal handler")?;
+    }
+    Ok(stop)
+}
+
 /// Entry point of the binary; returns the process exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_ERROR } else { EXIT_OK };
+            // Printing help or a usage error can only fail on a closed stdout/stderr.
+            let _ = e.print();
+            return code;
+        }
+    };
+    let command_line: Vec<String> = std::env::args().collect();
+    let result = match cli.command {
+        Command::Run(args) => run_command(&args, command_line),
+        Command::Serve(args) => serve_command(&args),
+        Command::Demo(args) => crate::demo::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("blaster: error: {e:#}");
+            EXIT_ERROR
+        }
+    }
+}
+
+fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
+    let config = args.to_config(command_line)?;
+    let stop = install_stop_signals()?;
+    let outcome = crate::engine::run(&config, stop)?;
+    finish_run(&config, &outcome, args.json.as_deref(), args.quiet)
+}
+
+/// Prints and writes the report of a finished run and returns the exit code.
+pub fn finish_run(
+    config: &RunConfig,
+    outcome: &crate::engine::RunOutcome,
+    json: Option<&std::path::Path>,
+    quiet: bool,
+) -> Result<i32> {
+    let report = crate::report::Report::from_run(config, outcome);
+    if let Some(path) = json {
+        crate::report::json::write_json(&report, path)?;
+    }
+    if !quiet {
+        print!("{}", crate::report::text::render(&report));
+    }
+    Ok(if outcome.interrupted {
+        EXIT_INTERRUPTED
+    } else {
+        EXIT_OK
+    })
+}
+
+fn serve_command(args: &ServeArgs) -> Result<i32> {
+    let config = args.to_config();
+    let stop = install_stop_signals()?;
+    crate::target::serve(&config, Arc::clone(&stop), |addr| {
+        println!(
+            "blaster serve: listening on http://{addr}/ with {} thread(s) (Ctrl-C stops)",
+            config.threads
+        );
+    })?;
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["blaster", "run", "http://127.0.0.1:8080/x?y=1"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Run(a) => *a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn defaults_give_a_closed_ten_second_run() {
+        let c = args(&[]).to_config(vec![]).unwrap();
+        assert_eq!(c.model, LoadModel::Closed);
+        assert_eq!(c.stop.duration, Some(Duration::from_secs(10)));
+        assert_eq!(c.connections, 50);
+        assert_eq!(c.targets[0].path, "/x?y=1");
+        assert_eq!(c.targets[0].host_header, "127.0.0.1:8080");
+        assert_eq!(c.request.method, "GET");
+    }
+
+    #[test]
+    fn rate_selects_the_open_model() {
+        let c = args(&["--rate", "2k", "-d", "3s"])
+            .to_config(vec![])
+            .unwrap();
+        assert_eq!(c.model, LoadModel::Open { rate: 2000.0 });
+        assert_eq!(c.stop.duration, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn requests_alone_has_no_time_limit() {
+        let c = args(&["-n", "10k"]).to_config(vec![]).unwrap();
+        assert_eq!(
+            c.stop,
+            StopCondition {
+                duration: None,
+                requests: Some(10_000)
+            }
+        );
+    }
+
+    #[test]
+    fn threads_never_exceed_connections() {
+        let c = args(&["-c", "1", "-t", "4"]).to_config(vec![]).unwrap();
+        assert_eq!(c.threads, 1);
+    }
+
+    #[test]
+    fn headers_and_body_are_taken() {
+        let c = args(&["-m", "post", "-H", "X-A: 1", "--body", "hi"])
+            .to_config(vec![])
+            .unwrap();
+        assert_eq!(c.request.method, "POST");
+        assert_eq!(
+            c.request.headers,
+            vec![("X-A".to_string(), "1".to_string())]
+        );
+        assert_eq!(c.request.body, b"hi");
+    }
+
+    #[test]
+    fn bad_header_is_explained() {
+        let e = args(&["-H", "nocolon"])
+            .to_config(vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nocolon") && e.contains("Name: value"), "{e}");
+    }
+
+    #[test]
+    fn bad_url_and_scheme_are_explained() {
+        let e = parse_target("not a url").unwrap_err().to_string();
+        assert!(e.contains("invalid URL \"not a url\""), "{e}");
+        let e = parse_target("https://127.0.0.1/").unwrap_err().to_string();
+        assert!(e.contains("unsupported scheme"), "{e}");
+        let e = parse_target("ftp://127.0.0.1/").unwrap_err().to_string();
+        assert!(e.contains("\"ftp\""), "{e}");
+    }
+
+    #[test]
+    fn default_port_and_ipv6_resolve() {
+        let t = parse_target("http://127.0.0.1/").unwrap();
+        assert_eq!(t.addr.port(), 80);
+        assert_eq!(t.host_header, "127.0.0.1");
+        let t = parse_target("http://[::1]:9000/").unwrap();
+        assert_eq!(t.addr, "[::1]:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn scenario_files_are_refused_clearly_for_now() {
+        let a = match Cli::try_parse_from(["blaster", "run", "plan.toml"])
+            .unwrap()
+            .command
+        {
+            Command::Run(a) => a,
+            _ => unreachable!(),
+        };
+        let e = a.to_config(vec![]).unwrap_err().to_string();
+        assert!(e.contains("scenario file"), "{e}");
+    }
+
+    #[test]
+    fn sources_parse_lists_and_ranges() {
+        let s = parse_sources("127.0.0.2-127.0.0.4,::1").unwrap();
+        assert_eq!(s.len(), 4);
+        assert_eq!(s[2], "127.0.0.4".parse::<IpAddr>().unwrap());
+        assert!(parse_sources("127.0.0.9-127.0.0.2").is_err());
+        assert!(
+            parse_sources("x")
+                .unwrap_err()
+                .to_string()
+                .contains("127.0.0.2-127.0.0.200")
+        );
+    }
+
+    #[test]
+    fn zero_counts_are_refused() {
+        assert!(Cli::try_parse_from(["blaster", "run", "http://127.0.0.1/", "-c", "0"]).is_err());
+        assert!(args(&["-d", "0s"]).to_config(vec![]).is_err());
+    }
 }

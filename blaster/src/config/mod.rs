@@ -96,8 +96,31 @@ pub fn share(total: usize, parts: usize, index: usize) -> usize {
 /// Configuration of the built-in target server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeConfig {
+    /// Address every worker's `SO_REUSEPORT` listening socket binds (port 0: pick a free one).
     pub listen: SocketAddr,
+    /// Worker threads, each with its own io_uring, listening socket and connections.
     pub threads: usize,
+    /// Connections one worker holds at once (the size of its direct-descriptor table); the
+    /// server clamps it to the open-files limit (see `target::connection_limit`).
+    pub max_connections_per_thread: usize,
+    /// Pin worker `i` to CPU `i` (modulo the CPUs available).
+    pub pin: bool,
+}
+
+impl ServeConfig {
+    /// Connections per worker unless configured otherwise.
+    pub const DEFAULT_MAX_CONNECTIONS_PER_THREAD: usize = 16384;
+}
+
+impl Default for ServeConfig {
+    fn default() -> ServeConfig {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            threads: 1,
+            max_connections_per_thread: ServeConfig::DEFAULT_MAX_CONNECTIONS_PER_THREAD,
+            pin: false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -47,7 +47,10 @@ impl Reply {
     /// Whether the connection must close after this reply (the request stream can no
     /// longer be trusted).
     pub fn closes(&self) -> bool {
-        matches!(self, Reply::Malformed(_) | Reply::HeadTooLarge | Reply::ChunkedBody)
+        matches!(
+            self,
+            Reply::Malformed(_) | Reply::HeadTooLarge | Reply::ChunkedBody
+        )
     }
 }
 
@@ -70,7 +73,14 @@ pub struct Request {
 impl Request {
     /// A request that could not be parsed: answered with `reply`, then the connection closes.
     pub fn reject(reply: Reply) -> Request {
-        Request { reply, head: false, keep_alive: false, http10: false, expect_continue: false, body_len: 0 }
+        Request {
+            reply,
+            head: false,
+            keep_alive: false,
+            http10: false,
+            expect_continue: false,
+            body_len: 0,
+        }
     }
 }
 
@@ -91,7 +101,9 @@ pub fn parse(buf: &[u8]) -> Parsed {
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Parsed::Reject(Reply::HeadTooLarge),
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Parsed::Reject(Reply::HeadTooLarge);
+        }
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(httparse::Error::TooManyHeaders) => return Parsed::Reject(Reply::HeadTooLarge),
         Err(e) => return Parsed::Reject(Reply::Malformed(parse_error(e))),
@@ -148,8 +160,7 @@ pub fn parse(buf: &[u8]) -> Parsed {
 
 fn parse_error(e: httparse::Error) -> &'static str {
     match e {
-        httparse::Error::Method => "invalid method",
-        httparse::Error::Token => "invalid request target",
+        httparse::Error::Token => "invalid method or request target",
         httparse::Error::Version => "not an HTTP/1.0 or HTTP/1.1 request",
         httparse::Error::HeaderName => "invalid header name",
         httparse::Error::HeaderValue => "invalid header value",
@@ -187,7 +198,10 @@ pub fn route(target: &str) -> Reply {
     }
     if let Some(n) = path.strip_prefix("/chunked/") {
         return match parse_decimal(n.as_bytes()) {
-            Some(len) if len <= MAX_BODY => Reply::Chunked { len, trailer: query.is_some_and(wants_trailer) },
+            Some(len) if len <= MAX_BODY => Reply::Chunked {
+                len,
+                trailer: query.is_some_and(wants_trailer),
+            },
             _ => Reply::BadParam("/chunked/{n} takes a byte count from 0 to 1073741824"),
         };
     }
@@ -195,7 +209,9 @@ pub fn route(target: &str) -> Reply {
 }
 
 fn wants_trailer(query: &str) -> bool {
-    query.split('&').any(|kv| matches!(kv, "trailer=1" | "trailer=true"))
+    query
+        .split('&')
+        .any(|kv| matches!(kv, "trailer=1" | "trailer=true"))
 }
 
 /// A plain decimal number (digits only, at most 19 of them so it fits a u64).
@@ -214,12 +230,17 @@ mod tests {
     fn complete(buf: &[u8]) -> (Request, usize) {
         match parse(buf) {
             Parsed::Complete { request, len } => (request, len),
-            other => panic!("expected a complete request from {:?}, got {other:?}", String::from_utf8_lossy(buf)),
+            other => panic!(
+                "expected a complete request from {:?}, got {other:?}",
+                String::from_utf8_lossy(buf)
+            ),
         }
     }
 
     fn reply_of(target: &str) -> Reply {
-        complete(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).0.reply
+        complete(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .0
+            .reply
     }
 
     #[test]
@@ -232,20 +253,45 @@ mod tests {
         assert_eq!(reply_of("/status/204"), Reply::Status(204));
         assert_eq!(reply_of("/bytes/1000000"), Reply::Bytes(1_000_000));
         assert_eq!(reply_of("/bytes/1073741824"), Reply::Bytes(MAX_BODY));
-        assert_eq!(reply_of("/chunked/10000"), Reply::Chunked { len: 10_000, trailer: false });
-        assert_eq!(reply_of("/chunked/10000?trailer=1"), Reply::Chunked { len: 10_000, trailer: true });
-        assert_eq!(reply_of("/chunked/7?x=2&trailer=true"), Reply::Chunked { len: 7, trailer: true });
-        assert_eq!(reply_of("/chunked/7?trailer=0"), Reply::Chunked { len: 7, trailer: false });
+        assert_eq!(
+            reply_of("/chunked/10000"),
+            Reply::Chunked {
+                len: 10_000,
+                trailer: false
+            }
+        );
+        assert_eq!(
+            reply_of("/chunked/10000?trailer=1"),
+            Reply::Chunked {
+                len: 10_000,
+                trailer: true
+            }
+        );
+        assert_eq!(
+            reply_of("/chunked/7?x=2&trailer=true"),
+            Reply::Chunked {
+                len: 7,
+                trailer: true
+            }
+        );
+        assert_eq!(
+            reply_of("/chunked/7?trailer=0"),
+            Reply::Chunked {
+                len: 7,
+                trailer: false
+            }
+        );
     }
 
     #[test]
     fn bad_paths_and_parameters() {
-        for target in ["/nope", "/bytes", "/bytes/10/", "/delay", "/index.html", "//", "/status"] {
+        for target in ["/nope", "/bytes", "/delay", "/index.html", "//", "/status"] {
             assert_eq!(reply_of(target), Reply::NotFound, "{target}");
         }
         for target in [
             "/bytes/",
             "/bytes/-1",
+            "/bytes/10/",
             "/bytes/1x",
             "/bytes/1073741825",
             "/bytes/99999999999999999999",
@@ -259,7 +305,11 @@ mod tests {
             "/chunked/",
             "/chunked/1073741825",
         ] {
-            assert!(matches!(reply_of(target), Reply::BadParam(_)), "{target}: {:?}", reply_of(target));
+            assert!(
+                matches!(reply_of(target), Reply::BadParam(_)),
+                "{target}: {:?}",
+                reply_of(target)
+            );
         }
     }
 
@@ -269,7 +319,8 @@ mod tests {
         assert!(r.head);
         assert_eq!(r.reply, Reply::Bytes(100));
         for m in ["POST", "PUT"] {
-            let (r, _) = complete(format!("{m} / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc").as_bytes());
+            let (r, _) =
+                complete(format!("{m} / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc").as_bytes());
             assert_eq!((r.reply, r.head, r.body_len), (Reply::Ok, false, 3));
         }
         let (r, _) = complete(b"DELETE / HTTP/1.1\r\n\r\n");
@@ -280,26 +331,54 @@ mod tests {
     #[test]
     fn keep_alive_rules() {
         assert!(complete(b"GET / HTTP/1.1\r\n\r\n").0.keep_alive);
-        assert!(!complete(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").0.keep_alive);
-        assert!(!complete(b"GET / HTTP/1.1\r\nconnection: Keep-Alive, CLOSE\r\n\r\n").0.keep_alive);
+        assert!(
+            !complete(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .0
+                .keep_alive
+        );
+        assert!(
+            !complete(b"GET / HTTP/1.1\r\nconnection: Keep-Alive, CLOSE\r\n\r\n")
+                .0
+                .keep_alive
+        );
         let (r, _) = complete(b"GET / HTTP/1.0\r\n\r\n");
         assert!(!r.keep_alive && r.http10);
-        assert!(complete(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").0.keep_alive);
-        assert!(!complete(b"GET / HTTP/1.0\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n").0.keep_alive);
+        assert!(
+            complete(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                .0
+                .keep_alive
+        );
+        assert!(
+            !complete(b"GET / HTTP/1.0\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n")
+                .0
+                .keep_alive
+        );
     }
 
     #[test]
     fn bodies_and_expect() {
-        let (r, len) = complete(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello");
-        assert_eq!(len, b"POST / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n".len());
+        let (r, len) =
+            complete(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello");
+        assert_eq!(
+            len,
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n".len()
+        );
         assert_eq!(r.body_len, 5);
         assert!(r.expect_continue);
         assert_eq!(
             parse(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
             Parsed::Reject(Reply::Malformed("conflicting Content-Length headers"))
         );
-        assert_eq!(complete(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").0.body_len, 5);
-        assert!(matches!(parse(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"), Parsed::Reject(Reply::Malformed(_))));
+        assert_eq!(
+            complete(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
+                .0
+                .body_len,
+            5
+        );
+        assert!(matches!(
+            parse(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            Parsed::Reject(Reply::Malformed(_))
+        ));
         assert_eq!(
             parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Parsed::Reject(Reply::ChunkedBody)
@@ -309,9 +388,18 @@ mod tests {
 
     #[test]
     fn malformed_and_oversized() {
-        assert!(matches!(parse(b"GARBAGE\r\n\r\n"), Parsed::Reject(Reply::Malformed(_))));
-        assert!(matches!(parse(b"GET / HTTP/2.0\r\n\r\n"), Parsed::Reject(Reply::Malformed(_))));
-        assert!(matches!(parse(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"), Parsed::Reject(Reply::Malformed(_))));
+        assert!(matches!(
+            parse(b"GARBAGE\r\n\r\n"),
+            Parsed::Reject(Reply::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(b"GET / HTTP/2.0\r\n\r\n"),
+            Parsed::Reject(Reply::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"),
+            Parsed::Reject(Reply::Malformed(_))
+        ));
         let mut big = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
         big.resize(MAX_HEAD + 10, b'a');
         assert_eq!(parse(&big), Parsed::Reject(Reply::HeadTooLarge));
@@ -337,7 +425,14 @@ mod tests {
             replies.push((request.reply, request.head));
             pos += len + request.body_len as usize;
         }
-        assert_eq!(replies, vec![(Reply::Ok, false), (Reply::Status(503), false), (Reply::Bytes(9), true)]);
+        assert_eq!(
+            replies,
+            vec![
+                (Reply::Ok, false),
+                (Reply::Status(503), false),
+                (Reply::Bytes(9), true)
+            ]
+        );
         assert_eq!(&buf[pos..], b"GET /x");
         assert_eq!(parse(&buf[pos..]), Parsed::Partial);
     }
@@ -350,7 +445,13 @@ mod tests {
         }
         let (r, len) = complete(buf);
         assert_eq!(len, buf.len());
-        assert_eq!(r.reply, Reply::Chunked { len: 5, trailer: true });
+        assert_eq!(
+            r.reply,
+            Reply::Chunked {
+                len: 5,
+                trailer: true
+            }
+        );
         assert!(!r.keep_alive);
     }
 
@@ -359,7 +460,10 @@ mod tests {
         assert_eq!(parse_decimal(b"0"), Some(0));
         assert_eq!(parse_decimal(b" 42 "), Some(42));
         assert_eq!(parse_decimal(b"18446744073709551615"), None);
-        assert_eq!(parse_decimal(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+        assert_eq!(
+            parse_decimal(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
         assert_eq!(parse_decimal(b"+1"), None);
         assert_eq!(parse_decimal(b""), None);
     }

@@ -30,7 +30,11 @@ pub enum ListenError {
     )]
     NotLocal { addr: SocketAddr },
     #[error("cannot listen on {addr}: {op} failed: {source}")]
-    Other { addr: SocketAddr, op: &'static str, source: io::Error },
+    Other {
+        addr: SocketAddr,
+        op: &'static str,
+        source: io::Error,
+    },
 }
 
 /// Binds `count` listening sockets to `addr` (port 0: the first picks a free port and the
@@ -40,7 +44,11 @@ pub fn bind_all(addr: SocketAddr, count: usize) -> Result<(Vec<OwnedFd>, SocketA
         probe_free(addr)?;
     }
     let first = bind_one(addr)?;
-    let bound = local_addr(&first).map_err(|source| ListenError::Other { addr, op: "getsockname", source })?;
+    let bound = local_addr(&first).map_err(|source| ListenError::Other {
+        addr,
+        op: "getsockname",
+        source,
+    })?;
     let mut sockets = Vec::with_capacity(count);
     sockets.push(first);
     for _ in 1..count {
@@ -71,11 +79,19 @@ fn bind_one(addr: SocketAddr) -> Result<OwnedFd, ListenError> {
 }
 
 fn new_socket(addr: SocketAddr) -> Result<OwnedFd, ListenError> {
-    let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     // SAFETY: socket takes integer arguments only and returns a new descriptor or -1.
     let raw = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
-        return Err(ListenError::Other { addr, op: "socket", source: io::Error::last_os_error() });
+        return Err(ListenError::Other {
+            addr,
+            op: "socket",
+            source: io::Error::last_os_error(),
+        });
     }
     // SAFETY: `raw` is a descriptor socket() just returned; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
@@ -95,7 +111,11 @@ fn set_opt(fd: &OwnedFd, level: i32, name: i32, addr: SocketAddr) -> Result<(), 
         )
     };
     if rc != 0 {
-        return Err(ListenError::Other { addr, op: "setsockopt", source: io::Error::last_os_error() });
+        return Err(ListenError::Other {
+            addr,
+            op: "setsockopt",
+            source: io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
@@ -104,7 +124,13 @@ fn bind(fd: &OwnedFd, addr: SocketAddr) -> Result<(), ListenError> {
     let (storage, len) = to_sockaddr(addr);
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes for the socket's family and
     // lives across the call; bind only reads it.
-    let rc = unsafe { libc::bind(fd.as_raw_fd(), (&storage as *const libc::sockaddr_storage).cast(), len) };
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
     if rc != 0 {
         return Err(classify(addr, "bind", io::Error::last_os_error()));
     }
@@ -128,11 +154,17 @@ fn to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and aligned for every sockaddr type.
-            unsafe { (&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>().write(sin) };
+            unsafe {
+                (&mut storage as *mut libc::sockaddr_storage)
+                    .cast::<libc::sockaddr_in>()
+                    .write(sin)
+            };
             mem::size_of::<libc::sockaddr_in>()
         }
         SocketAddr::V6(v6) => {
@@ -140,11 +172,17 @@ fn to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: v6.port().to_be(),
                 sin6_flowinfo: v6.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: v6.ip().octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
                 sin6_scope_id: v6.scope_id(),
             };
             // SAFETY: sockaddr_storage is larger than and aligned for every sockaddr type.
-            unsafe { (&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>().write(sin6) };
+            unsafe {
+                (&mut storage as *mut libc::sockaddr_storage)
+                    .cast::<libc::sockaddr_in6>()
+                    .write(sin6)
+            };
             mem::size_of::<libc::sockaddr_in6>()
         }
     };
@@ -156,20 +194,30 @@ fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: getsockname writes at most `len` bytes into `storage`, which we own.
-    let rc = unsafe { libc::getsockname(fd.as_raw_fd(), (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len) };
+    let rc = unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the kernel wrote a sockaddr_in, and storage is aligned for it.
-            let sin = unsafe { &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin = unsafe {
+                &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
             let ip = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
             Ok(SocketAddr::from((ip, u16::from_be(sin.sin_port))))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the kernel wrote a sockaddr_in6, and storage is aligned for it.
-            let sin6 = unsafe { &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 = unsafe {
+                &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
             Ok(SocketAddr::V6(std::net::SocketAddrV6::new(
                 ip,
@@ -178,7 +226,9 @@ fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
                 sin6.sin6_scope_id,
             )))
         }
-        family => Err(io::Error::other(format!("unexpected address family {family}"))),
+        family => Err(io::Error::other(format!(
+            "unexpected address family {family}"
+        ))),
     }
 }
 
@@ -202,7 +252,10 @@ mod tests {
         let err = bind_all(addr, 1).expect_err("port is taken");
         assert!(matches!(err, ListenError::InUse { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains(&addr.to_string()) && msg.contains("already in use"), "{msg}");
+        assert!(
+            msg.contains(&addr.to_string()) && msg.contains("already in use"),
+            "{msg}"
+        );
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("std bind");
         let err = bind_all(std_listener.local_addr().expect("addr"), 2).expect_err("port is taken");
         assert!(matches!(err, ListenError::InUse { .. }), "{err:?}");

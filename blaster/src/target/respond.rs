@@ -65,7 +65,10 @@ const fn chunk_frames() -> [u8; FRAME * FRAMES] {
 /// The sum of the first `n` body bytes (the `X-Checksum` trailer of `/chunked/{n}?trailer=1`).
 pub fn body_sum(n: u64) -> u64 {
     let full: u64 = PATTERN.iter().map(|&b| u64::from(b)).sum();
-    let rest: u64 = PATTERN[..(n % 64) as usize].iter().map(|&b| u64::from(b)).sum();
+    let rest: u64 = PATTERN[..(n % 64) as usize]
+        .iter()
+        .map(|&b| u64::from(b))
+        .sum();
     (n / 64) * full + rest
 }
 
@@ -85,8 +88,15 @@ pub struct Meta {
 /// The rest of a large body, produced piece by piece.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
-    Bytes { left: u64 },
-    Chunked { left: u64, total: u64, trailer: bool, ended: bool },
+    Bytes {
+        left: u64,
+    },
+    Chunked {
+        left: u64,
+        total: u64,
+        trailer: bool,
+        ended: bool,
+    },
 }
 
 /// The next piece of a [`Stream`].
@@ -141,7 +151,13 @@ impl Stream {
 
     /// The last partial chunk, the last-chunk and the trailer section.
     fn append_tail(&mut self, out: &mut Vec<u8>) {
-        if let Stream::Chunked { left, total, trailer, ended } = self {
+        if let Stream::Chunked {
+            left,
+            total,
+            trailer,
+            ended,
+        } = self
+        {
             debug_assert!(*left < CHUNK as u64);
             if *left > 0 {
                 put_hex(out, *left);
@@ -169,7 +185,9 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// How a response body is framed.
 enum Framing {
     Length(u64),
-    Chunked { trailer: bool },
+    Chunked {
+        trailer: bool,
+    },
     /// 204 and 304: no body and no Content-Length.
     None,
 }
@@ -189,7 +207,11 @@ pub fn encode(out: &mut Vec<u8>, reply: &Reply, meta: Meta) -> Option<Stream> {
             None
         }
         Reply::Status(code) => {
-            let framing = if code == 204 || code == 304 { Framing::None } else { Framing::Length(0) };
+            let framing = if code == 204 || code == 304 {
+                Framing::None
+            } else {
+                Framing::Length(0)
+            };
             head(out, code, framing, meta, b"");
             None
         }
@@ -200,7 +222,12 @@ pub fn encode(out: &mut Vec<u8>, reply: &Reply, meta: Meta) -> Option<Stream> {
             if meta.head {
                 return None;
             }
-            let mut stream = Stream::Chunked { left: len, total: len, trailer, ended: false };
+            let mut stream = Stream::Chunked {
+                left: len,
+                total: len,
+                trailer,
+                ended: false,
+            };
             if len <= INLINE_BODY {
                 stream.append_all(out);
                 return None;
@@ -208,7 +235,13 @@ pub fn encode(out: &mut Vec<u8>, reply: &Reply, meta: Meta) -> Option<Stream> {
             Some(stream)
         }
         Reply::NotFound => {
-            text(out, 404, meta, &[b"not found: try /, /delay/{ms}, /status/{code}, /bytes/{n} or /chunked/{n}\n"], b"");
+            text(
+                out,
+                404,
+                meta,
+                &[b"not found: try /, /delay/{ms}, /status/{code}, /bytes/{n} or /chunked/{n}\n"],
+                b"",
+            );
             None
         }
         Reply::BadParam(why) => {
@@ -216,15 +249,33 @@ pub fn encode(out: &mut Vec<u8>, reply: &Reply, meta: Meta) -> Option<Stream> {
             None
         }
         Reply::MethodNotAllowed => {
-            text(out, 405, meta, &[b"method not allowed: use GET, HEAD, POST or PUT\n"], b"Allow: GET, HEAD, POST, PUT\r\n");
+            text(
+                out,
+                405,
+                meta,
+                &[b"method not allowed: use GET, HEAD, POST or PUT\n"],
+                b"Allow: GET, HEAD, POST, PUT\r\n",
+            );
             None
         }
         Reply::Malformed(why) => {
-            text(out, 400, meta, &[b"bad request: ", why.as_bytes(), b"\n"], b"");
+            text(
+                out,
+                400,
+                meta,
+                &[b"bad request: ", why.as_bytes(), b"\n"],
+                b"",
+            );
             None
         }
         Reply::HeadTooLarge => {
-            text(out, 431, meta, &[b"request head too large: at most 65536 bytes and 64 header fields\n"], b"");
+            text(
+                out,
+                431,
+                meta,
+                &[b"request head too large: at most 65536 bytes and 64 header fields\n"],
+                b"",
+            );
             None
         }
         Reply::ChunkedBody => {
@@ -397,20 +448,51 @@ mod tests {
     #[test]
     fn root_fast_path_and_variants() {
         let (text, stream) = encoded(Reply::Ok, Meta::default());
-        assert_eq!(text, "HTTP/1.1 200 OK\r\nServer: blaster\r\nContent-Length: 2\r\n\r\nok");
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nServer: blaster\r\nContent-Length: 2\r\n\r\nok"
+        );
         assert!(stream.is_none());
-        let (text, _) = encoded(Reply::Ok, Meta { close: true, ..Meta::default() });
-        assert_eq!(text, "HTTP/1.1 200 OK\r\nServer: blaster\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
-        let (text, _) = encoded(Reply::Delay { ms: 5 }, Meta { head: true, http10: true, ..Meta::default() });
-        assert_eq!(text, "HTTP/1.1 200 OK\r\nServer: blaster\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n");
-        let (text, _) = encoded(Reply::Ok, Meta { expect_continue: true, ..Meta::default() });
+        let (text, _) = encoded(
+            Reply::Ok,
+            Meta {
+                close: true,
+                ..Meta::default()
+            },
+        );
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nServer: blaster\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
+        );
+        let (text, _) = encoded(
+            Reply::Delay { ms: 5 },
+            Meta {
+                head: true,
+                http10: true,
+                ..Meta::default()
+            },
+        );
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nServer: blaster\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n"
+        );
+        let (text, _) = encoded(
+            Reply::Ok,
+            Meta {
+                expect_continue: true,
+                ..Meta::default()
+            },
+        );
         assert!(text.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"));
     }
 
     #[test]
     fn status_bodies() {
         let (text, _) = encoded(Reply::Status(503), Meta::default());
-        assert_eq!(text, "HTTP/1.1 503 Service Unavailable\r\nServer: blaster\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(
+            text,
+            "HTTP/1.1 503 Service Unavailable\r\nServer: blaster\r\nContent-Length: 0\r\n\r\n"
+        );
         for code in [204, 304] {
             let (text, _) = encoded(Reply::Status(code), Meta::default());
             assert!(!text.contains("Content-Length"), "{text}");
@@ -424,8 +506,17 @@ mod tests {
     fn bytes_inline_and_streamed() {
         let (text, stream) = encoded(Reply::Bytes(100), Meta::default());
         assert!(stream.is_none());
-        assert!(text.ends_with(&format!("Content-Length: 100\r\n\r\n{}", String::from_utf8_lossy(&BODY[..100]))));
-        let (text, stream) = encoded(Reply::Bytes(100), Meta { head: true, ..Meta::default() });
+        assert!(text.ends_with(&format!(
+            "Content-Length: 100\r\n\r\n{}",
+            String::from_utf8_lossy(&BODY[..100])
+        )));
+        let (text, stream) = encoded(
+            Reply::Bytes(100),
+            Meta {
+                head: true,
+                ..Meta::default()
+            },
+        );
         assert!(stream.is_none() && text.ends_with("Content-Length: 100\r\n\r\n"));
         for n in [16 * 1024 + 1, 65536, 65537, 1_000_000] {
             let mut out = Vec::new();
@@ -442,8 +533,13 @@ mod tests {
     fn dechunk(mut wire: &[u8]) -> (Vec<u8>, String) {
         let mut body = Vec::new();
         loop {
-            let line_end = wire.windows(2).position(|w| w == b"\r\n").expect("size line");
-            let size = usize::from_str_radix(std::str::from_utf8(&wire[..line_end]).expect("ascii"), 16).expect("hex");
+            let line_end = wire
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("size line");
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&wire[..line_end]).expect("ascii"), 16)
+                    .expect("hex");
             wire = &wire[line_end + 2..];
             if size == 0 {
                 return (body, String::from_utf8(wire.to_vec()).expect("ascii"));
@@ -457,10 +553,24 @@ mod tests {
 
     #[test]
     fn chunked_sizes_and_trailer() {
-        for n in [0u64, 1, 4095, 4096, 4097, 16 * 1024, 16 * 1024 + 1, 65536, 200_000] {
+        for n in [
+            0u64,
+            1,
+            4095,
+            4096,
+            4097,
+            16 * 1024,
+            16 * 1024 + 1,
+            65536,
+            200_000,
+        ] {
             for trailer in [false, true] {
                 let mut out = Vec::new();
-                if let Some(stream) = encode(&mut out, &Reply::Chunked { len: n, trailer }, Meta::default()) {
+                if let Some(stream) = encode(
+                    &mut out,
+                    &Reply::Chunked { len: n, trailer },
+                    Meta::default(),
+                ) {
                     drain(stream, &mut out);
                 }
                 let text = String::from_utf8_lossy(&out).to_string();
@@ -482,7 +592,16 @@ mod tests {
 
     #[test]
     fn chunked_for_http10_is_plain() {
-        let (text, stream) = encoded(Reply::Chunked { len: 10, trailer: true }, Meta { http10: true, ..Meta::default() });
+        let (text, stream) = encoded(
+            Reply::Chunked {
+                len: 10,
+                trailer: true,
+            },
+            Meta {
+                http10: true,
+                ..Meta::default()
+            },
+        );
         assert!(stream.is_none());
         assert!(text.contains("Content-Length: 10\r\n") && !text.contains("chunked"));
     }
@@ -490,14 +609,37 @@ mod tests {
     #[test]
     fn errors_say_what_to_do() {
         let (text, _) = encoded(Reply::MethodNotAllowed, Meta::default());
-        assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n") && text.contains("Allow: GET"));
-        let (text, _) = encoded(Reply::Malformed("invalid method"), Meta { close: true, ..Meta::default() });
-        assert!(text.contains("Connection: close\r\n") && text.ends_with("bad request: invalid method\n"));
+        assert!(
+            text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n") && text.contains("Allow: GET")
+        );
+        let (text, _) = encoded(
+            Reply::Malformed("invalid method"),
+            Meta {
+                close: true,
+                ..Meta::default()
+            },
+        );
+        assert!(
+            text.contains("Connection: close\r\n")
+                && text.ends_with("bad request: invalid method\n")
+        );
         let body = "bad request: invalid method\n";
         assert!(text.contains(&format!("Content-Length: {}\r\n", body.len())));
-        let (text, _) = encoded(Reply::HeadTooLarge, Meta { close: true, ..Meta::default() });
+        let (text, _) = encoded(
+            Reply::HeadTooLarge,
+            Meta {
+                close: true,
+                ..Meta::default()
+            },
+        );
         assert!(text.starts_with("HTTP/1.1 431 "));
-        let (text, _) = encoded(Reply::ChunkedBody, Meta { close: true, ..Meta::default() });
+        let (text, _) = encoded(
+            Reply::ChunkedBody,
+            Meta {
+                close: true,
+                ..Meta::default()
+            },
+        );
         assert!(text.starts_with("HTTP/1.1 501 "));
     }
 
@@ -511,6 +653,9 @@ mod tests {
             put_hex(&mut out, n);
             assert_eq!(out, format!("{n:x}").as_bytes());
         }
-        assert_eq!(body_sum(130), BODY[..130].iter().map(|&b| u64::from(b)).sum::<u64>());
+        assert_eq!(
+            body_sum(130),
+            BODY[..130].iter().map(|&b| u64::from(b)).sum::<u64>()
+        );
     }
 }

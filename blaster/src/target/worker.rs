@@ -1,0 +1,887 @@
+//! One server thread: its own ring, listening socket, provided-buffer ring and connection slab,
+//! driven by completions until the stop flag is set.
+//!
+//! Boundary: this file owns every io_uring operation of the server and every buffer the kernel
+//! reads or writes; what to answer comes from [`super::http`] and how it looks on the wire from
+//! [`super::respond`].
+//!
+//! Per thread: a multishot accept into direct descriptors; per connection, a multishot receive
+//! into the buffer ring and at most one send in flight. The slab is indexed by the direct
+//! descriptor the accept returned; a [`Token`] in every operation carries slot, generation and
+//! operation.
+//!
+//! Connection life: `Open` (serving) -> optionally `Linger` (after a `Connection: close`
+//! answer: `shutdown(SHUT_WR)`, discard input until the peer's FIN or a timeout) -> `Draining`
+//! (every operation of the slot cancelled, waiting for their completions) -> `Closing` (the
+//! `Close` of the descriptor is submitted only once nothing else of the slot is in flight) ->
+//! `Free`. Because the descriptor stays in the table until that `Close`, the kernel cannot hand
+//! its index to a new connection while an old operation could still touch the slot's buffers.
+//!
+//! Output: responses are appended to `wbuf` while `flight` (the previous batch) is being sent;
+//! when the send completes the two swap, so a buffer the kernel is reading is never written or
+//! reallocated. Large bodies are sent straight from static memory. Responses leave in request
+//! order: a delayed one (a `Timeout` operation) holds back those behind it.
+
+use std::collections::VecDeque;
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types};
+
+use super::ServeStats;
+use super::http::{self, Parsed, Reply, Request};
+use super::respond::{self, Meta, Piece, Stream};
+use crate::engine::ring::{BufRing, Ring, RingConfig, Token};
+
+/// How long one wait for completions lasts before the stop flag is checked again.
+const WAIT: Duration = Duration::from_millis(50);
+/// How long a connection we closed waits for the peer's FIN before it is closed anyway.
+const LINGER: Duration = Duration::from_secs(1);
+/// How long accepting pauses after a resource error when no connection has closed since.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// How long stopping waits for outstanding operations before giving up on them.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Provided-buffer group of the receive buffers.
+const BGID: u16 = 0;
+/// Size of one receive buffer.
+const BUF_SIZE: u32 = 4096;
+
+/// Output waiting behind the send in flight above which parsing pauses...
+const OUT_HIGH: usize = 256 * 1024;
+/// ...and below which it resumes.
+const OUT_LOW: usize = 64 * 1024;
+/// Replies waiting behind a delay or a streamed body above which parsing pauses...
+const BACKLOG_HIGH: usize = 256;
+/// ...and below which it resumes.
+const BACKLOG_LOW: usize = 64;
+/// Unparsed input kept while paused above which the receive is cancelled (TCP then pushes back).
+const PAUSED_INPUT_MAX: usize = 64 * 1024;
+/// Unparsed input kept while paused above which the connection is closed: the receive could
+/// not be stopped and the client keeps sending without reading.
+const PAUSED_INPUT_LIMIT: usize = 8 * 1024 * 1024;
+/// Emptied buffers keep at most this much capacity.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// Generations as [`Token`] carries them (24 bits).
+const GEN_MASK: u32 = (1 << 24) - 1;
+
+// Operation codes in tokens.
+const OP_ACCEPT: u8 = 1;
+const OP_RECV: u8 = 2;
+const OP_SEND: u8 = 3;
+const OP_TIMER: u8 = 4;
+/// Cancel of every operation on a connection's descriptor (tracked).
+const OP_CANCEL: u8 = 5;
+/// Cancel posting a completion only on failure (nothing matched); ignored.
+const OP_CANCEL_QUIET: u8 = 6;
+const OP_SHUTDOWN: u8 = 7;
+const OP_CLOSE: u8 = 8;
+/// Cancel of the receive for backpressure; a completion arrives only if it missed.
+const OP_CANCEL_RECV: u8 = 9;
+
+/// Slot of the listener's accept in its token.
+const LISTENER_SLOT: u32 = u32::MAX;
+
+// Operations of a connection in flight (`Conn::ops`).
+const IN_RECV: u8 = 1;
+const IN_SEND: u8 = 2;
+const IN_TIMER: u8 = 4;
+const IN_CANCEL: u8 = 8;
+const IN_SHUTDOWN: u8 = 16;
+/// Operations bound to the descriptor (what a cancel by descriptor reaches).
+const FD_OPS: u8 = IN_RECV | IN_SEND | IN_SHUTDOWN;
+
+// Connection flags (`Conn::flags`).
+/// The peer sent FIN: no more input.
+const PEER_CLOSED: u8 = 1;
+/// A response announced `Connection: close`: ignore further requests, close once flushed.
+const CLOSE_AFTER: u8 = 2;
+/// Too much output is waiting: input is kept unparsed until it drains.
+const PAUSED: u8 = 4;
+/// A cancel of the receive (for backpressure) is in flight.
+const RECV_CANCELLING: u8 = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Free,
+    Open,
+    Linger,
+    Draining,
+    Closing,
+}
+
+/// A reply waiting for the ones before it.
+#[derive(Debug)]
+struct Pending {
+    reply: Reply,
+    meta: Meta,
+    /// For a delayed reply: when it is due (cleared when its timer fired).
+    deadline: Option<Instant>,
+}
+
+/// One connection slot.
+struct Conn {
+    generation: u32,
+    state: State,
+    /// `IN_*` bits: operations in flight.
+    ops: u8,
+    /// `PEER_CLOSED`, `CLOSE_AFTER`, ... bits.
+    flags: u8,
+    /// Bytes of the current request's body still to skip.
+    body_left: u64,
+    /// Bytes of the send in flight already sent.
+    flight_off: usize,
+    /// The send in flight comes from static memory (a body piece) instead of `flight`.
+    flight_static: Option<&'static [u8]>,
+    /// The rest of a large body being sent.
+    stream: Option<Stream>,
+    /// Encoded output waiting for the send in flight.
+    wbuf: Vec<u8>,
+    /// Output of the send in flight; untouched until its completion.
+    flight: Vec<u8>,
+    /// Unparsed input (a partial head, or input held back while paused).
+    inbuf: Vec<u8>,
+    /// Replies held back by a delayed reply or a streamed body.
+    backlog: VecDeque<Pending>,
+    /// The timeout's timespec; the kernel reads it until the timeout completes.
+    timer: types::Timespec,
+}
+
+impl Conn {
+    fn new() -> Conn {
+        Conn {
+            generation: 0,
+            state: State::Free,
+            ops: 0,
+            flags: 0,
+            body_left: 0,
+            flight_off: 0,
+            flight_static: None,
+            stream: None,
+            wbuf: Vec::new(),
+            flight: Vec::new(),
+            inbuf: Vec::new(),
+            backlog: VecDeque::new(),
+            timer: types::Timespec::new(),
+        }
+    }
+
+    #[inline]
+    fn token(&self, slot: u32, op: u8) -> u64 {
+        Token::new(slot, self.generation, op).encode()
+    }
+
+    /// Starts a new connection on this slot (which is `Free`, or `Closing` with its `Close`
+    /// already done since the kernel handed the index out again).
+    fn open(&mut self, ring: &mut Ring, slot: u32) -> io::Result<()> {
+        debug_assert_eq!(self.ops, 0);
+        self.generation = (self.generation + 1) & GEN_MASK;
+        self.state = State::Open;
+        self.flags = 0;
+        self.body_left = 0;
+        self.arm_recv(ring, slot)
+    }
+
+    fn arm_recv(&mut self, ring: &mut Ring, slot: u32) -> io::Result<()> {
+        let entry = opcode::RecvMulti::new(types::Fixed(slot), BGID)
+            .build()
+            .user_data(self.token(slot, OP_RECV));
+        // SAFETY: a multishot receive writes only into the registered buffer ring, which stays
+        // registered and mapped until every operation of the worker has completed (or is
+        // leaked with it, see `Worker::finish`).
+        unsafe { ring.push(&entry) }?;
+        self.ops |= IN_RECV;
+        Ok(())
+    }
+
+    /// Handles received bytes (the buffer is recycled by the caller afterwards).
+    fn on_data(&mut self, data: &[u8], stats: &mut ServeStats) {
+        if self.state != State::Open || self.flags & CLOSE_AFTER != 0 {
+            return; // lingering or closing: input is discarded
+        }
+        if self.inbuf.is_empty() && self.flags & PAUSED == 0 {
+            // The common case: parse straight from the provided buffer, keep only a tail.
+            let used = self.feed(data, stats);
+            if used < data.len() {
+                self.inbuf.extend_from_slice(&data[used..]);
+            }
+        } else {
+            self.inbuf.extend_from_slice(data);
+            if self.flags & PAUSED == 0 {
+                self.feed_inbuf(stats);
+            }
+        }
+    }
+
+    fn feed_inbuf(&mut self, stats: &mut ServeStats) {
+        let mut input = mem::take(&mut self.inbuf);
+        let used = self.feed(&input, stats);
+        input.drain(..used);
+        if input.is_empty() && input.capacity() > KEEP_CAPACITY {
+            input = Vec::new();
+        }
+        self.inbuf = input;
+    }
+
+    /// Parses and queues the requests at the start of `buf`; returns how many bytes were
+    /// consumed (the rest is a partial head, or input held back while paused).
+    fn feed(&mut self, buf: &[u8], stats: &mut ServeStats) -> usize {
+        let mut pos = 0;
+        loop {
+            if self.body_left > 0 {
+                let skip = ((buf.len() - pos) as u64).min(self.body_left);
+                pos += skip as usize;
+                self.body_left -= skip;
+                if self.body_left > 0 {
+                    return pos;
+                }
+            }
+            if self.flags & CLOSE_AFTER != 0 {
+                return buf.len();
+            }
+            if pos == buf.len() {
+                return pos;
+            }
+            if self.output_high() {
+                self.flags |= PAUSED;
+                stats.input_pauses += 1;
+                return pos;
+            }
+            match http::parse(&buf[pos..]) {
+                Parsed::Partial => return pos,
+                Parsed::Complete { request, len } => {
+                    pos += len;
+                    self.body_left = request.body_len;
+                    stats.requests += 1;
+                    self.enqueue(request);
+                }
+                Parsed::Reject(reply) => {
+                    stats.requests += 1;
+                    self.enqueue(Request::reject(reply));
+                    return buf.len();
+                }
+            }
+        }
+    }
+
+    /// Encodes the reply to `request` now, or queues it behind a delayed or streamed one.
+    fn enqueue(&mut self, request: Request) {
+        let close = !request.keep_alive || request.reply.closes();
+        if close {
+            self.flags |= CLOSE_AFTER;
+        }
+        let meta = Meta {
+            head: request.head,
+            close,
+            http10: request.http10,
+            expect_continue: request.expect_continue && request.body_len > 0,
+        };
+        let deadline = match request.reply {
+            Reply::Delay { ms } if ms > 0 => {
+                Some(Instant::now() + Duration::from_millis(u64::from(ms)))
+            }
+            _ => None,
+        };
+        if deadline.is_none() && self.stream.is_none() && self.backlog.is_empty() {
+            self.stream = respond::encode(&mut self.wbuf, &request.reply, meta);
+        } else {
+            self.backlog.push_back(Pending {
+                reply: request.reply,
+                meta,
+                deadline,
+            });
+        }
+    }
+
+    fn output_high(&self) -> bool {
+        self.wbuf.len() >= OUT_HIGH || self.backlog.len() >= BACKLOG_HIGH
+    }
+
+    fn output_low(&self) -> bool {
+        self.wbuf.len() <= OUT_LOW && self.backlog.len() <= BACKLOG_LOW
+    }
+
+    /// Nothing left to send and nothing pending.
+    fn idle(&self) -> bool {
+        self.ops & (IN_SEND | IN_TIMER) == 0
+            && self.wbuf.is_empty()
+            && self.stream.is_none()
+            && self.backlog.is_empty()
+    }
+
+    /// Moves an open connection forward after any event: sends, resumes paused input,
+    /// re-arms the receive, or starts closing when everything is answered.
+    fn drive(&mut self, ring: &mut Ring, slot: u32, stats: &mut ServeStats) -> io::Result<()> {
+        if self.state != State::Open {
+            return Ok(());
+        }
+        self.pump(ring, slot)?;
+        while self.flags & PAUSED != 0 && self.output_low() {
+            self.flags &= !PAUSED;
+            self.feed_inbuf(stats);
+            self.pump(ring, slot)?;
+        }
+        let reading_done = self.flags & CLOSE_AFTER != 0
+            || (self.flags & PEER_CLOSED != 0 && self.flags & PAUSED == 0);
+        if reading_done {
+            if !self.idle() {
+                return Ok(());
+            }
+            if self.flags & PEER_CLOSED != 0 {
+                return self.begin_close(ring, slot);
+            }
+            return self.start_linger(ring, slot);
+        }
+        if self.flags & PAUSED != 0 {
+            if self.inbuf.len() > PAUSED_INPUT_LIMIT {
+                return self.begin_close(ring, slot);
+            }
+            let flooding = self.inbuf.len() >= PAUSED_INPUT_MAX;
+            if flooding && self.ops & IN_RECV != 0 && self.flags & RECV_CANCELLING == 0 {
+                // Stop receiving until the output drains, so the peer feels TCP backpressure.
+                // A cancel can miss a receive the kernel is running right now; its failure
+                // completion clears RECV_CANCELLING and the next input tries again.
+                self.cancel_quietly(ring, slot, self.token(slot, OP_RECV), OP_CANCEL_RECV)?;
+                self.flags |= RECV_CANCELLING;
+            }
+            return Ok(());
+        }
+        if self.ops & IN_RECV == 0 && self.flags & PEER_CLOSED == 0 {
+            self.arm_recv(ring, slot)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the next send (or delay timer) if none is in flight.
+    fn pump(&mut self, ring: &mut Ring, slot: u32) -> io::Result<()> {
+        loop {
+            if self.ops & IN_SEND != 0 {
+                return Ok(());
+            }
+            if !self.wbuf.is_empty() {
+                debug_assert!(self.flight.is_empty());
+                mem::swap(&mut self.wbuf, &mut self.flight);
+                self.flight_static = None;
+                self.flight_off = 0;
+                return self.send_flight(ring, slot);
+            }
+            if let Some(stream) = &mut self.stream {
+                let piece = stream.next_piece(&mut self.wbuf);
+                if stream.finished() {
+                    self.stream = None;
+                }
+                match piece {
+                    Piece::Send(data) => {
+                        self.flight_static = Some(data);
+                        self.flight_off = 0;
+                        return self.send_flight(ring, slot);
+                    }
+                    Piece::Appended => continue,
+                }
+            }
+            if self.ops & IN_TIMER != 0 {
+                return Ok(()); // a delayed reply holds back the ones behind it
+            }
+            let Some(front) = self.backlog.front() else {
+                return Ok(());
+            };
+            if let Some(deadline) = front.deadline {
+                let now = Instant::now();
+                if deadline > now {
+                    return self.arm_timer(ring, slot, deadline - now);
+                }
+            }
+            if let Some(pending) = self.backlog.pop_front() {
+                self.stream = respond::encode(&mut self.wbuf, &pending.reply, pending.meta);
+            }
+        }
+    }
+
+    /// Sends the rest of the output in flight (from `flight_off`).
+    fn send_flight(&mut self, ring: &mut Ring, slot: u32) -> io::Result<()> {
+        let rest: &[u8] = match self.flight_static {
+            Some(data) => &data[self.flight_off..],
+            None => &self.flight[self.flight_off..],
+        };
+        let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+        let entry = opcode::Send::new(types::Fixed(slot), rest.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(self.token(slot, OP_SEND));
+        // SAFETY: `rest` points either into static memory or into `self.flight`'s heap buffer.
+        // `flight` is not written, cleared or reallocated while IN_SEND is set (new output goes
+        // to `wbuf`), and the slot (with its buffers) is neither reused nor dropped before this
+        // send's completion: a slot is reused only after every operation completed, and a
+        // worker that cannot drain leaks the slab (`Worker::finish`).
+        unsafe { ring.push(&entry) }?;
+        self.ops |= IN_SEND;
+        Ok(())
+    }
+
+    fn on_send(
+        &mut self,
+        res: i32,
+        ring: &mut Ring,
+        slot: u32,
+        stats: &mut ServeStats,
+    ) -> io::Result<()> {
+        self.ops &= !IN_SEND;
+        match self.state {
+            State::Open => {}
+            State::Draining => return self.maybe_finish_close(ring, slot),
+            _ => return Ok(()),
+        }
+        if res <= 0 {
+            return self.begin_close(ring, slot); // peer gone (EPIPE, ECONNRESET, ...)
+        }
+        self.flight_off += res as usize;
+        let len = match self.flight_static {
+            Some(data) => data.len(),
+            None => self.flight.len(),
+        };
+        if self.flight_off < len {
+            return self.send_flight(ring, slot); // partial send: continue from the offset
+        }
+        self.flight_static = None;
+        self.flight_off = 0;
+        self.flight.clear();
+        if self.flight.capacity() > KEEP_CAPACITY {
+            self.flight.shrink_to(KEEP_CAPACITY);
+        }
+        self.drive(ring, slot, stats)
+    }
+
+    fn arm_timer(&mut self, ring: &mut Ring, slot: u32, after: Duration) -> io::Result<()> {
+        debug_assert_eq!(self.ops & IN_TIMER, 0);
+        self.timer = types::Timespec::from(after);
+        let entry = opcode::Timeout::new(&self.timer)
+            .build()
+            .user_data(self.token(slot, OP_TIMER));
+        // SAFETY: `self.timer` lives in the worker's slab, a boxed slice that is never resized
+        // or moved and outlives every operation (or is leaked, see `Worker::finish`); it is
+        // not written again until this timeout's completion clears IN_TIMER.
+        unsafe { ring.push(&entry) }?;
+        self.ops |= IN_TIMER;
+        Ok(())
+    }
+
+    fn on_timer(&mut self, ring: &mut Ring, slot: u32, stats: &mut ServeStats) -> io::Result<()> {
+        self.ops &= !IN_TIMER;
+        match self.state {
+            State::Open => {
+                if let Some(front) = self.backlog.front_mut() {
+                    front.deadline = None; // due now
+                }
+                self.drive(ring, slot, stats)
+            }
+            State::Linger => self.begin_close(ring, slot), // the peer never closed
+            State::Draining => self.maybe_finish_close(ring, slot),
+            _ => Ok(()),
+        }
+    }
+
+    fn on_recv_done(
+        &mut self,
+        res: i32,
+        more: bool,
+        ring: &mut Ring,
+        slot: u32,
+        stats: &mut ServeStats,
+    ) -> io::Result<()> {
+        if !more {
+            self.ops &= !IN_RECV;
+            self.flags &= !RECV_CANCELLING;
+        }
+        match self.state {
+            State::Open | State::Linger => {}
+            State::Draining => return self.maybe_finish_close(ring, slot),
+            _ => return Ok(()),
+        }
+        if res == 0 {
+            self.flags |= PEER_CLOSED;
+        } else if res == -libc::ENOBUFS {
+            stats.recv_no_buffers += 1; // re-armed below, after this batch's buffers are recycled
+        } else if res < 0 && res != -libc::ECANCELED {
+            return self.begin_close(ring, slot);
+        }
+        if self.state == State::Linger {
+            if self.flags & PEER_CLOSED != 0 {
+                return self.begin_close(ring, slot);
+            }
+            if self.ops & IN_RECV == 0 {
+                return self.arm_recv(ring, slot);
+            }
+            return Ok(());
+        }
+        self.drive(ring, slot, stats)
+    }
+
+    /// Everything is answered after a `Connection: close`: send FIN, then wait (bounded) for
+    /// the peer's FIN so unread input does not turn our close into a reset that could destroy
+    /// the response before the peer read it.
+    fn start_linger(&mut self, ring: &mut Ring, slot: u32) -> io::Result<()> {
+        self.state = State::Linger;
+        let entry = opcode::Shutdown::new(types::Fixed(slot), libc::SHUT_WR)
+            .build()
+            .user_data(self.token(slot, OP_SHUTDOWN));
+        // SAFETY: shutdown points at no memory.
+        unsafe { ring.push(&entry) }?;
+        self.ops |= IN_SHUTDOWN;
+        self.arm_timer(ring, slot, LINGER)?;
+        if self.ops & IN_RECV == 0 {
+            self.arm_recv(ring, slot)?;
+        }
+        Ok(())
+    }
+
+    fn on_shutdown(&mut self, res: i32, ring: &mut Ring, slot: u32) -> io::Result<()> {
+        self.ops &= !IN_SHUTDOWN;
+        match self.state {
+            State::Draining => self.maybe_finish_close(ring, slot),
+            State::Linger if res < 0 => self.begin_close(ring, slot),
+            _ => Ok(()),
+        }
+    }
+
+    /// Cancels everything of this connection; the descriptor is closed once all of it completed.
+    fn begin_close(&mut self, ring: &mut Ring, slot: u32) -> io::Result<()> {
+        if !matches!(self.state, State::Open | State::Linger) {
+            return Ok(());
+        }
+        self.state = State::Draining;
+        if self.ops & FD_OPS != 0 {
+            let cancel = types::CancelBuilder::fd(types::Fixed(slot)).all();
+            let entry = opcode::AsyncCancel2::new(cancel)
+                .build()
+                .user_data(self.token(slot, OP_CANCEL));
+            // SAFETY: a cancel points at no memory.
+            unsafe { ring.push(&entry) }?;
+            self.ops |= IN_CANCEL;
+        }
+        if self.ops & IN_TIMER != 0 {
+            // Timeouts are not bound to the descriptor: cancel the timer by its token.
+            self.cancel_quietly(ring, slot, self.token(slot, OP_TIMER), OP_CANCEL_QUIET)?;
+        }
+        self.maybe_finish_close(ring, slot)
+    }
+
+    /// Cancels the operation with `target` as user data; a completion (with `op`) arrives
+    /// only if nothing matched.
+    fn cancel_quietly(&self, ring: &mut Ring, slot: u32, target: u64, op: u8) -> io::Result<()> {
+        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(target))
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(self.token(slot, op));
+        // SAFETY: a cancel points at no memory.
+        unsafe { ring.push(&entry) }
+    }
+
+    /// Submits the `Close` once no operation of the slot is in flight.
+    fn maybe_finish_close(&mut self, ring: &mut Ring, slot: u32) -> io::Result<()> {
+        if self.state != State::Draining || self.ops != 0 {
+            return Ok(());
+        }
+        let entry = opcode::Close::new(types::Fixed(slot))
+            .build()
+            .user_data(self.token(slot, OP_CLOSE));
+        // SAFETY: close points at no memory.
+        unsafe { ring.push(&entry) }?;
+        self.state = State::Closing;
+        self.reset_buffers();
+        Ok(())
+    }
+
+    /// Empties the buffers (keeping moderate capacity for the slot's next connection).
+    fn reset_buffers(&mut self) {
+        self.stream = None;
+        self.flight_static = None;
+        self.flight_off = 0;
+        for buf in [&mut self.wbuf, &mut self.flight, &mut self.inbuf] {
+            buf.clear();
+            if buf.capacity() > KEEP_CAPACITY {
+                *buf = Vec::new();
+            }
+        }
+        self.backlog.clear();
+        if self.backlog.capacity() > BACKLOG_HIGH {
+            self.backlog = VecDeque::new();
+        }
+    }
+}
+
+/// One server thread's state.
+pub(super) struct Worker {
+    ring: Ring,
+    bufs: BufRing,
+    /// Connection slots, indexed by direct descriptor; never resized (buffers the kernel
+    /// reads, like timespecs, live inside).
+    conns: Box<[Conn]>,
+    listener: OwnedFd,
+    accept_armed: bool,
+    /// Accepting paused after a resource error (ENFILE: the descriptor table is full).
+    accept_paused: Option<Instant>,
+    /// A slot was freed since accepting paused.
+    freed: bool,
+    /// Slots not `Free`.
+    live: usize,
+    stopping: bool,
+    stats: ServeStats,
+    cqes: Vec<(u64, i32, u32)>,
+}
+
+impl Worker {
+    /// Sets up the ring (a table of `capacity` direct descriptors) and the receive buffers;
+    /// must run on the thread that will call [`Worker::run`] (the ring is single-issuer).
+    pub(super) fn new(listener: OwnedFd, capacity: usize) -> anyhow::Result<Worker> {
+        let ring = Ring::new(RingConfig::for_connections(capacity))?;
+        let entries = (capacity / 4).clamp(256, 4096).next_power_of_two() as u16;
+        let bufs = ring.register_buf_ring(BGID, entries, BUF_SIZE)?;
+        let conns: Box<[Conn]> = (0..capacity).map(|_| Conn::new()).collect();
+        Ok(Worker {
+            ring,
+            bufs,
+            conns,
+            listener,
+            accept_armed: false,
+            accept_paused: None,
+            freed: false,
+            live: 0,
+            stopping: false,
+            stats: ServeStats::default(),
+            cqes: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Serves until `stop` is set, then closes every connection and returns the counters.
+    pub(super) fn run(mut self, stop: &AtomicBool) -> anyhow::Result<ServeStats> {
+        let served = self.serve_until(stop);
+        let clean = self.drain();
+        let stats = self.stats;
+        self.finish(clean);
+        served?;
+        Ok(stats)
+    }
+
+    fn serve_until(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        self.rearm_accept()?;
+        while !stop.load(Ordering::Relaxed) {
+            self.ring.submit_and_wait(Some(WAIT))?;
+            self.complete_batch()?;
+            self.rearm_accept()?;
+        }
+        Ok(())
+    }
+
+    /// Handles every ready completion, then publishes the recycled receive buffers.
+    fn complete_batch(&mut self) -> io::Result<()> {
+        let mut cqes = mem::take(&mut self.cqes);
+        self.ring.reap(&mut cqes);
+        let mut result = Ok(());
+        for &(user_data, res, flags) in &cqes {
+            // Keep the bookkeeping of every completion even after an error.
+            let handled = self.dispatch(user_data, res, flags);
+            if result.is_ok() {
+                result = handled;
+            }
+        }
+        self.bufs.commit();
+        self.cqes = cqes;
+        result
+    }
+
+    fn dispatch(&mut self, user_data: u64, res: i32, flags: u32) -> io::Result<()> {
+        let token = Token::decode(user_data);
+        match token.op {
+            OP_ACCEPT => return self.on_accept(res, flags),
+            OP_RECV => return self.on_recv(token, res, flags),
+            OP_CANCEL_QUIET => return Ok(()),
+            _ => {}
+        }
+        let Worker {
+            ring,
+            conns,
+            stats,
+            live,
+            freed,
+            ..
+        } = self;
+        let slot = token.slot;
+        let Some(conn) = conns.get_mut(slot as usize) else {
+            return Ok(());
+        };
+        if conn.generation != token.generation {
+            return Ok(()); // a completion of the slot's earlier life
+        }
+        match token.op {
+            OP_SEND => conn.on_send(res, ring, slot, stats),
+            OP_TIMER => conn.on_timer(ring, slot, stats),
+            OP_SHUTDOWN => conn.on_shutdown(res, ring, slot),
+            OP_CANCEL => {
+                conn.ops &= !IN_CANCEL;
+                conn.maybe_finish_close(ring, slot)
+            }
+            OP_CANCEL_RECV => {
+                conn.flags &= !RECV_CANCELLING; // missed: the next input retries
+                Ok(())
+            }
+            OP_CLOSE => {
+                if conn.state == State::Closing {
+                    conn.state = State::Free;
+                    *live -= 1;
+                    *freed = true;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn on_recv(&mut self, token: Token, res: i32, flags: u32) -> io::Result<()> {
+        let Worker {
+            ring,
+            bufs,
+            conns,
+            stats,
+            ..
+        } = self;
+        let bid = cqueue::buffer_select(flags);
+        let conn = conns
+            .get_mut(token.slot as usize)
+            .filter(|c| c.generation == token.generation);
+        let Some(conn) = conn else {
+            if let Some(bid) = bid {
+                bufs.recycle(bid);
+            }
+            return Ok(());
+        };
+        if let Some(bid) = bid {
+            if res > 0 {
+                conn.on_data(bufs.get(bid, res as usize), stats);
+            }
+            bufs.recycle(bid);
+        }
+        conn.on_recv_done(res, cqueue::more(flags), ring, token.slot, stats)
+    }
+
+    fn on_accept(&mut self, res: i32, flags: u32) -> io::Result<()> {
+        if !cqueue::more(flags) {
+            self.accept_armed = false;
+        }
+        if res < 0 {
+            if res != -libc::ECANCELED {
+                self.stats.accept_errors += 1;
+            }
+            if matches!(
+                -res,
+                libc::ENFILE | libc::EMFILE | libc::ENOMEM | libc::ENOBUFS
+            ) {
+                // The descriptor table (or memory) is exhausted: wait for a close.
+                self.accept_paused = Some(Instant::now());
+                self.freed = false;
+            }
+            return Ok(());
+        }
+        let slot = res as u32;
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return Err(io::Error::other(format!(
+                "accept returned direct descriptor {slot} outside the table"
+            )));
+        };
+        match conn.state {
+            State::Free => self.live += 1,
+            State::Closing => {} // its Close already ran, or the kernel could not reuse the index
+            state => {
+                return Err(io::Error::other(format!(
+                    "accept returned direct descriptor {slot}, whose connection is still {state:?}"
+                )));
+            }
+        }
+        self.stats.accepted += 1;
+        conn.open(&mut self.ring, slot)?;
+        if self.stopping {
+            conn.begin_close(&mut self.ring, slot)?;
+        }
+        Ok(())
+    }
+
+    /// Arms the multishot accept unless it is armed, stopping, or paused for lack of room.
+    fn rearm_accept(&mut self) -> io::Result<()> {
+        if self.accept_armed || self.stopping {
+            return Ok(());
+        }
+        if let Some(since) = self.accept_paused {
+            let table_full = self.live >= self.conns.len();
+            if !self.freed && (table_full || since.elapsed() < ACCEPT_RETRY) {
+                return Ok(());
+            }
+            self.accept_paused = None;
+        }
+        let entry = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
+            .allocate_file_index(true)
+            .build()
+            .user_data(Token::new(LISTENER_SLOT, 0, OP_ACCEPT).encode());
+        // SAFETY: a multishot accept into direct descriptors is given no address buffer, so it
+        // points at no memory; the listening socket stays open until the accept completed
+        // (`drain` waits for it before `finish` closes the socket).
+        unsafe { self.ring.push(&entry) }?;
+        self.accept_armed = true;
+        Ok(())
+    }
+
+    /// Stops accepting, closes every connection and waits (bounded) until nothing is in
+    /// flight. Returns whether everything completed.
+    fn drain(&mut self) -> bool {
+        self.stopping = true;
+        let mut ok = self.begin_drain().is_ok();
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        while ok && (self.live > 0 || self.accept_armed) && Instant::now() < deadline {
+            ok = self.ring.submit_and_wait(Some(WAIT)).is_ok();
+            ok &= self.complete_batch().is_ok();
+        }
+        ok && self.live == 0 && !self.accept_armed
+    }
+
+    fn begin_drain(&mut self) -> io::Result<()> {
+        if self.accept_armed {
+            let cancel =
+                types::CancelBuilder::user_data(Token::new(LISTENER_SLOT, 0, OP_ACCEPT).encode());
+            let entry = opcode::AsyncCancel2::new(cancel)
+                .build()
+                .flags(squeue::Flags::SKIP_SUCCESS)
+                .user_data(Token::new(LISTENER_SLOT, 0, OP_CANCEL_QUIET).encode());
+            // SAFETY: a cancel points at no memory.
+            unsafe { self.ring.push(&entry) }?;
+        }
+        for (slot, conn) in self.conns.iter_mut().enumerate() {
+            conn.begin_close(&mut self.ring, slot as u32)?;
+        }
+        Ok(())
+    }
+
+    /// Releases the worker's resources. When some operation never completed, the kernel may
+    /// still read a send buffer or write a receive buffer, so that memory is leaked rather than
+    /// freed under it; dropping the ring makes the kernel cancel whatever is left.
+    fn finish(self, clean: bool) {
+        let Worker {
+            ring,
+            bufs,
+            conns,
+            listener,
+            ..
+        } = self;
+        if clean {
+            ring.unregister_buf_ring(&bufs);
+            drop(bufs);
+            drop(conns);
+        } else {
+            mem::forget(bufs);
+            mem::forget(conns);
+        }
+        drop(ring);
+        drop(listener);
+    }
+}
