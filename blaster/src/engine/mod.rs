@@ -135,7 +135,13 @@ pub fn run(config: &RunConfig, stop: Arc<AtomicBool>) -> Result<RunOutcome, Engi
             }
         }
     }
-    let end = clock.now_ns();
+    // The load phase ends when the last worker finished draining; a worker that stopped on an
+    // error leaves ended_ns at 0, so fall back to now.
+    let end = if merged.ended_ns > start_ns {
+        merged.ended_ns
+    } else {
+        clock.now_ns()
+    };
     if let Some(e) = first_error {
         return Err(e);
     }

@@ -227,6 +227,7 @@ impl Worker {
                 drain_until = now;
             }
             if self.draining && (self.in_flight() == 0 || now >= drain_until) {
+                self.metrics.ended_ns = now;
                 return Ok(());
             }
             if !self.draining {
@@ -468,26 +469,44 @@ impl Worker {
         unsafe { self.ring.push(&entry) }.map_err(EngineError::Io)
     }
 
-    /// Starts closing a connection: cancel its operations, then close the descriptor.
+    /// Starts closing a connection: cancel its long-lived operation (the multishot receive, or
+    /// the connect), then close the descriptor.
+    ///
+    /// The cancel names the operation by its `user_data`, which the kernel finds with a hash
+    /// lookup; cancelling "everything on this descriptor" scans every pending request instead,
+    /// which made closing 10,000 connections quadratic (37% of a run's CPU). A send in flight
+    /// finishes by itself.
     fn close(&mut self, slot: u32) -> Result<(), EngineError> {
         let conn = &mut self.conns[slot as usize];
-        if conn.state == State::Closing || conn.state == State::Free {
-            return Ok(());
-        }
+        let target_op = match conn.state {
+            State::Closing | State::Free => return Ok(()),
+            State::Connecting => Some(op::CONNECT),
+            State::Ready => conn.recv_armed.then_some(op::RECV),
+        };
         conn.state = State::Closing;
         let tok = |op| Token::new(slot, conn.generation, op).encode();
-        let chain = [
-            opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fixed(slot)).all())
-                .build()
-                .flags(squeue::Flags::IO_HARDLINK)
-                .user_data(tok(op::CANCEL)),
-            opcode::Close::new(types::Fixed(slot))
-                .build()
-                .user_data(tok(op::CLOSE)),
-        ];
-        conn.ops += 2;
-        // SAFETY: neither entry points at memory.
-        unsafe { self.ring.push_chain(&chain) }.map_err(EngineError::Io)
+        let close = opcode::Close::new(types::Fixed(slot))
+            .build()
+            .user_data(tok(op::CLOSE));
+        match target_op {
+            Some(target_op) => {
+                let chain = [
+                    opcode::AsyncCancel::new(tok(target_op))
+                        .build()
+                        .flags(squeue::Flags::IO_HARDLINK)
+                        .user_data(tok(op::CANCEL)),
+                    close,
+                ];
+                conn.ops += 2;
+                // SAFETY: neither entry points at memory.
+                unsafe { self.ring.push_chain(&chain) }.map_err(EngineError::Io)
+            }
+            None => {
+                conn.ops += 1;
+                // SAFETY: the entry points at no memory.
+                unsafe { self.ring.push(&close) }.map_err(EngineError::Io)
+            }
+        }
     }
 
     /// Ends every request in flight on a connection with `kind`, then closes it.

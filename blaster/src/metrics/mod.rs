@@ -121,6 +121,9 @@ pub struct WorkerMetrics {
     pub dropped: u64,
     pub cq_overflows: u64,
     pub recv_buffer_exhausted: u64,
+    /// Clock time (ns) the worker's load phase, drain included, ended; the latest one wins in
+    /// a merge. Shutdown (closing connections) comes after and is not part of the run's time.
+    pub ended_ns: u64,
 }
 
 impl Default for WorkerMetrics {
@@ -153,6 +156,7 @@ impl WorkerMetrics {
             dropped: 0,
             cq_overflows: 0,
             recv_buffer_exhausted: 0,
+            ended_ns: 0,
         }
     }
 
@@ -221,6 +225,7 @@ impl WorkerMetrics {
         self.dropped += other.dropped;
         self.cq_overflows += other.cq_overflows;
         self.recv_buffer_exhausted += other.recv_buffer_exhausted;
+        self.ended_ns = self.ended_ns.max(other.ended_ns);
     }
 }
 

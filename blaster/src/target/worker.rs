@@ -74,14 +74,16 @@ const OP_ACCEPT: u8 = 1;
 const OP_RECV: u8 = 2;
 const OP_SEND: u8 = 3;
 const OP_TIMER: u8 = 4;
-/// Cancel of every operation on a connection's descriptor (tracked).
-const OP_CANCEL: u8 = 5;
-/// Cancel posting a completion only on failure (nothing matched); ignored.
-const OP_CANCEL_QUIET: u8 = 6;
-const OP_SHUTDOWN: u8 = 7;
-const OP_CLOSE: u8 = 8;
-/// Cancel of the receive for backpressure; a completion arrives only if it missed.
-const OP_CANCEL_RECV: u8 = 9;
+const OP_SHUTDOWN: u8 = 5;
+const OP_CLOSE: u8 = 6;
+// Cancels by user data (a hash lookup; a cancel by descriptor would scan every armed
+// operation of the ring). They post a completion only when they missed: the target had just
+// completed, or was momentarily between two runs; then they are retried while the target is
+// still in flight.
+const OP_CANCEL_ACCEPT: u8 = 7;
+const OP_CANCEL_RECV: u8 = 8;
+const OP_CANCEL_SEND: u8 = 9;
+const OP_CANCEL_TIMER: u8 = 10;
 
 /// Slot of the listener's accept in its token.
 const LISTENER_SLOT: u32 = u32::MAX;
@@ -90,10 +92,8 @@ const LISTENER_SLOT: u32 = u32::MAX;
 const IN_RECV: u8 = 1;
 const IN_SEND: u8 = 2;
 const IN_TIMER: u8 = 4;
-const IN_CANCEL: u8 = 8;
-const IN_SHUTDOWN: u8 = 16;
-/// Operations bound to the descriptor (what a cancel by descriptor reaches).
-const FD_OPS: u8 = IN_RECV | IN_SEND | IN_SHUTDOWN;
+/// Shutdown is never cancelled: it completes on its own, quickly.
+const IN_SHUTDOWN: u8 = 8;
 
 // Connection flags (`Conn::flags`).
 /// The peer sent FIN: no more input.
@@ -345,7 +345,7 @@ impl Conn {
                 // Stop receiving until the output drains, so the peer feels TCP backpressure.
                 // A cancel can miss a receive the kernel is running right now; its failure
                 // completion clears RECV_CANCELLING and the next input tries again.
-                self.cancel_quietly(ring, slot, self.token(slot, OP_RECV), OP_CANCEL_RECV)?;
+                self.cancel(ring, slot, IN_RECV)?;
                 self.flags |= RECV_CANCELLING;
             }
             return Ok(());
@@ -553,31 +553,40 @@ impl Conn {
             return Ok(());
         }
         self.state = State::Draining;
-        if self.ops & FD_OPS != 0 {
-            let cancel = types::CancelBuilder::fd(types::Fixed(slot)).all();
-            let entry = opcode::AsyncCancel2::new(cancel)
-                .build()
-                .user_data(self.token(slot, OP_CANCEL));
-            // SAFETY: a cancel points at no memory.
-            unsafe { ring.push(&entry) }?;
-            self.ops |= IN_CANCEL;
-        }
-        if self.ops & IN_TIMER != 0 {
-            // Timeouts are not bound to the descriptor: cancel the timer by its token.
-            self.cancel_quietly(ring, slot, self.token(slot, OP_TIMER), OP_CANCEL_QUIET)?;
+        for op in [IN_RECV, IN_SEND, IN_TIMER] {
+            if self.ops & op != 0 {
+                self.cancel(ring, slot, op)?;
+            }
         }
         self.maybe_finish_close(ring, slot)
     }
 
-    /// Cancels the operation with `target` as user data; a completion (with `op`) arrives
-    /// only if nothing matched.
-    fn cancel_quietly(&self, ring: &mut Ring, slot: u32, target: u64, op: u8) -> io::Result<()> {
-        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(target))
-            .build()
-            .flags(squeue::Flags::SKIP_SUCCESS)
-            .user_data(self.token(slot, op));
+    /// Cancels this connection's operation `op` (an `IN_*` bit) by its user data.
+    fn cancel(&self, ring: &mut Ring, slot: u32, op: u8) -> io::Result<()> {
+        let (target, cancel_op) = match op {
+            IN_RECV => (OP_RECV, OP_CANCEL_RECV),
+            IN_SEND => (OP_SEND, OP_CANCEL_SEND),
+            _ => (OP_TIMER, OP_CANCEL_TIMER),
+        };
+        let entry =
+            opcode::AsyncCancel2::new(types::CancelBuilder::user_data(self.token(slot, target)))
+                .build()
+                .flags(squeue::Flags::SKIP_SUCCESS)
+                .user_data(self.token(slot, cancel_op));
         // SAFETY: a cancel points at no memory.
         unsafe { ring.push(&entry) }
+    }
+
+    /// A cancel missed its target: retry while the connection is closing and the target is
+    /// still in flight (its completion may also be on its way, then the retry misses too).
+    fn on_cancel_missed(&mut self, ring: &mut Ring, slot: u32, op: u8) -> io::Result<()> {
+        if op == IN_RECV {
+            self.flags &= !RECV_CANCELLING; // backpressure: the next input retries
+        }
+        if self.state == State::Draining && self.ops & op != 0 {
+            return self.cancel(ring, slot, op);
+        }
+        Ok(())
     }
 
     /// Submits the `Close` once no operation of the slot is in flight.
@@ -698,7 +707,7 @@ impl Worker {
         match token.op {
             OP_ACCEPT => return self.on_accept(res, flags),
             OP_RECV => return self.on_recv(token, res, flags),
-            OP_CANCEL_QUIET => return Ok(()),
+            OP_CANCEL_ACCEPT => return self.on_accept_cancel_missed(),
             _ => {}
         }
         let Worker {
@@ -720,14 +729,9 @@ impl Worker {
             OP_SEND => conn.on_send(res, ring, slot, stats),
             OP_TIMER => conn.on_timer(ring, slot, stats),
             OP_SHUTDOWN => conn.on_shutdown(res, ring, slot),
-            OP_CANCEL => {
-                conn.ops &= !IN_CANCEL;
-                conn.maybe_finish_close(ring, slot)
-            }
-            OP_CANCEL_RECV => {
-                conn.flags &= !RECV_CANCELLING; // missed: the next input retries
-                Ok(())
-            }
+            OP_CANCEL_RECV => conn.on_cancel_missed(ring, slot, IN_RECV),
+            OP_CANCEL_SEND => conn.on_cancel_missed(ring, slot, IN_SEND),
+            OP_CANCEL_TIMER => conn.on_cancel_missed(ring, slot, IN_TIMER),
             OP_CLOSE => {
                 if conn.state == State::Closing {
                     conn.state = State::Free;
@@ -847,17 +851,28 @@ impl Worker {
 
     fn begin_drain(&mut self) -> io::Result<()> {
         if self.accept_armed {
-            let cancel =
-                types::CancelBuilder::user_data(Token::new(LISTENER_SLOT, 0, OP_ACCEPT).encode());
-            let entry = opcode::AsyncCancel2::new(cancel)
-                .build()
-                .flags(squeue::Flags::SKIP_SUCCESS)
-                .user_data(Token::new(LISTENER_SLOT, 0, OP_CANCEL_QUIET).encode());
-            // SAFETY: a cancel points at no memory.
-            unsafe { self.ring.push(&entry) }?;
+            self.cancel_accept()?;
         }
         for (slot, conn) in self.conns.iter_mut().enumerate() {
             conn.begin_close(&mut self.ring, slot as u32)?;
+        }
+        Ok(())
+    }
+
+    fn cancel_accept(&mut self) -> io::Result<()> {
+        let cancel =
+            types::CancelBuilder::user_data(Token::new(LISTENER_SLOT, 0, OP_ACCEPT).encode());
+        let entry = opcode::AsyncCancel2::new(cancel)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(Token::new(LISTENER_SLOT, 0, OP_CANCEL_ACCEPT).encode());
+        // SAFETY: a cancel points at no memory.
+        unsafe { self.ring.push(&entry) }
+    }
+
+    fn on_accept_cancel_missed(&mut self) -> io::Result<()> {
+        if self.stopping && self.accept_armed {
+            return self.cancel_accept();
         }
         Ok(())
     }
@@ -883,5 +898,17 @@ impl Worker {
         }
         drop(ring);
         drop(listener);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_slot_is_compact() {
+        let size = mem::size_of::<Conn>();
+        eprintln!("Conn is {size} bytes");
+        assert!(size <= 192, "Conn grew to {size} bytes");
     }
 }

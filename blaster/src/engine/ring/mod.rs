@@ -100,7 +100,7 @@ const REQUIRED_OPS: &[(u8, &str)] = &[
     (opcode::RecvMulti::CODE, "RECV"),
     (opcode::Send::CODE, "SEND"),
     (opcode::Close::CODE, "CLOSE"),
-    (opcode::AsyncCancel2::CODE, "ASYNC_CANCEL"),
+    (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
     (opcode::Timeout::CODE, "TIMEOUT"),
     (opcode::LinkTimeout::CODE, "LINK_TIMEOUT"),
     (opcode::AcceptMulti::CODE, "ACCEPT"),
