@@ -109,13 +109,21 @@ pub fn blaster_bin() -> PathBuf {
         if release {
             cmd.arg("--release");
         }
-        let built = cmd.status();
-        match built {
-            Ok(status) if status.success() => {}
-            other if bin.is_file() => {
-                eprintln!("warning: `cargo build -p blaster` failed ({other:?}); using {bin:?}");
+        // Output is captured so that compiler warnings do not clutter the test output; it is
+        // shown when the build fails.
+        match cmd.output() {
+            Ok(out) if out.status.success() => {}
+            other => {
+                let why = match &other {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+                    Err(e) => e.to_string(),
+                };
+                if bin.is_file() {
+                    eprintln!("warning: `cargo build -p blaster` failed; using {bin:?}:\n{why}");
+                } else {
+                    panic!("cannot build the blaster binary and {bin:?} is missing:\n{why}");
+                }
             }
-            other => panic!("cannot build the blaster binary ({other:?}) and {bin:?} is missing"),
         }
         assert!(bin.is_file(), "blaster binary not found at {bin:?}");
         bin
@@ -163,6 +171,11 @@ impl Drop for TempPath {
             let _ = std::fs::remove_dir_all(&self.0);
         } else {
             let _ = std::fs::remove_file(&self.0);
+            // blaster writes a report to `<path>.tmp` and renames it; a run stopped mid-write
+            // (second Ctrl-C, or killed by a guard) leaves that file behind.
+            let mut tmp = self.0.clone().into_os_string();
+            tmp.push(".tmp");
+            let _ = std::fs::remove_file(tmp);
         }
     }
 }
