@@ -49,6 +49,10 @@ pub struct ServeStats {
     pub recv_no_buffers: u64,
     /// Times a connection stopped parsing because its client was not reading the responses.
     pub input_pauses: u64,
+    /// Connections (and accepts) whose operations had not completed two seconds after the
+    /// stop; their buffers were leaked rather than freed under the kernel. Always 0 unless the
+    /// kernel misbehaves.
+    pub stuck_at_stop: u64,
 }
 
 impl ServeStats {
@@ -58,6 +62,7 @@ impl ServeStats {
         self.accept_errors += other.accept_errors;
         self.recv_no_buffers += other.recv_no_buffers;
         self.input_pauses += other.input_pauses;
+        self.stuck_at_stop += other.stuck_at_stop;
     }
 }
 

@@ -182,7 +182,10 @@ fn root_says_ok() {
     assert!(resp.header("date").is_none());
     assert_eq!(c.get("/?again=1").body, b"ok");
     let stats = server.stop().expect("clean stop");
-    assert_eq!((stats.accepted, stats.requests), (1, 2));
+    assert_eq!(
+        (stats.accepted, stats.requests, stats.stuck_at_stop),
+        (1, 2, 0)
+    );
 }
 
 #[test]
@@ -447,6 +450,7 @@ fn concurrent_connections_all_answered() {
         .sum();
     assert_eq!(answered, 200 * 50);
     let stats = server.stop().expect("clean stop");
+    assert_eq!(stats.stuck_at_stop, 0);
     assert_eq!(stats.accepted, 200);
     assert_eq!(stats.requests, 200 * 50);
 }
@@ -522,6 +526,7 @@ fn full_descriptor_table_drops_then_recovers() {
     }
     let stats = server.stop().expect("clean stop");
     assert!(stats.accept_errors >= 1, "{stats:?}");
+    assert_eq!(stats.stuck_at_stop, 0);
 }
 
 #[test]
@@ -578,6 +583,34 @@ fn configuration_errors_say_what_to_do() {
     })
     .expect("limit");
     assert!((16..usize::MAX).contains(&limit));
+}
+
+#[test]
+fn stopping_with_busy_connections_is_clean() {
+    let _guard = shared();
+    let server = server(2);
+    let addr = server.addr();
+    let mut clients = Vec::new();
+    for i in 0..40 {
+        let mut c = Client::connect(addr);
+        match i % 5 {
+            // Idle.
+            0 => {}
+            // A delay timer pending.
+            1 => c.send(b"GET /delay/60000 HTTP/1.1\r\n\r\n"),
+            // A send blocked on a client that does not read.
+            2 => c.send(b"GET /bytes/1073741824 HTTP/1.1\r\n\r\n"),
+            // Output backed up, input paused.
+            3 => c.send(&b"GET /bytes/1000 HTTP/1.1\r\n\r\n".repeat(3000)),
+            // Lingering after Connection: close.
+            _ => c.send(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        }
+        clients.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let stats = server.stop().expect("clean stop");
+    assert_eq!(stats.stuck_at_stop, 0, "{stats:?}");
+    assert_eq!(stats.accepted, 40);
 }
 
 fn count_entries(dir: &str) -> usize {

@@ -12,10 +12,14 @@
 //!
 //! Connection life: `Open` (serving) -> optionally `Linger` (after a `Connection: close`
 //! answer: `shutdown(SHUT_WR)`, discard input until the peer's FIN or a timeout) -> `Draining`
-//! (every operation of the slot cancelled, waiting for their completions) -> `Closing` (the
-//! `Close` of the descriptor is submitted only once nothing else of the slot is in flight) ->
-//! `Free`. Because the descriptor stays in the table until that `Close`, the kernel cannot hand
-//! its index to a new connection while an old operation could still touch the slot's buffers.
+//! (each operation of the slot in flight is cancelled by its user data, then its completion
+//! awaited) -> `Closing` (the `Close` of the descriptor is submitted only once nothing else of
+//! the slot is in flight) -> `Free`. Because the descriptor stays in the table until that
+//! `Close`, the kernel cannot hand its index to a new connection while an old operation could
+//! still touch the slot's buffers; a `Close` linked behind the cancel would free the index
+//! before the cancelled operations' completions arrive. Cancels go by user data because a
+//! cancel by descriptor scans every armed operation of the ring (quadratic when thousands of
+//! connections close at once).
 //!
 //! Output: responses are appended to `wbuf` while `flight` (the previous batch) is being sent;
 //! when the send completes the two swap, so a buffer the kernel is reading is never written or
@@ -34,7 +38,7 @@ use io_uring::{cqueue, opcode, squeue, types};
 use super::ServeStats;
 use super::http::{self, Parsed, Reply, Request};
 use super::respond::{self, Meta, Piece, Stream};
-use crate::engine::ring::{BufRing, Ring, RingConfig, Token};
+use crate::engine::ring::{BufRing, GENERATION_MASK, Ring, RingConfig, Token};
 
 /// How long one wait for completions lasts before the stop flag is checked again.
 const WAIT: Duration = Duration::from_millis(50);
@@ -65,9 +69,6 @@ const PAUSED_INPUT_MAX: usize = 64 * 1024;
 const PAUSED_INPUT_LIMIT: usize = 8 * 1024 * 1024;
 /// Emptied buffers keep at most this much capacity.
 const KEEP_CAPACITY: usize = 64 * 1024;
-
-/// Generations as [`Token`] carries them (24 bits).
-const GEN_MASK: u32 = (1 << 24) - 1;
 
 // Operation codes in tokens.
 const OP_ACCEPT: u8 = 1;
@@ -179,7 +180,7 @@ impl Conn {
     /// already done since the kernel handed the index out again).
     fn open(&mut self, ring: &mut Ring, slot: u32) -> io::Result<()> {
         debug_assert_eq!(self.ops, 0);
-        self.generation = (self.generation + 1) & GEN_MASK;
+        self.generation = (self.generation + 1) & GENERATION_MASK;
         self.state = State::Open;
         self.flags = 0;
         self.body_left = 0;
@@ -669,7 +670,10 @@ impl Worker {
     pub(super) fn run(mut self, stop: &AtomicBool) -> anyhow::Result<ServeStats> {
         let served = self.serve_until(stop);
         let clean = self.drain();
-        let stats = self.stats;
+        let mut stats = self.stats;
+        if !clean {
+            stats.stuck_at_stop = self.live as u64 + u64::from(self.accept_armed);
+        }
         self.finish(clean);
         served?;
         Ok(stats)
