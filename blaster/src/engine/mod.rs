@@ -30,7 +30,7 @@ pub struct RunOutcome {
     pub metrics: WorkerMetrics,
     /// Wall time of the load phase.
     pub duration: Duration,
-    /// Process CPU time spent during the run (getrusage), user and system.
+    /// CPU time the worker threads spent (getrusage RUSAGE_THREAD, summed), user and system.
     pub cpu_user: Duration,
     pub cpu_system: Duration,
     /// Worker threads that ran.
@@ -84,7 +84,6 @@ pub fn run(config: &RunConfig, stop: Arc<AtomicBool>) -> Result<RunOutcome, Engi
         .stop
         .duration
         .map_or(u64::MAX, |d| start_ns + d.as_nanos() as u64);
-    let usage_before = rusage();
 
     let mut handles = Vec::with_capacity(threads);
     let mut first_connection = 0;
@@ -145,23 +144,22 @@ pub fn run(config: &RunConfig, stop: Arc<AtomicBool>) -> Result<RunOutcome, Engi
     if let Some(e) = first_error {
         return Err(e);
     }
-    let usage_after = rusage();
     Ok(RunOutcome {
-        metrics: merged,
         duration: Duration::from_nanos(end.saturating_sub(start_ns)),
-        cpu_user: usage_after.0.saturating_sub(usage_before.0),
-        cpu_system: usage_after.1.saturating_sub(usage_before.1),
+        cpu_user: Duration::from_nanos(merged.cpu_user_ns),
+        cpu_system: Duration::from_nanos(merged.cpu_system_ns),
+        metrics: merged,
         threads,
         interrupted: stop.load(std::sync::atomic::Ordering::Relaxed),
     })
 }
 
-/// Process CPU time so far: (user, system).
-pub fn rusage() -> (Duration, Duration) {
+/// CPU time so far of `who` (`RUSAGE_SELF` or `RUSAGE_THREAD`): (user, system).
+pub fn rusage(who: libc::c_int) -> (Duration, Duration) {
     // SAFETY: a zeroed rusage is a valid value for getrusage to overwrite.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes only into the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    unsafe { libc::getrusage(who, &mut ru) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     (tv(ru.ru_utime), tv(ru.ru_stime))
 }

@@ -204,8 +204,13 @@ impl Worker {
     /// Runs the load until the plan's end, the request budget or the stop flag, then drains
     /// and closes everything. Returns the worker's metrics.
     pub fn run(mut self) -> Result<WorkerMetrics, EngineError> {
+        let (user0, system0) = super::rusage(libc::RUSAGE_THREAD);
         let result = self.event_loop();
+        // Measured over the load phase, the same window as the run's duration.
+        let (user1, system1) = super::rusage(libc::RUSAGE_THREAD);
         self.shutdown();
+        self.metrics.cpu_user_ns = user1.saturating_sub(user0).as_nanos() as u64;
+        self.metrics.cpu_system_ns = system1.saturating_sub(system0).as_nanos() as u64;
         result.map(|()| std::mem::take(&mut self.metrics))
     }
 

@@ -124,6 +124,10 @@ pub struct WorkerMetrics {
     /// Clock time (ns) the worker's load phase, drain included, ended; the latest one wins in
     /// a merge. Shutdown (closing connections) comes after and is not part of the run's time.
     pub ended_ns: u64,
+    /// CPU time of the worker thread itself (RUSAGE_THREAD), user and system, in ns: the
+    /// client's own cost even when a target runs in the same process (the demo).
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
 }
 
 impl Default for WorkerMetrics {
@@ -157,6 +161,8 @@ impl WorkerMetrics {
             cq_overflows: 0,
             recv_buffer_exhausted: 0,
             ended_ns: 0,
+            cpu_user_ns: 0,
+            cpu_system_ns: 0,
         }
     }
 
@@ -226,6 +232,8 @@ impl WorkerMetrics {
         self.cq_overflows += other.cq_overflows;
         self.recv_buffer_exhausted += other.recv_buffer_exhausted;
         self.ended_ns = self.ended_ns.max(other.ended_ns);
+        self.cpu_user_ns += other.cpu_user_ns;
+        self.cpu_system_ns += other.cpu_system_ns;
     }
 }
 

@@ -80,7 +80,7 @@ pub struct Report {
     pub errors: Errors,
     pub connections: Connections,
     pub bytes: Bytes,
-    /// Client CPU time (user + system) over the run, in seconds.
+    /// CPU time of the worker threads (user + system) over the load phase, in seconds.
     pub client_cpu_s: f64,
     pub client_cpu_user_s: f64,
     pub client_cpu_system_s: f64,
