@@ -45,6 +45,7 @@ pub fn run(args: &DemoArgs) -> Result<i32> {
             body: Vec::new(),
         },
         late_after: std::time::Duration::from_millis(1),
+        report_interval: std::time::Duration::from_secs(1),
         command_line: std::env::args().collect(),
     };
     let stop = install_stop_signals()?;

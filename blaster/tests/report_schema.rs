@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use blaster::config::{LoadModel, RequestSpec, RunConfig, StopCondition, Target};
 use blaster::engine::RunOutcome;
+use blaster::metrics::interval::{Counters, IntervalPoint};
 use blaster::metrics::{ErrorKind, WorkerMetrics};
-use blaster::report::{self, Report};
+use blaster::report::{self, Report, TimePoint};
 use serde_json::Value;
 
 fn manifest_path(rel: &str) -> PathBuf {
@@ -56,6 +57,7 @@ fn config(model: LoadModel) -> RunConfig {
             body: Vec::new(),
         },
         late_after: Duration::from_millis(5),
+        report_interval: Duration::from_secs(1),
         command_line: vec!["blaster".to_owned(), "http://127.0.0.1:8080/".to_owned()],
     }
 }
@@ -75,6 +77,17 @@ fn outcome() -> RunOutcome {
     m.bytes_sent = 400_000;
     m.bytes_received = 1_200_000;
     m.in_flight_at_end = 8;
+    // One interval holding everything, with an error kind, so the time-point schema is checked.
+    let mut counters = Counters::of(&m);
+    counters.late = 2;
+    let point = IntervalPoint {
+        index: 0,
+        start_ns: 0,
+        end_ns: 1_000_000_000,
+        counters,
+        open_connections: 64,
+        latency: m.take_interval(),
+    };
     RunOutcome {
         metrics: m,
         duration: Duration::from_secs(5),
@@ -82,6 +95,7 @@ fn outcome() -> RunOutcome {
         cpu_system: Duration::from_millis(700),
         threads: 2,
         interrupted: false,
+        timeseries: vec![TimePoint::from_interval(&point)],
     }
 }
 
@@ -138,6 +152,7 @@ fn empty_run_report_validates() {
         cpu_system: Duration::ZERO,
         threads: 1,
         interrupted: true,
+        timeseries: Vec::new(),
     };
     assert_valid(&to_value(&Report::from_run(&config(LoadModel::Closed), &o)));
 }

@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{LoadModel, RequestSpec, RunConfig, ServeConfig, StopCondition, Target};
+use crate::report::progress::{Mode as ProgressMode, Progress};
 
 /// Exit code: the run finished (or `serve` was stopped).
 pub const EXIT_OK: i32 = 0;
@@ -86,6 +87,13 @@ pub struct RunArgs {
     /// Open model: a send later than this after its intended time counts as `late`.
     #[arg(long, default_value = "1ms", value_parser = units::parse_duration)]
     pub late_after: Duration,
+    /// Length of one interval of the live progress and of the report's time series.
+    #[arg(long = "report-interval", default_value = "1s", value_parser = units::parse_duration)]
+    pub interval: Duration,
+    /// Write per-interval latency histograms to this file in HdrHistogram's interval log
+    /// format (readable by HdrHistogram's tools).
+    #[arg(long, value_name = "PATH")]
+    pub hdr_log: Option<PathBuf>,
     /// Source addresses to connect from: a list (127.0.0.2,127.0.0.3) or a range
     /// (127.0.0.2-127.0.0.200).
     #[arg(long, value_name = "ADDRS")]
@@ -93,7 +101,7 @@ pub struct RunArgs {
     /// Write the report as JSON to this file (also on Ctrl-C, marked interrupted).
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
-    /// Print no text report.
+    /// Print no live progress and no text report (the JSON report is still written).
     #[arg(short = 'q', long)]
     pub quiet: bool,
 }
@@ -171,6 +179,12 @@ impl RunArgs {
         if self.requests == Some(0) {
             bail!("invalid request count 0: give at least one request, e.g. -n 1000");
         }
+        if self.interval < Duration::from_millis(10) {
+            bail!(
+                "invalid --report-interval {:?}: give at least 10ms, for example --report-interval 1s",
+                self.interval
+            );
+        }
         if self.timeout.is_zero() {
             bail!("invalid --timeout 0s: give a positive timeout such as --timeout 5s");
         }
@@ -215,6 +229,7 @@ impl RunArgs {
                 body,
             },
             late_after: self.late_after,
+            report_interval: self.interval,
             command_line,
         };
         // Encode once now so a bad method or header is reported before any connection opens.
@@ -355,8 +370,28 @@ pub fn main() -> i32 {
 fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
     let config = args.to_config(command_line)?;
     let stop = install_stop_signals()?;
-    let outcome = crate::engine::run(&config, stop)?;
-    finish_run(&config, &outcome, args.json.as_deref(), args.quiet)
+    let mut hdr_log = match &args.hdr_log {
+        Some(path) => Some(crate::report::hdrlog::HdrLog::create(
+            path,
+            std::time::SystemTime::now(),
+        )?),
+        None => None,
+    };
+    let mut progress = Progress::new(ProgressMode::detect(args.quiet), config.stop.duration);
+    let mut log_failed = false;
+    let outcome = crate::engine::run_observed(&config, stop, |point| {
+        progress.interval(point);
+        if let Some(log) = hdr_log.as_mut()
+            && let Err(e) = log.write(point)
+            && !log_failed
+        {
+            // Keep the run going; the report still comes at the end.
+            eprintln!("blaster: warning: {e:#}");
+            log_failed = true;
+        }
+    });
+    progress.finish();
+    finish_run(&config, &outcome?, args.json.as_deref(), args.quiet)
 }
 
 /// Prints and writes the report of a finished run and returns the exit code.

@@ -77,6 +77,8 @@ pub struct RunConfig {
     pub request: RequestSpec,
     /// A send more than this after its intended time counts as `late` (open model).
     pub late_after: Duration,
+    /// Length of one interval of the time series and of live progress.
+    pub report_interval: Duration,
     /// The original command line, for the report.
     pub command_line: Vec<String>,
 }

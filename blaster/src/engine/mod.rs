@@ -14,12 +14,15 @@ pub mod worker;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use thiserror::Error;
 
 use crate::config::{RunConfig, share};
 use crate::metrics::WorkerMetrics;
+use crate::metrics::interval::{Aggregator, IntervalPoint, IntervalSnapshot};
+use crate::report::TimePoint;
 use clock::Clock;
 use ring::RingError;
 
@@ -37,6 +40,8 @@ pub struct RunOutcome {
     pub threads: usize,
     /// The run was stopped by a signal before it finished.
     pub interrupted: bool,
+    /// One point per reporting interval; their counts add up to the run's totals.
+    pub timeseries: Vec<TimePoint>,
 }
 
 /// Why a run could not start or go on.
@@ -69,10 +74,22 @@ pub struct WorkerPlan {
     pub end_ns: u64,
     /// Requests this worker may send (`u64::MAX` for no limit).
     pub request_limit: u64,
+    /// Length of one reporting interval (ns).
+    pub interval_ns: u64,
 }
 
 /// Runs the load described by `config` until it ends or `stop` becomes true.
 pub fn run(config: &RunConfig, stop: Arc<AtomicBool>) -> Result<RunOutcome, EngineError> {
+    run_observed(config, stop, |_| {})
+}
+
+/// Like [`run`], and calls `observe` on the calling thread with every completed interval, in
+/// order, while the workers run (live progress, time series, interval logs).
+pub fn run_observed(
+    config: &RunConfig,
+    stop: Arc<AtomicBool>,
+    mut observe: impl FnMut(&IntervalPoint),
+) -> Result<RunOutcome, EngineError> {
     ring::raise_nofile_limit();
     let config = Arc::new(config.clone());
     let threads = config.threads;
@@ -84,6 +101,8 @@ pub fn run(config: &RunConfig, stop: Arc<AtomicBool>) -> Result<RunOutcome, Engi
         .stop
         .duration
         .map_or(u64::MAX, |d| start_ns + d.as_nanos() as u64);
+    let interval_ns = (config.report_interval.as_nanos() as u64).max(1_000_000);
+    let (tx, rx) = mpsc::channel::<IntervalSnapshot>();
 
     let mut handles = Vec::with_capacity(threads);
     let mut first_connection = 0;
@@ -98,17 +117,18 @@ pub fn run(config: &RunConfig, stop: Arc<AtomicBool>) -> Result<RunOutcome, Engi
                 .stop
                 .requests
                 .map_or(u64::MAX, |n| share(n as usize, threads, index) as u64),
+            interval_ns,
         };
         first_connection += connections;
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
-        let (config, stop) = (Arc::clone(&config), Arc::clone(&stop));
+        let (config, stop, tx) = (Arc::clone(&config), Arc::clone(&stop), tx.clone());
         let handle = std::thread::Builder::new()
             .name(format!("blaster-worker-{index}"))
             .spawn(move || {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                worker::Worker::new(index, config, clock, stop.clone(), plan)
+                worker::Worker::new(index, config, clock, stop.clone(), plan, Some(tx))
                     .inspect_err(|_| stop.store(true, std::sync::atomic::Ordering::Relaxed))?
                     .run()
                     .inspect_err(|_| stop.store(true, std::sync::atomic::Ordering::Relaxed))
@@ -119,6 +139,21 @@ pub fn run(config: &RunConfig, stop: Arc<AtomicBool>) -> Result<RunOutcome, Engi
                 )))
             })?;
         handles.push(handle);
+    }
+
+    // Observe until every worker hung up its end of the channel (they do when they return).
+    drop(tx);
+    let mut aggregator = Aggregator::new(threads, start_ns, interval_ns);
+    let mut timeseries = Vec::new();
+    for snapshot in rx.iter() {
+        for point in aggregator.push(snapshot) {
+            observe(&point);
+            timeseries.push(TimePoint::from_interval(&point));
+        }
+    }
+    for point in aggregator.finish() {
+        observe(&point);
+        timeseries.push(TimePoint::from_interval(&point));
     }
 
     let mut merged = WorkerMetrics::new();
@@ -149,6 +184,7 @@ pub fn run(config: &RunConfig, stop: Arc<AtomicBool>) -> Result<RunOutcome, Engi
         cpu_user: Duration::from_nanos(merged.cpu_user_ns),
         cpu_system: Duration::from_nanos(merged.cpu_system_ns),
         metrics: merged,
+        timeseries,
         threads,
         interrupted: stop.load(std::sync::atomic::Ordering::Relaxed),
     })

@@ -91,6 +91,7 @@ fn config(addr: SocketAddr, connections: usize, stop: StopCondition) -> RunConfi
             body: Vec::new(),
         },
         late_after: Duration::from_millis(1),
+        report_interval: Duration::from_secs(1),
         command_line: Vec::new(),
     }
 }

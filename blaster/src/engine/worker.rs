@@ -14,6 +14,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types};
@@ -25,6 +26,7 @@ use super::pacing::Schedule;
 use super::ring::{BufRing, Ring, RingConfig, Token};
 use super::{EngineError, WorkerPlan};
 use crate::config::{LoadModel, RunConfig};
+use crate::metrics::interval::{Counters, IntervalSnapshot};
 use crate::metrics::{ErrorKind, WorkerMetrics};
 use crate::proto::http1::{self, ResponseError};
 
@@ -103,6 +105,12 @@ pub struct Worker {
     timeout_ns: u64,
     /// The method is HEAD: responses carry no body whatever their headers say.
     head: bool,
+    /// Where interval snapshots go (the observer thread); `None` when nobody listens.
+    snapshots: Option<Sender<IntervalSnapshot>>,
+    interval_index: u64,
+    next_interval_ns: u64,
+    /// Connections established and not yet closing.
+    open_now: u64,
 }
 
 impl Worker {
@@ -112,6 +120,7 @@ impl Worker {
         clock: Clock,
         stop: Arc<AtomicBool>,
         plan: WorkerPlan,
+        snapshots: Option<Sender<IntervalSnapshot>>,
     ) -> Result<Worker, EngineError> {
         let conns_n = plan.connections;
         let ring = Ring::new(RingConfig::for_connections(conns_n))?;
@@ -198,6 +207,10 @@ impl Worker {
             draining: false,
             timeout_ns,
             head: http1::is_head(&config_method),
+            snapshots,
+            interval_index: 0,
+            next_interval_ns: plan.start_ns + plan.interval_ns,
+            open_now: 0,
         })
     }
 
@@ -206,6 +219,12 @@ impl Worker {
     pub fn run(mut self) -> Result<WorkerMetrics, EngineError> {
         let (user0, system0) = super::rusage(libc::RUSAGE_THREAD);
         let result = self.event_loop();
+        let ended = if self.metrics.ended_ns > 0 {
+            self.metrics.ended_ns
+        } else {
+            self.clock.now_ns()
+        };
+        self.publish_interval(ended, true);
         // Measured over the load phase, the same window as the run's duration.
         let (user1, system1) = super::rusage(libc::RUSAGE_THREAD);
         self.shutdown();
@@ -218,6 +237,9 @@ impl Worker {
         let mut drain_until = u64::MAX;
         loop {
             let now = self.clock.now_ns();
+            while now >= self.next_interval_ns {
+                self.publish_interval(self.next_interval_ns, false);
+            }
             if !self.draining {
                 let stopped = self.stop.load(Ordering::Relaxed);
                 if stopped || now >= self.plan.end_ns || self.budget_spent() {
@@ -262,6 +284,26 @@ impl Worker {
             }
             self.handle_completions(woke)?;
         }
+    }
+
+    /// Ends the current interval and sends its snapshot to the observer. Once per interval,
+    /// never per request: the channel send and the histogram copy are off the hot path.
+    fn publish_interval(&mut self, end_ns: u64, last: bool) {
+        let latency = self.metrics.take_interval();
+        if let Some(tx) = &self.snapshots {
+            // The observer may have gone (it only reports); the run goes on regardless.
+            let _ = tx.send(IntervalSnapshot {
+                worker: self.index,
+                index: self.interval_index,
+                end_ns,
+                counters: Counters::of(&self.metrics),
+                open_connections: self.open_now,
+                latency,
+                last,
+            });
+        }
+        self.interval_index += 1;
+        self.next_interval_ns += self.plan.interval_ns;
     }
 
     fn budget_spent(&self) -> bool {
@@ -488,6 +530,9 @@ impl Worker {
             State::Connecting => Some(op::CONNECT),
             State::Ready => conn.recv_armed.then_some(op::RECV),
         };
+        if conn.state == State::Ready {
+            self.open_now -= 1;
+        }
         conn.state = State::Closing;
         let tok = |op| Token::new(slot, conn.generation, op).encode();
         let close = opcode::Close::new(types::Fixed(slot))
@@ -699,6 +744,7 @@ impl Worker {
                 conn.ever_connected = true;
                 conn.connect_failures = 0;
                 self.any_connected = true;
+                self.open_now += 1;
                 self.metrics.conns_opened += 1;
                 self.metrics
                     .connect_latency

@@ -1,5 +1,10 @@
 //! Per-worker metrics: histograms and counters owned by one worker thread, with no atomics or
 //! locks on the hot path, merged with [`WorkerMetrics::merge`] after the run.
+//!
+//! [`interval`] carries the per-interval snapshots workers publish for live progress and the
+//! time series.
+
+pub mod interval;
 
 use hdrhistogram::Histogram;
 
@@ -96,8 +101,11 @@ impl ErrorKind {
 /// Counters and histograms of one worker.
 #[derive(Debug, Clone)]
 pub struct WorkerMetrics {
-    /// Request latency in µs (from intended send time in the open model).
+    /// Request latency in µs (from intended send time in the open model), over the whole run
+    /// up to the last [`WorkerMetrics::take_interval`].
     pub latency: Histogram<u64>,
+    /// Request latency of the current interval; folded into `latency` by `take_interval`.
+    pub interval_latency: Histogram<u64>,
     /// TCP connect latency in µs.
     pub connect_latency: Histogram<u64>,
     /// How late the event loop woke compared with its deadline, in µs.
@@ -140,6 +148,7 @@ impl WorkerMetrics {
     pub fn new() -> Self {
         WorkerMetrics {
             latency: new_histogram(),
+            interval_latency: new_histogram(),
             connect_latency: new_histogram(),
             loop_lag: new_histogram(),
             requests: 0,
@@ -171,7 +180,19 @@ impl WorkerMetrics {
     pub fn record_response(&mut self, status: u16, latency_us: u64) {
         self.responses += 1;
         self.status[usize::from(status).min(999)] += 1;
-        self.latency.saturating_record(latency_us.max(1));
+        self.interval_latency.saturating_record(latency_us.max(1));
+    }
+
+    /// Ends the current interval: its latencies join the run-long histogram and are returned.
+    /// The run's histogram is therefore exactly the sum of its intervals.
+    pub fn take_interval(&mut self) -> Histogram<u64> {
+        // Same bounds, so adding cannot fail.
+        self.latency
+            .add(&self.interval_latency)
+            .expect("same histogram bounds");
+        let interval = self.interval_latency.clone();
+        self.interval_latency.reset();
+        interval
     }
 
     #[inline]
@@ -249,6 +270,8 @@ mod tests {
         b.record_response(200, 300);
         b.record_response(503, 5_000);
         b.record_error(ErrorKind::Timeout);
+        a.take_interval();
+        b.take_interval();
         a.merge(&b);
         assert_eq!(a.responses, 3);
         assert_eq!(a.status[200], 2);
@@ -257,6 +280,19 @@ mod tests {
         assert_eq!(a.latency.max(), a.latency.highest_equivalent(5_000));
         assert_eq!(a.error_count(ErrorKind::Timeout), 1);
         assert_eq!(a.total_errors(), 1);
+    }
+
+    #[test]
+    fn intervals_sum_to_the_run() {
+        let mut m = WorkerMetrics::new();
+        m.record_response(200, 10);
+        let first = m.take_interval();
+        m.record_response(200, 20);
+        m.record_response(200, 30);
+        let second = m.take_interval();
+        assert_eq!((first.len(), second.len()), (1, 2));
+        assert_eq!(m.latency.len(), 3);
+        assert!(m.interval_latency.is_empty());
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! The JSON field names are a contract users' scripts rely on; the schema is documented in
 //! docs/report-schema.md and checked by a test against `report-schema.json`.
 
+pub mod hdrlog;
 pub mod json;
+pub mod progress;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -94,6 +96,92 @@ pub struct Report {
     pub latency_histogram: String,
     /// The command line that produced the run.
     pub command_line: Vec<String>,
+    /// Length of one time-series interval, in seconds.
+    pub report_interval_s: f64,
+    /// One point per interval, in order. Their `requests`, `responses`, `errors` and latency
+    /// counts add up to the run's totals.
+    pub timeseries: Vec<TimePoint>,
+}
+
+/// What happened during one interval of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimePoint {
+    /// End of the interval, in seconds since the load started.
+    pub t_s: f64,
+    /// Length of the interval in seconds (the last one may be shorter).
+    pub duration_s: f64,
+    pub requests: u64,
+    pub responses: u64,
+    /// Responses per second over the interval.
+    pub rps: f64,
+    /// Errors of every kind during the interval, and by kind (non-zero kinds only).
+    pub errors: u64,
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Connections opened during the interval and open at its end.
+    pub connections_opened: u64,
+    pub open_connections: u64,
+    /// Open model: sends during the interval that went out late.
+    pub late: u64,
+    /// Latency of the responses that completed during the interval.
+    pub latency_us: IntervalLatency,
+}
+
+/// Latency percentiles of one interval, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntervalLatency {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl TimePoint {
+    /// Summarizes one merged interval.
+    pub fn from_interval(p: &crate::metrics::interval::IntervalPoint) -> TimePoint {
+        let duration_s = p.end_ns.saturating_sub(p.start_ns) as f64 / 1e9;
+        let c = &p.counters;
+        let errors_by_kind = crate::metrics::ErrorKind::ALL
+            .iter()
+            .filter(|&&k| c.errors[k as usize] > 0)
+            .map(|&k| (k.as_str().to_owned(), c.errors[k as usize]))
+            .collect();
+        let h = &p.latency;
+        let q = |q: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(q)
+            }
+        };
+        TimePoint {
+            t_s: p.end_ns as f64 / 1e9,
+            duration_s,
+            requests: c.requests,
+            responses: c.responses,
+            rps: if duration_s > 0.0 {
+                c.responses as f64 / duration_s
+            } else {
+                0.0
+            },
+            errors: c.total_errors(),
+            errors_by_kind,
+            bytes_sent: c.bytes_sent,
+            bytes_received: c.bytes_received,
+            connections_opened: c.conns_opened,
+            open_connections: p.open_connections,
+            late: c.late,
+            latency_us: IntervalLatency {
+                count: h.len(),
+                p50: q(0.50),
+                p90: q(0.90),
+                p99: q(0.99),
+                max: if h.is_empty() { 0 } else { h.max() },
+            },
+        }
+    }
 }
 
 /// Percentiles and extremes of a latency histogram, in microseconds.
@@ -257,6 +345,8 @@ impl Report {
             // says "no histogram" rather than losing the whole report.
             latency_histogram: encode_histogram(&m.latency).unwrap_or_default(),
             command_line: config.command_line.clone(),
+            report_interval_s: config.report_interval.as_secs_f64(),
+            timeseries: outcome.timeseries.clone(),
         }
     }
 }
@@ -440,6 +530,7 @@ pub(crate) mod tests {
                 body: Vec::new(),
             },
             late_after: Duration::from_millis(10),
+            report_interval: Duration::from_secs(1),
             command_line: vec!["blaster".to_owned(), "http://127.0.0.1:8080/".to_owned()],
         }
     }
@@ -451,6 +542,7 @@ pub(crate) mod tests {
         for i in 0..1000u64 {
             m.record_response(if i < 990 { 200 } else { 503 }, 100 + i);
         }
+        m.take_interval();
         m.requests = 1_005;
         for _ in 0..3 {
             m.record_error(ErrorKind::Timeout);
@@ -479,6 +571,7 @@ pub(crate) mod tests {
             cpu_system: Duration::from_secs(1),
             threads: 2,
             interrupted: false,
+            timeseries: Vec::new(),
         }
     }
 
