@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::cli::{DemoArgs, available_cpus, finish_run, install_stop_signals};
 use crate::config::{LoadModel, RequestSpec, RunConfig, ServeConfig, StopCondition};
+use crate::report::progress::{Mode as ProgressMode, Progress};
 
 /// Runs the demo and returns the exit code.
 pub fn run(args: &DemoArgs) -> Result<i32> {
@@ -49,7 +50,10 @@ pub fn run(args: &DemoArgs) -> Result<i32> {
         command_line: std::env::args().collect(),
     };
     let stop = install_stop_signals()?;
-    let outcome = crate::engine::run(&config, stop)?;
+    let mut progress = Progress::new(ProgressMode::detect(false), Some(args.duration));
+    let outcome = crate::engine::run_observed(&config, stop, |point| progress.interval(point));
+    progress.finish();
+    let outcome = outcome?;
     drop(server);
     let code = finish_run(&config, &outcome, args.json.as_deref(), false)?;
     println!(

@@ -36,6 +36,9 @@ impl Mode {
     }
 }
 
+/// Intervals shorter than this are not printed (their counts still go into the totals).
+const MIN_PRINTED_NS: u64 = 50_000_000;
+
 pub struct Progress {
     mode: Mode,
     bar: Option<ProgressBar>,
@@ -78,7 +81,9 @@ impl Progress {
     pub fn interval(&mut self, p: &IntervalPoint) {
         self.responses += p.counters.responses;
         self.errors += p.counters.total_errors();
-        if self.mode == Mode::Off {
+        // A sliver of an interval (the drain after the last full one) would show a rate
+        // computed over a few milliseconds: count it, do not print it.
+        if self.mode == Mode::Off || p.end_ns.saturating_sub(p.start_ns) < MIN_PRINTED_NS {
             return;
         }
         let line = self.line(p);
