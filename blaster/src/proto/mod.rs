@@ -2,3 +2,4 @@
 //! per-request allocation), so they can be unit-tested byte by byte, fuzzed and benchmarked.
 
 pub mod http1;
+pub mod ws;
