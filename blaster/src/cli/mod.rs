@@ -94,6 +94,13 @@ pub struct RunArgs {
     /// format (readable by HdrHistogram's tools).
     #[arg(long, value_name = "PATH")]
     pub hdr_log: Option<PathBuf>,
+    /// Serve live metrics at http://ADDR/metrics for Prometheus during the run (loopback by
+    /// default: give the flag alone for 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::report::prometheus::DEFAULT_LISTEN)]
+    pub prometheus_listen: Option<SocketAddr>,
+    /// Keep /metrics up this long after the run, so a scraper collects the final values.
+    #[arg(long, value_name = "DUR", default_value = "0s", value_parser = units::parse_duration)]
+    pub prometheus_linger: Duration,
     /// Source addresses to connect from: a list (127.0.0.2,127.0.0.3) or a range
     /// (127.0.0.2-127.0.0.200).
     #[arg(long, value_name = "ADDRS")]
@@ -377,10 +384,23 @@ fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
         )?),
         None => None,
     };
+    let exporter = match args.prometheus_listen {
+        Some(addr) => {
+            let exporter = crate::report::prometheus::Exporter::start(addr)?;
+            if !args.quiet {
+                eprintln!("blaster: metrics at http://{}/metrics", exporter.addr());
+            }
+            Some(exporter)
+        }
+        None => None,
+    };
     let mut progress = Progress::new(ProgressMode::detect(args.quiet), config.stop.duration);
     let mut log_failed = false;
-    let outcome = crate::engine::run_observed(&config, stop, |point| {
+    let outcome = crate::engine::run_observed(&config, Arc::clone(&stop), |point| {
         progress.interval(point);
+        if let Some(exporter) = &exporter {
+            exporter.record(point);
+        }
         if let Some(log) = hdr_log.as_mut()
             && let Err(e) = log.write(point)
             && !log_failed
@@ -391,7 +411,16 @@ fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
         }
     });
     progress.finish();
-    finish_run(&config, &outcome?, args.json.as_deref(), args.quiet)
+    let code = finish_run(&config, &outcome?, args.json.as_deref(), args.quiet)?;
+    if exporter.is_some() && !args.prometheus_linger.is_zero() {
+        // Serve the final values a little longer; Ctrl-C ends the wait.
+        let until = std::time::Instant::now() + args.prometheus_linger;
+        while std::time::Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(code)
 }
 
 /// Prints and writes the report of a finished run and returns the exit code.

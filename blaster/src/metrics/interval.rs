@@ -14,10 +14,12 @@ use hdrhistogram::Histogram;
 use super::{ErrorKind, WorkerMetrics, new_histogram};
 
 /// Cumulative counters of one worker (or, after [`Counters::delta`], of one interval).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     pub requests: u64,
     pub responses: u64,
+    /// Responses by status code, indexed by code (empty or 1000 long).
+    pub status: Vec<u64>,
     pub errors: [u64; ErrorKind::ALL.len()],
     pub bytes_sent: u64,
     pub bytes_received: u64,
@@ -31,6 +33,7 @@ impl Counters {
         Counters {
             requests: m.requests,
             responses: m.responses,
+            status: m.status.to_vec(),
             errors: m.errors,
             bytes_sent: m.bytes_sent,
             bytes_received: m.bytes_received,
@@ -46,9 +49,13 @@ impl Counters {
         for (i, e) in errors.iter_mut().enumerate() {
             *e = self.errors[i].saturating_sub(earlier.errors[i]);
         }
+        let status = (0..self.status.len())
+            .map(|i| self.status[i].saturating_sub(earlier.status.get(i).copied().unwrap_or(0)))
+            .collect();
         Counters {
             requests: self.requests.saturating_sub(earlier.requests),
             responses: self.responses.saturating_sub(earlier.responses),
+            status,
             errors,
             bytes_sent: self.bytes_sent.saturating_sub(earlier.bytes_sent),
             bytes_received: self.bytes_received.saturating_sub(earlier.bytes_received),
@@ -61,6 +68,12 @@ impl Counters {
     pub fn add(&mut self, other: &Counters) {
         self.requests += other.requests;
         self.responses += other.responses;
+        if self.status.len() < other.status.len() {
+            self.status.resize(other.status.len(), 0);
+        }
+        for (a, b) in self.status.iter_mut().zip(other.status.iter()) {
+            *a += b;
+        }
         for (a, b) in self.errors.iter_mut().zip(other.errors.iter()) {
             *a += b;
         }

@@ -9,6 +9,7 @@
 pub mod hdrlog;
 pub mod json;
 pub mod progress;
+pub mod prometheus;
 pub mod text;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,98 @@
+//! `--prometheus-listen`: /metrics is scraped during a run, and after it (with
+//! `--prometheus-linger`) its counters agree with the final JSON report.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use blaster_tests::{ChildGuard, TempPath, blaster_bin, free_port, read_report, start_serve, u};
+
+fn scrape(addr: SocketAddr) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: blaster\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.starts_with("HTTP/1.1 200").then_some(text)
+}
+
+/// The value of one sample line `name value`, or 0 when absent.
+fn sample(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0, |v| {
+            v.trim().parse::<f64>().expect("numeric sample") as u64
+        })
+}
+
+#[test]
+fn metrics_during_the_run_and_final_values_match_the_report() {
+    let (_serve, target) = start_serve(1);
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let json = TempPath::new(".json");
+    let mut cmd = Command::new(blaster_bin());
+    cmd.args([
+        "run",
+        &format!("http://{target}/status/201"),
+        "-c",
+        "4",
+        "-t",
+        "1",
+        "-d",
+        "2s",
+        "-q",
+    ])
+    .arg("--prometheus-listen")
+    .arg(metrics.to_string())
+    .args(["--prometheus-linger", "5s", "--json"])
+    .arg(json.path())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child = ChildGuard::new(cmd.spawn().expect("blaster starts"));
+
+    // During the run: some requests counted already, fewer than at the end.
+    std::thread::sleep(Duration::from_millis(1500));
+    let during = scrape(metrics).expect("/metrics answers during the run");
+    let during_requests = sample(&during, "blaster_requests_total");
+    assert!(during_requests > 0, "{during}");
+
+    // After the run (the report is written before the linger starts).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let report = loop {
+        if let Ok(r) = read_report(json.path()) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no report");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let after = scrape(metrics).expect("/metrics answers while lingering");
+    assert!(during_requests < u(&report, &["requests"]));
+    assert_eq!(
+        sample(&after, "blaster_requests_total"),
+        u(&report, &["requests"]),
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, "blaster_responses_total{status=\"201\"}"),
+        u(&report, &["status_codes", "201"]),
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, "blaster_request_duration_seconds_count"),
+        u(&report, &["responses"]),
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, "blaster_bytes_received_total"),
+        u(&report, &["bytes", "received"]),
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, "blaster_connections_opened_total"),
+        u(&report, &["connections", "opened"]),
+        "{after}"
+    );
+    child.kill();
+}
