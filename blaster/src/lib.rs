@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod engine;
 pub mod metrics;
 pub mod proto;

@@ -40,6 +40,19 @@ pub enum Command {
     Serve(ServeArgs),
     /// Start the built-in target on a loopback port, run a short load against it, print the report.
     Demo(DemoArgs),
+    /// Check this host's limits (open files, ports, memory, backlogs, io_uring) for a run of
+    /// N connections; exit code 2 when something limits it.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DoctorArgs {
+    /// Connections the run should reach, e.g. 100k or 1M (default 100k).
+    #[arg(short = 'c', long, value_parser = units::parse_count)]
+    pub connections: Option<u64>,
+    /// Print the checks as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -364,6 +377,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run_command(&args, command_line),
         Command::Serve(args) => serve_command(&args),
         Command::Demo(args) => crate::demo::run(&args),
+        Command::Doctor(args) => crate::doctor::run(args.connections, args.json),
     };
     match result {
         Ok(code) => code,
