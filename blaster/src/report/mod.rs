@@ -97,11 +97,76 @@ pub struct Report {
     pub latency_histogram: String,
     /// The command line that produced the run.
     pub command_line: Vec<String>,
+    /// Where the load came from.
+    pub environment: Environment,
     /// Length of one time-series interval, in seconds.
     pub report_interval_s: f64,
     /// One point per interval, in order. Their `requests`, `responses`, `errors` and latency
     /// counts add up to the run's totals.
     pub timeseries: Vec<TimePoint>,
+}
+
+/// The load node: enough to tell two runs' machines apart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub blaster_version: String,
+    /// `uname` release, e.g. "6.18.44".
+    pub kernel: String,
+    pub hostname: String,
+    /// CPU model name from /proc/cpuinfo ("" when unknown).
+    pub cpu_model: String,
+    /// CPUs online, and CPUs this process may run on.
+    pub cpus_online: usize,
+    pub cpus_allowed: usize,
+    /// Total memory in bytes (0 when unknown).
+    pub memory_bytes: u64,
+}
+
+impl Environment {
+    /// Reads this host's facts (uname, /proc); never fails, unknowns stay empty.
+    pub fn detect() -> Environment {
+        // SAFETY: a zeroed utsname is a valid value for uname to overwrite.
+        let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+        // SAFETY: uname writes only into the struct we own.
+        let ok = unsafe { libc::uname(&mut uts) } == 0;
+        let field = |f: &[libc::c_char]| {
+            let bytes: Vec<u8> = f
+                .iter()
+                .take_while(|&&c| c != 0)
+                .map(|&c| c as u8)
+                .collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        let (kernel, hostname) = if ok {
+            (field(&uts.release), field(&uts.nodename))
+        } else {
+            Default::default()
+        };
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .and_then(|r| r.split_once(':'))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_bytes = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024);
+        Environment {
+            blaster_version: env!("CARGO_PKG_VERSION").to_owned(),
+            kernel,
+            hostname,
+            cpu_model,
+            cpus_online: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpus_allowed: crate::cli::available_cpus(),
+            memory_bytes,
+        }
+    }
 }
 
 /// What happened during one interval of the run.
@@ -346,6 +411,7 @@ impl Report {
             // says "no histogram" rather than losing the whole report.
             latency_histogram: encode_histogram(&m.latency).unwrap_or_default(),
             command_line: config.command_line.clone(),
+            environment: Environment::detect(),
             report_interval_s: config.report_interval.as_secs_f64(),
             timeseries: outcome.timeseries.clone(),
         }
@@ -574,6 +640,14 @@ pub(crate) mod tests {
             interrupted: false,
             timeseries: Vec::new(),
         }
+    }
+
+    #[test]
+    fn environment_is_read_from_this_host() {
+        let e = Environment::detect();
+        assert!(!e.kernel.is_empty() && e.cpus_online >= 1 && e.cpus_allowed >= 1);
+        assert!(e.memory_bytes > 1 << 20, "{e:?}");
+        assert_eq!(e.blaster_version, env!("CARGO_PKG_VERSION"));
     }
 
     #[test]
