@@ -4,6 +4,7 @@
 //! [`ServeArgs::to_config`] check them and produce plain config that the rest of blaster
 //! receives. [`main`] dispatches, installs the signal handlers and maps results to exit codes.
 
+pub mod probe;
 pub mod units;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -43,6 +44,9 @@ pub enum Command {
     /// Check this host's limits (open files, ports, memory, backlogs, io_uring) for a run of
     /// N connections; exit code 2 when something limits it.
     Doctor(DoctorArgs),
+    /// Watch listening ports with the eBPF probe (on the target host): handshake time,
+    /// accept-queue wait, retransmits, resets. Needs a build with the probe (`cargo xtask build`).
+    Probe(probe::ProbeArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -378,6 +382,7 @@ pub fn main() -> i32 {
         Command::Serve(args) => serve_command(&args),
         Command::Demo(args) => crate::demo::run(&args),
         Command::Doctor(args) => crate::doctor::run(args.connections, args.json),
+        Command::Probe(args) => probe::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@
 //! The JSON field names are a contract users' scripts rely on; the schema is documented in
 //! docs/report-schema.md and checked by a test against `report-schema.json`.
 
+pub mod endpoint;
 pub mod hdrlog;
 pub mod json;
 pub mod progress;

@@ -2,17 +2,11 @@
 //!
 //! The registry is updated by the engine's observer once per interval, from the merged
 //! interval snapshot, never by the workers; so the counters equal the report's totals once the
-//! last interval is in. A small thread answers scrapes: plain HTTP/1.1, one request per
-//! connection, which is all a Prometheus scraper needs (a web framework would be overkill).
+//! last interval is in. Scrapes are answered by a [`super::endpoint::Endpoint`].
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use anyhow::Context;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -20,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::endpoint::{Endpoint, Render};
 use crate::metrics::ErrorKind;
 use crate::metrics::interval::IntervalPoint;
 
@@ -56,27 +51,16 @@ struct Metrics {
     interval_latency: Family<QuantileLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
-/// A running `/metrics` endpoint; stops its thread when dropped.
+/// A running `/metrics` endpoint; stops serving when dropped.
 pub struct Exporter {
-    addr: SocketAddr,
     metrics: Arc<Metrics>,
     registry: Arc<Mutex<Registry>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    endpoint: Endpoint,
 }
 
 impl Exporter {
     /// Binds `addr` and starts answering scrapes.
     pub fn start(addr: SocketAddr) -> anyhow::Result<Exporter> {
-        let listener = TcpListener::bind(addr).with_context(|| {
-            format!("cannot listen on {addr} for --prometheus-listen: pick a free address, e.g. --prometheus-listen 127.0.0.1:9465")
-        })?;
-        listener
-            .set_nonblocking(true)
-            .context("cannot make the metrics listener non-blocking")?;
-        let addr = listener
-            .local_addr()
-            .context("metrics listener has no address")?;
         let metrics = Arc::new(Metrics {
             requests: Counter::default(),
             responses: Family::default(),
@@ -137,25 +121,26 @@ impl Exporter {
             m.interval_latency.clone(),
         );
         let registry = Arc::new(Mutex::new(registry));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (registry, stop) = (Arc::clone(&registry), Arc::clone(&stop));
-            std::thread::Builder::new()
-                .name("blaster-metrics".into())
-                .spawn(move || serve(&listener, &registry, &stop))
-                .context("cannot start the metrics thread")?
+        let render: Render = {
+            let registry = Arc::clone(&registry);
+            Arc::new(move || encode(&registry))
         };
-        Ok(Exporter {
+        let endpoint = Endpoint::start(
             addr,
+            "/metrics",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "--prometheus-listen",
+            render,
+        )?;
+        Ok(Exporter {
             metrics,
             registry,
-            stop,
-            thread: Some(thread),
+            endpoint,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.endpoint.addr()
     }
 
     /// Adds one finished interval.
@@ -217,16 +202,6 @@ impl Exporter {
     }
 }
 
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            // The thread polls the flag at least every 50 ms.
-            let _ = t.join();
-        }
-    }
-}
-
 fn encode(registry: &Mutex<Registry>) -> String {
     let mut out = String::new();
     let registry = registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -235,62 +210,14 @@ fn encode(registry: &Mutex<Registry>) -> String {
     out
 }
 
-/// Accept loop: polls so it notices `stop`; each scrape is answered and the connection closed.
-fn serve(listener: &TcpListener, registry: &Mutex<Registry>, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, _)) => answer(stream, registry),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
-fn answer(stream: TcpStream, registry: &Mutex<Registry>) {
-    // A scraper that stalls must not hold the thread.
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let mut reader = BufReader::new(&stream);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    // Skip the rest of the head.
-    let mut line = String::new();
-    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-        line.clear();
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("");
-    let (status, content_type, body) = if path == "/metrics" || path.starts_with("/metrics?") {
-        (
-            "200 OK",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            encode(registry),
-        )
-    } else {
-        (
-            "404 Not Found",
-            "text/plain",
-            "blaster serves /metrics\n".to_owned(),
-        )
-    };
-    let mut out = &stream;
-    let _ = write!(
-        out,
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::metrics::interval::Counters;
     use crate::metrics::new_histogram;
-    use std::io::Read;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
 
     fn point() -> IntervalPoint {
         let mut latency = new_histogram();
@@ -372,6 +299,6 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("--prometheus-listen 127.0.0.1:9465"), "{err}");
+        assert!(err.contains("--prometheus-listen 127.0.0.1:0"), "{err}");
     }
 }

@@ -1,0 +1,314 @@
+//! Types shared by blaster's eBPF probe (`blaster-ebpf`, kernel side) and its loader
+//! (`blaster::probe`, user side). Everything here is `#[repr(C)]`, `Copy` and free of
+//! pointers, so the same bytes mean the same thing on both sides of a BPF map.
+//!
+//! `no_std` by default; the `user` feature adds the `aya::Pod` impls the loader needs.
+//!
+//! # Maps (names are the ELF symbol names the loader looks up)
+//!
+//! | map | kind | key | value | written by |
+//! | --- | --- | --- | --- | --- |
+//! | [`MAP_WATCH`] | hash | port `u16` | `u8` (1) | user: the ports to watch |
+//! | [`MAP_HIST`] | per-CPU hash | [`HistKey`] | [`Histogram`] | user pre-inserts zeroed entries; kernel adds |
+//! | [`MAP_COUNTERS`] | per-CPU hash | [`CounterKey`] | `u64` | kernel inserts and adds |
+//! | [`MAP_CONNECTING`] | LRU hash | socket address `u64` | [`Pending`] | kernel only (SYN sent) |
+//! | [`MAP_ESTABLISHED`] | LRU hash | [`PeerKey`] | [`Pending`] | kernel only (awaiting accept) |
+//! | [`MAP_ACCEPTING`] | hash | pid_tgid `u64` | user pointer `u64` | kernel only (in accept) |
+//!
+//! Histograms are pre-inserted by user space because a [`Histogram`] is larger than the
+//! 512-byte BPF stack: the kernel side only ever updates an entry in place, and counts a
+//! [`counter::HIST_MISSING`] when the entry is not there.
+#![no_std]
+
+/// Watched listening ports: key `u16` port (host order), value `u8` 1.
+pub const MAP_WATCH: &str = "WATCH";
+/// Per-(port, metric) latency histograms: [`HistKey`] -> [`Histogram`] (per CPU).
+pub const MAP_HIST: &str = "HIST";
+/// Per-(port, counter, detail) event counts: [`CounterKey`] -> `u64` (per CPU).
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Sockets in SYN_SENT: socket address -> [`Pending`].
+pub const MAP_CONNECTING: &str = "CONNECTING";
+/// Passively opened sockets not yet accepted: [`PeerKey`] -> [`Pending`].
+pub const MAP_ESTABLISHED: &str = "ESTABLISHED";
+/// Threads inside accept(2)/accept4(2): pid_tgid -> user `struct sockaddr *`.
+pub const MAP_ACCEPTING: &str = "ACCEPTING";
+
+/// Most ports the probe watches at once (entries of [`MAP_WATCH`]).
+pub const MAX_PORTS: u32 = 64;
+/// Entries of [`MAP_HIST`]: every metric for every watched port.
+pub const MAX_HISTS: u32 = MAX_PORTS * metric::COUNT as u32;
+/// Entries of [`MAP_COUNTERS`].
+pub const MAX_COUNTERS: u32 = 4096;
+/// Entries of the LRU connection-tracking maps.
+pub const MAX_TRACKED: u32 = 65536;
+
+/// Sub-bucket bits of the log-linear histogram: `2^HIST_SUB_BITS` linear sub-buckets per
+/// power of two, so a bucket is at most 1/8 (12.5 %) of its lower bound wide.
+pub const HIST_SUB_BITS: u32 = 3;
+/// Linear sub-buckets per power of two.
+pub const HIST_SUB: usize = 1 << HIST_SUB_BITS;
+/// Largest power of two with its own buckets: values of `2^(HIST_MAX_LOG2+1)` ns
+/// (about 137 s) and more all land in the last bucket.
+pub const HIST_MAX_LOG2: u32 = 36;
+/// Number of buckets: values `0..HIST_SUB` one each, then `HIST_SUB` per power of two.
+pub const HIST_BUCKETS: usize = (HIST_MAX_LOG2 - HIST_SUB_BITS + 2) as usize * HIST_SUB;
+
+/// What a histogram measures ([`HistKey::metric`]). All values are nanoseconds.
+pub mod metric {
+    /// Active open, SYN to established: `connect()` moved the socket to SYN_SENT, the
+    /// SYN-ACK moved it to ESTABLISHED. Keyed by the remote (listening) port.
+    pub const HANDSHAKE: u16 = 0;
+    /// Passive open, established to accepted: the handshake completed (child socket
+    /// ESTABLISHED) until `accept(2)`/`accept4(2)` returned it. Keyed by the local
+    /// listening port.
+    pub const ACCEPT_WAIT: u16 = 1;
+    /// (later) Data queued in the receive queue until the application read it.
+    pub const RECV_QUEUE_WAIT: u16 = 2;
+    /// (later) Smoothed RTT samples from `tcp:tcp_probe`.
+    pub const RTT: u16 = 3;
+    /// Number of metrics; [`super::MAX_HISTS`] reserves room for all of them.
+    pub const COUNT: u16 = 4;
+}
+
+/// What a counter counts ([`CounterKey::counter`]).
+pub mod counter {
+    /// `tcp:tcp_retransmit_skb` on a connection with a watched port at either end.
+    pub const RETRANSMIT: u16 = 0;
+    /// `tcp:tcp_send_reset`; `detail` is the kernel's `sk_rst_reason`.
+    pub const SEND_RESET: u16 = 1;
+    /// `tcp:tcp_receive_reset`.
+    pub const RECV_RESET: u16 = 2;
+    /// `tcp:tcp_retransmit_synack` (later).
+    pub const SYNACK_RETRANSMIT: u16 = 3;
+    /// `skb:kfree_skb`; `detail` is the drop reason (later).
+    pub const KFREE_SKB: u16 = 4;
+    /// An accept returned a connection whose establishment the probe had not seen
+    /// (started before the probe, or accept called without a peer address).
+    pub const ACCEPT_UNMATCHED: u16 = 5;
+    /// A handshake completed whose SYN_SENT the probe had not seen.
+    pub const HANDSHAKE_UNMATCHED: u16 = 6;
+    /// A sample was dropped because its [`super::HistKey`] had no pre-inserted entry.
+    pub const HIST_MISSING: u16 = 7;
+    /// Active opens that failed (SYN_SENT to CLOSE: refused, timed out, reset).
+    pub const CONNECT_FAILED: u16 = 8;
+}
+
+/// Key of [`MAP_HIST`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HistKey {
+    /// Port, host byte order.
+    pub port: u16,
+    /// One of [`metric`].
+    pub metric: u16,
+    /// Zero (explicit padding, so both sides hash the same bytes).
+    pub _pad: u32,
+}
+
+/// A log-linear histogram of nanosecond values (value of [`MAP_HIST`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Histogram {
+    /// Number of samples.
+    pub count: u64,
+    /// Sum of the samples, ns (wraps after ~584 years of samples).
+    pub sum: u64,
+    /// Largest sample, ns.
+    pub max: u64,
+    /// Samples per bucket; see [`bucket_index`].
+    pub buckets: [u64; HIST_BUCKETS],
+}
+
+impl Histogram {
+    /// An empty histogram.
+    pub const ZERO: Self = Self {
+        count: 0,
+        sum: 0,
+        max: 0,
+        buckets: [0; HIST_BUCKETS],
+    };
+
+    /// Adds one sample.
+    #[inline(always)]
+    pub fn record(&mut self, v: u64) {
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(v);
+        if v > self.max {
+            self.max = v;
+        }
+        let i = bucket_index(v);
+        // The `if` keeps the verifier's bounds check visible.
+        if i < HIST_BUCKETS {
+            self.buckets[i] += 1;
+        }
+    }
+
+    /// Adds `other` into `self` (merging per-CPU copies).
+    pub fn merge(&mut self, other: &Self) {
+        self.count += other.count;
+        self.sum = self.sum.wrapping_add(other.sum);
+        self.max = self.max.max(other.max);
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a += b;
+        }
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+/// Key of [`MAP_COUNTERS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CounterKey {
+    /// Watched port the event belongs to, host byte order.
+    pub port: u16,
+    /// One of [`counter`].
+    pub counter: u16,
+    /// Counter-specific detail (reset reason, drop reason), else 0.
+    pub detail: u32,
+}
+
+/// A connection the probe saw start, waiting for its next step.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pending {
+    /// `bpf_ktime_get_ns()` when it started.
+    pub ts: u64,
+    /// The watched port it belongs to, host byte order.
+    pub port: u16,
+    /// Zero.
+    pub _pad: [u16; 3],
+}
+
+/// Key of [`MAP_ESTABLISHED`]: the peer of a passively opened connection, as both the
+/// state-change tracepoint and the address `accept(2)` returns show it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PeerKey {
+    /// Peer address: IPv4 in the first 4 bytes (rest zero) or IPv6, network order.
+    pub addr: [u8; 16],
+    /// Peer port, host byte order.
+    pub port: u16,
+    /// `AF_INET` (2) or `AF_INET6` (10).
+    pub family: u16,
+    /// Zero.
+    pub _pad: u32,
+}
+
+/// Floor of log2 of `v` (`v > 0`), written without `leading_zeros` so the BPF backend
+/// emits plain shifts and compares.
+#[inline(always)]
+pub const fn log2_floor(mut v: u64) -> u32 {
+    let mut r = 0;
+    if v >= 1 << 32 {
+        v >>= 32;
+        r += 32;
+    }
+    if v >= 1 << 16 {
+        v >>= 16;
+        r += 16;
+    }
+    if v >= 1 << 8 {
+        v >>= 8;
+        r += 8;
+    }
+    if v >= 1 << 4 {
+        v >>= 4;
+        r += 4;
+    }
+    if v >= 1 << 2 {
+        v >>= 2;
+        r += 2;
+    }
+    if v >= 1 << 1 {
+        r += 1;
+    }
+    r
+}
+
+/// The bucket of value `v`: values below [`HIST_SUB`] have a bucket each; above that,
+/// each power of two `[2^k, 2^(k+1))` is split into [`HIST_SUB`] equal buckets. Values
+/// past `2^(HIST_MAX_LOG2+1)` land in the last bucket.
+#[inline(always)]
+pub const fn bucket_index(v: u64) -> usize {
+    if v < HIST_SUB as u64 {
+        return v as usize;
+    }
+    let k = log2_floor(v);
+    if k > HIST_MAX_LOG2 {
+        return HIST_BUCKETS - 1;
+    }
+    let sub = ((v >> (k - HIST_SUB_BITS)) as usize) & (HIST_SUB - 1);
+    (k - HIST_SUB_BITS + 1) as usize * HIST_SUB + sub
+}
+
+/// The smallest value that lands in bucket `i`.
+pub const fn bucket_lower(i: usize) -> u64 {
+    if i < HIST_SUB {
+        return i as u64;
+    }
+    let k = (i / HIST_SUB) as u32 + HIST_SUB_BITS - 1;
+    let sub = (i % HIST_SUB) as u64;
+    (1u64 << k) + (sub << (k - HIST_SUB_BITS))
+}
+
+/// The largest value that lands in bucket `i` (the last bucket is open: `u64::MAX`).
+pub const fn bucket_upper(i: usize) -> u64 {
+    if i + 1 >= HIST_BUCKETS {
+        u64::MAX
+    } else {
+        bucket_lower(i + 1) - 1
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers and arrays of
+    // integers, and have explicit padding fields, so every bit pattern is valid.
+    unsafe impl aya::Pod for super::HistKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Histogram {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CounterKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Pending {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PeerKey {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_contiguous_and_monotonic() {
+        assert_eq!(HIST_BUCKETS, 280);
+        for i in 0..HIST_BUCKETS - 1 {
+            assert_eq!(bucket_index(bucket_lower(i)), i, "lower of {i}");
+            assert_eq!(bucket_index(bucket_upper(i)), i, "upper of {i}");
+            assert_eq!(bucket_upper(i) + 1, bucket_lower(i + 1));
+        }
+        assert_eq!(bucket_index(u64::MAX), HIST_BUCKETS - 1);
+        assert_eq!(bucket_index(1 << 37), HIST_BUCKETS - 1);
+        assert_eq!(bucket_index((1 << 37) - 1), HIST_BUCKETS - 1);
+    }
+
+    #[test]
+    fn log2_matches_leading_zeros() {
+        for v in [1u64, 2, 3, 4, 7, 8, 1000, 1 << 40, u64::MAX] {
+            assert_eq!(log2_floor(v), 63 - v.leading_zeros());
+        }
+    }
+
+    #[test]
+    fn bucket_width_is_at_most_one_eighth() {
+        for i in HIST_SUB..HIST_BUCKETS - 1 {
+            let (lo, hi) = (bucket_lower(i), bucket_upper(i));
+            assert!((hi - lo + 1) * 8 <= lo, "bucket {i}: {lo}..={hi}");
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! `blaster probe`: runs the eBPF probe on this (target) host and shows what the kernel saw
+//! per watched port. The probe itself lives in [`crate::probe`], compiled only with the
+//! `probe` feature (`cargo xtask build`); without it this command says how to get it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::units;
+
+#[derive(Debug, Args, Clone)]
+pub struct ProbeArgs {
+    /// Listening port to watch (repeatable).
+    #[arg(long = "port", value_name = "PORT", required_unless_present = "check")]
+    pub ports: Vec<u16>,
+    /// List what works on this kernel (program types, tracefs, BTF, privileges) and exit.
+    #[arg(long)]
+    pub check: bool,
+    /// Stop after this long (default: until Ctrl-C).
+    #[arg(short = 'd', long, value_parser = units::parse_duration)]
+    pub duration: Option<Duration>,
+    /// How often the live summary is printed.
+    #[arg(long, default_value = "1s", value_parser = units::parse_duration)]
+    pub interval: Duration,
+    /// Serve the current snapshot as JSON at http://ADDR/snapshot (loopback by default: give
+    /// the flag alone for 127.0.0.1:9465).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9465")]
+    pub listen: Option<SocketAddr>,
+    /// Write the final snapshot as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+}
+
+#[cfg(not(feature = "probe"))]
+pub fn run(args: &ProbeArgs) -> Result<i32> {
+    let _ = args;
+    anyhow::bail!(
+        "this blaster was built without the eBPF probe: build it with `cargo xtask setup && cargo xtask build` \
+         (nightly toolchain and bpf-linker; see docs/PROBE.md), then run target/debug/blaster probe ... as root"
+    )
+}
+
+#[cfg(feature = "probe")]
+pub fn run(args: &ProbeArgs) -> Result<i32> {
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+
+    use crate::probe::{Probe, ProbeSnapshot};
+    use crate::report::endpoint::{Endpoint, Render};
+
+    if args.check {
+        let mut all_ok = true;
+        for (what, result) in crate::probe::check() {
+            // Items the probe does not need yet are named "(optional ...)" by `check()`.
+            match result {
+                Ok(()) => println!("ok    {what}"),
+                Err(why) if what.contains("(optional") => println!("warn  {what}: {why}"),
+                Err(why) => {
+                    all_ok = false;
+                    println!("FAIL  {what}: {why}");
+                }
+            }
+        }
+        return Ok(if all_ok {
+            super::EXIT_OK
+        } else {
+            super::EXIT_ERROR
+        });
+    }
+    let stop = super::install_stop_signals()?;
+    let probe = Probe::start(&args.ports)?;
+    for (what, why) in &probe.skipped {
+        eprintln!("blaster probe: warning: {what} not attached: {why}");
+    }
+    let latest = Arc::new(Mutex::new(ProbeSnapshot::default()));
+    let _endpoint = match args.listen {
+        Some(addr) => {
+            let latest = Arc::clone(&latest);
+            let render: Render = Arc::new(move || {
+                let snap = latest.lock().unwrap_or_else(|e| e.into_inner());
+                serde_json::to_string_pretty(&*snap).unwrap_or_default()
+            });
+            let e = Endpoint::start(addr, "/snapshot", "application/json", "--listen", render)?;
+            eprintln!("blaster probe: snapshot at http://{}/snapshot", e.addr());
+            Some(e)
+        }
+        None => None,
+    };
+    println!(
+        "blaster probe: watching port(s) {:?} (Ctrl-C stops)",
+        args.ports
+    );
+    let started = std::time::Instant::now();
+    let mut next = started + args.interval;
+    loop {
+        let done =
+            stop.load(Ordering::Relaxed) || args.duration.is_some_and(|d| started.elapsed() >= d);
+        if done || std::time::Instant::now() >= next {
+            let snap = probe.snapshot()?;
+            for p in &snap.ports {
+                println!(
+                    "[{:>6.1}s] port {:<5} handshakes {} (p50 {} p99 {})  accept wait {} (p50 {} p99 {})  retransmits {}  resets sent {} received {}",
+                    snap.elapsed_ms as f64 / 1e3,
+                    p.port,
+                    p.handshake.count,
+                    units::format_duration_us(p.handshake.p50_ns / 1_000),
+                    units::format_duration_us(p.handshake.p99_ns / 1_000),
+                    p.accept_wait.count,
+                    units::format_duration_us(p.accept_wait.p50_ns / 1_000),
+                    units::format_duration_us(p.accept_wait.p99_ns / 1_000),
+                    p.retransmits,
+                    p.resets_sent,
+                    p.resets_received,
+                );
+            }
+            *latest.lock().unwrap_or_else(|e| e.into_inner()) = snap;
+            next += args.interval;
+        }
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(path) = &args.json {
+        let snap = latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let text = serde_json::to_string_pretty(&snap)?;
+        std::fs::write(path, text).map_err(|e| {
+            anyhow::anyhow!("cannot write the probe snapshot to {}: {e}", path.display())
+        })?;
+    }
+    Ok(if stop.load(Ordering::Relaxed) {
+        super::EXIT_INTERRUPTED
+    } else {
+        super::EXIT_OK
+    })
+}
