@@ -72,7 +72,10 @@ fn time_series_sums_to_the_totals() {
         .filter(|l| l.contains("req/s") && l.contains("p99"))
         .count();
     // Slivers under 50 ms (the drain) are counted but not printed.
-    let printed = points.iter().filter(|p| p["duration_s"].as_f64().unwrap() >= 0.05).count();
+    let printed = points
+        .iter()
+        .filter(|p| p["duration_s"].as_f64().unwrap() >= 0.05)
+        .count();
     assert_eq!(lines, printed, "stderr:\n{stderr}");
 }
 
