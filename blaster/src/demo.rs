@@ -55,7 +55,11 @@ pub fn run(args: &DemoArgs) -> Result<i32> {
     progress.finish();
     let outcome = outcome?;
     drop(server);
-    let code = finish_run(&config, &outcome, args.json.as_deref(), false)?;
+    let outputs = crate::cli::Outputs {
+        json: args.json.clone(),
+        ..Default::default()
+    };
+    let code = finish_run(&config, &outcome, &outputs, false)?;
     println!(
         "\nNext: `blaster serve` in one terminal and `blaster run http://127.0.0.1:8080/ -c 100 -d 10s` in another."
     );

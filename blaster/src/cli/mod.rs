@@ -47,6 +47,59 @@ pub enum Command {
     /// Watch listening ports with the eBPF probe (on the target host): handshake time,
     /// accept-queue wait, retransmits, resets. Needs a build with the probe (`cargo xtask build`).
     Probe(probe::ProbeArgs),
+    /// Re-render a saved JSON report (from --json) as HTML, markdown or JUnit, or as text.
+    Report(ReportArgs),
+    /// Compare a run with a baseline run (both --json reports); exit code 99 on a regression
+    /// beyond --max-regression.
+    Compare(CompareArgs),
+}
+
+/// Where to write the report in each format (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// JSON report.
+    pub json: Option<PathBuf>,
+    /// Self-contained HTML report.
+    pub html: Option<PathBuf>,
+    /// Markdown summary.
+    pub summary_md: Option<PathBuf>,
+    /// JUnit XML.
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ReportArgs {
+    /// A JSON report written by `blaster run --json`.
+    #[arg(value_name = "RUN.json")]
+    pub input: PathBuf,
+    /// Write a self-contained HTML report.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
+    /// Write a markdown summary.
+    #[arg(long, value_name = "PATH")]
+    pub summary_md: Option<PathBuf>,
+    /// Write JUnit XML.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CompareArgs {
+    /// The baseline run's JSON report.
+    #[arg(value_name = "BASELINE.json")]
+    pub baseline: PathBuf,
+    /// The run to check, as a JSON report.
+    #[arg(value_name = "CURRENT.json")]
+    pub current: PathBuf,
+    /// Largest allowed worsening of each metric, e.g. 10% or 0.1.
+    #[arg(long, default_value = "10%", value_parser = crate::report::compare::parse_percent)]
+    pub max_regression: f64,
+    /// Metrics to compare: p50,p90,p95,p99,p999,max,mean,rps,error_rate.
+    #[arg(long, value_delimiter = ',', default_value = "p95,p99,rps,error_rate")]
+    pub metrics: Vec<crate::report::compare::Metric>,
+    /// Also write the comparison as JUnit XML (one test case per metric).
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -125,6 +178,15 @@ pub struct RunArgs {
     /// Write the report as JSON to this file (also on Ctrl-C, marked interrupted).
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+    /// Write a self-contained HTML report (charts inline, no network needed to view it).
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
+    /// Write a markdown summary.
+    #[arg(long, value_name = "PATH")]
+    pub summary_md: Option<PathBuf>,
+    /// Write JUnit XML (one test case per verdict) for CI systems.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
     /// Print no live progress and no text report (the JSON report is still written).
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -383,6 +445,8 @@ pub fn main() -> i32 {
         Command::Demo(args) => crate::demo::run(&args),
         Command::Doctor(args) => crate::doctor::run(args.connections, args.json),
         Command::Probe(args) => probe::run(&args),
+        Command::Report(args) => report_command(&args),
+        Command::Compare(args) => compare_command(&args),
     };
     match result {
         Ok(code) => code,
@@ -430,7 +494,13 @@ fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
         }
     });
     progress.finish();
-    let code = finish_run(&config, &outcome?, args.json.as_deref(), args.quiet)?;
+    let outputs = Outputs {
+        json: args.json.clone(),
+        html: args.html.clone(),
+        summary_md: args.summary_md.clone(),
+        junit: args.junit.clone(),
+    };
+    let code = finish_run(&config, &outcome?, &outputs, args.quiet)?;
     if exporter.is_some() && !args.prometheus_linger.is_zero() {
         // Serve the final values a little longer; Ctrl-C ends the wait.
         let until = std::time::Instant::now() + args.prometheus_linger;
@@ -446,18 +516,74 @@ fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
 pub fn finish_run(
     config: &RunConfig,
     outcome: &crate::engine::RunOutcome,
-    json: Option<&std::path::Path>,
+    outputs: &Outputs,
     quiet: bool,
 ) -> Result<i32> {
     let report = crate::report::Report::from_run(config, outcome);
-    if let Some(path) = json {
-        crate::report::json::write_json(&report, path)?;
-    }
+    write_outputs(&report, outputs)?;
     if !quiet {
         print!("{}", crate::report::text::render(&report));
     }
     Ok(if outcome.interrupted {
         EXIT_INTERRUPTED
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Writes the report in every format asked for; each file is written atomically.
+fn write_outputs(report: &crate::report::Report, outputs: &Outputs) -> Result<()> {
+    use crate::report::{html, json, junit, markdown};
+    if let Some(path) = &outputs.json {
+        json::write_json(report, path)?;
+    }
+    type Renderer = fn(&crate::report::Report) -> String;
+    let others: [(&Option<PathBuf>, &str, Renderer); 3] = [
+        (&outputs.html, "HTML report", html::render),
+        (&outputs.summary_md, "markdown summary", markdown::render),
+        (&outputs.junit, "JUnit report", junit::render),
+    ];
+    for (path, what, render) in others {
+        if let Some(path) = path {
+            json::write_atomic(path, render(report).as_bytes())
+                .with_context(|| format!("cannot write the {what} to {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn report_command(args: &ReportArgs) -> Result<i32> {
+    let report = crate::report::compare::load_report(&args.input)?;
+    let outputs = Outputs {
+        json: None,
+        html: args.html.clone(),
+        summary_md: args.summary_md.clone(),
+        junit: args.junit.clone(),
+    };
+    write_outputs(&report, &outputs)?;
+    if outputs.html.is_none() && outputs.summary_md.is_none() && outputs.junit.is_none() {
+        print!("{}", crate::report::text::render(&report));
+    }
+    Ok(EXIT_OK)
+}
+
+fn compare_command(args: &CompareArgs) -> Result<i32> {
+    use crate::report::compare;
+    let baseline = compare::load_report(&args.baseline)?;
+    let current = compare::load_report(&args.current)?;
+    let opts = compare::CompareOptions {
+        max_regression: args.max_regression,
+        metrics: args.metrics.clone(),
+    };
+    let comparison = compare::compare(&baseline, &current, &opts);
+    print!("{}", compare::render_table(&comparison));
+    if let Some(path) = &args.junit {
+        let xml = crate::report::junit::render_verdicts(&current, &comparison.verdicts());
+        crate::report::json::write_atomic(path, xml.as_bytes())
+            .with_context(|| format!("cannot write the JUnit report to {}", path.display()))?;
+    }
+    Ok(if comparison.regressed() {
+        compare::EXIT_REGRESSION
     } else {
         EXIT_OK
     })
@@ -486,6 +612,34 @@ mod tests {
             Command::Run(a) => *a,
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn compare_takes_a_comma_separated_metric_list() {
+        let cli = Cli::try_parse_from([
+            "blaster",
+            "compare",
+            "a.json",
+            "b.json",
+            "--metrics",
+            "p50,rps",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Compare(a) => {
+                use crate::report::compare::Metric;
+                assert_eq!(a.metrics, vec![Metric::P50, Metric::Rps]);
+                assert!((a.max_regression - 0.10).abs() < 1e-9);
+            }
+            _ => unreachable!(),
+        }
+        assert!(Cli::try_parse_from(["blaster", "compare", "a", "b", "--metrics", "p77"]).is_err());
     }
 
     #[test]

@@ -33,17 +33,23 @@ pub fn write_json(report: &Report, path: &Path) -> Result<(), WriteJsonError> {
         path: path.to_owned(),
         error,
     };
-    let tmp = tmp_path(path);
     let mut json = to_json(report);
     json.push('\n');
+    write_atomic(path, json.as_bytes()).map_err(err)
+}
+
+/// Writes `contents` to `path` atomically (through `<path>.tmp`, synced, then renamed): every
+/// report file (JSON, HTML, markdown, JUnit) goes through here, so none is ever half-written.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = tmp_path(path);
     let written = (|| {
         let mut file = File::create(&tmp)?;
-        file.write_all(json.as_bytes())?;
+        file.write_all(contents)?;
         file.sync_all()
     })();
     if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
         let _ = fs::remove_file(&tmp);
-        return Err(err(e));
+        return Err(e);
     }
     Ok(())
 }

@@ -6,9 +6,13 @@
 //! The JSON field names are a contract users' scripts rely on; the schema is documented in
 //! docs/report-schema.md and checked by a test against `report-schema.json`.
 
+pub mod compare;
 pub mod endpoint;
 pub mod hdrlog;
+pub mod html;
 pub mod json;
+pub mod junit;
+pub mod markdown;
 pub mod progress;
 pub mod prometheus;
 pub mod text;
@@ -98,12 +102,15 @@ pub struct Report {
     pub latency_histogram: String,
     /// The command line that produced the run.
     pub command_line: Vec<String>,
-    /// Where the load came from.
+    /// Where the load came from (absent from reports of older versions).
+    #[serde(default)]
     pub environment: Environment,
     /// Length of one time-series interval, in seconds.
+    #[serde(default)]
     pub report_interval_s: f64,
     /// One point per interval, in order. Their `requests`, `responses`, `errors` and latency
     /// counts add up to the run's totals.
+    #[serde(default)]
     pub timeseries: Vec<TimePoint>,
 }
 

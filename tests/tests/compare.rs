@@ -1,0 +1,120 @@
+//! `blaster compare`, the CI gate: a real report against copies of itself with a worse p99.
+//! 20% worse fails with exit code 99 at the default 10% bound; 5% worse passes.
+
+use std::time::Duration;
+
+use blaster_tests::{TempPath, run_blaster, run_json, start_serve};
+use serde_json::Value;
+
+fn with_p99_scaled(report: &Value, factor: f64) -> Value {
+    let mut r = report.clone();
+    let p99 = r["latency_us"]["p99"].as_u64().unwrap() as f64;
+    r["latency_us"]["p99"] = Value::from((p99 * factor).round() as u64);
+    r
+}
+
+fn compare(baseline: &Value, current: &Value, extra: &[&str]) -> (i32, String) {
+    let (a, b) = (TempPath::new(".json"), TempPath::new(".json"));
+    std::fs::write(a.path(), baseline.to_string()).unwrap();
+    std::fs::write(b.path(), current.to_string()).unwrap();
+    let mut args = vec![
+        "compare",
+        a.path().to_str().unwrap(),
+        b.path().to_str().unwrap(),
+        "--metrics",
+        "p99,rps",
+    ];
+    args.extend_from_slice(extra);
+    let out = run_blaster(&args, Duration::from_secs(30));
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn twenty_percent_worse_p99_fails_five_percent_passes() {
+    let (_serve, addr) = start_serve(1);
+    let base = run_json(&[
+        "run",
+        &format!("http://{addr}/delay/2"),
+        "-c",
+        "4",
+        "-t",
+        "1",
+        "-n",
+        "400",
+    ]);
+    assert!(base["latency_us"]["p99"].as_u64().unwrap() >= 2000);
+
+    let (code, out) = compare(&base, &with_p99_scaled(&base, 1.20), &[]);
+    assert_eq!(code, 99, "{out}");
+    assert!(out.contains("REGRESSION"), "{out}");
+
+    let (code, out) = compare(&base, &with_p99_scaled(&base, 1.05), &[]);
+    assert_eq!(code, 0, "{out}");
+
+    // A looser bound lets the 20% through.
+    let (code, out) = compare(
+        &base,
+        &with_p99_scaled(&base, 1.20),
+        &["--max-regression", "25%"],
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn report_re_renders_a_saved_run() {
+    let (_serve, addr) = start_serve(1);
+    let json = TempPath::new(".json");
+    let run = run_blaster(
+        &[
+            "run",
+            &format!("http://{addr}/"),
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-n",
+            "200",
+            "-q",
+            "--json",
+            json.path().to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(run.status.code(), Some(0));
+    let (html, md, xml) = (
+        TempPath::new(".html"),
+        TempPath::new(".md"),
+        TempPath::new(".xml"),
+    );
+    let out = run_blaster(
+        &[
+            "report",
+            json.path().to_str().unwrap(),
+            "--html",
+            html.path().to_str().unwrap(),
+            "--summary-md",
+            md.path().to_str().unwrap(),
+            "--junit",
+            xml.path().to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(html.path()).unwrap();
+    assert!(html.contains("<svg") && html.contains("</html>"));
+    let md = std::fs::read_to_string(md.path()).unwrap();
+    assert!(md.contains("200"), "{md}");
+    let xml = std::fs::read_to_string(xml.path()).unwrap();
+    assert!(
+        xml.contains("<testsuite") && xml.contains("failures=\"0\""),
+        "{xml}"
+    );
+}
