@@ -52,6 +52,31 @@ pub enum Command {
     /// Compare a run with a baseline run (both --json reports); exit code 99 on a regression
     /// beyond --max-regression.
     Compare(CompareArgs),
+    /// Merge the JSON reports of several load nodes that ran the same test at the same time
+    /// (latency percentiles stay exact: each report embeds its histogram).
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct MergeArgs {
+    /// JSON reports written by `blaster run --json`, one per load node.
+    #[arg(required = true, value_name = "RUN.json")]
+    pub inputs: Vec<PathBuf>,
+    /// Write the merged report as JSON.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Write the merged report as HTML.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
+    /// Write a markdown summary of the merged report.
+    #[arg(long, value_name = "PATH")]
+    pub summary_md: Option<PathBuf>,
+    /// Write JUnit XML for the merged report.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// Print no text summary.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 /// Where to write the report in each format (all optional).
@@ -447,6 +472,7 @@ pub fn main() -> i32 {
         Command::Probe(args) => probe::run(&args),
         Command::Report(args) => report_command(&args),
         Command::Compare(args) => compare_command(&args),
+        Command::Merge(args) => merge_command(&args),
     };
     match result {
         Ok(code) => code,
@@ -563,6 +589,26 @@ fn report_command(args: &ReportArgs) -> Result<i32> {
     write_outputs(&report, &outputs)?;
     if outputs.html.is_none() && outputs.summary_md.is_none() && outputs.junit.is_none() {
         print!("{}", crate::report::text::render(&report));
+    }
+    Ok(EXIT_OK)
+}
+
+fn merge_command(args: &MergeArgs) -> Result<i32> {
+    let reports = args
+        .inputs
+        .iter()
+        .map(|p| crate::report::compare::load_report(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = crate::report::merge::merge(&reports)?;
+    let outputs = Outputs {
+        json: args.json.clone(),
+        html: args.html.clone(),
+        summary_md: args.summary_md.clone(),
+        junit: args.junit.clone(),
+    };
+    write_outputs(&merged, &outputs)?;
+    if !args.quiet {
+        print!("{}", crate::report::text::render(&merged));
     }
     Ok(EXIT_OK)
 }
