@@ -115,3 +115,41 @@ fn probe_check_lists_every_capability() {
         }
     }
 }
+
+/// The accept-queue test: a server that waits 20 ms after each connection is
+/// established before it accepts it; the probe's accept-queue wait p50 must be within 10% of
+/// that (its buckets are log-linear, at most 12.5% wide, and it reports a bucket's upper
+/// bound, so the check allows the delay plus 10% plus one bucket of slack above, and no less
+/// than the delay below).
+#[test]
+fn accept_queue_wait_matches_an_injected_delay() {
+    use std::time::{Duration, Instant};
+    const N: usize = 8;
+    const DELAY: Duration = Duration::from_millis(20);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    let mut accepted = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..N {
+        // connect() returns once the handshake is done: the connection waits in the accept
+        // queue from now on.
+        clients.push(TcpStream::connect(("127.0.0.1", port)).expect("connect"));
+        let established = Instant::now();
+        std::thread::sleep(DELAY.saturating_sub(established.elapsed()));
+        accepted.push(listener.accept().expect("accept").0);
+    }
+    let snap = probe.snapshot().expect("snapshot");
+    let p = snap.port(port).expect("watched port");
+    assert_eq!(p.accept_wait.count, N as u64, "{:?}", p.accept_wait);
+    let p50_ms = p.accept_wait.p50_ns as f64 / 1e6;
+    let want = DELAY.as_secs_f64() * 1e3;
+    assert!(
+        p50_ms >= want * 0.95 && p50_ms <= want * 1.10 * 1.125,
+        "accept wait p50 {p50_ms:.2} ms for an injected {want} ms: {:?}",
+        p.accept_wait
+    );
+    drop((clients, accepted));
+}
