@@ -96,6 +96,7 @@ fn outcome() -> RunOutcome {
         threads: 2,
         interrupted: false,
         timeseries: vec![TimePoint::from_interval(&point)],
+        memory: Default::default(),
     }
 }
 
@@ -153,6 +154,7 @@ fn empty_run_report_validates() {
         threads: 1,
         interrupted: true,
         timeseries: Vec::new(),
+        memory: Default::default(),
     };
     assert_valid(&to_value(&Report::from_run(&config(LoadModel::Closed), &o)));
 }

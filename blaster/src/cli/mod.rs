@@ -137,6 +137,13 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
+/// What the connections of a run do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Request,
+    Hold,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
     /// Target URL(s), e.g. http://127.0.0.1:8080/ (connections are spread over them).
@@ -154,6 +161,13 @@ pub struct RunArgs {
     /// Worker threads, each pinned to a CPU (default: every CPU this process may use).
     #[arg(short = 't', long, value_parser = parse_count_usize)]
     pub threads: Option<usize>,
+    /// What the connections do: `request` sends requests (the closed model, or the open model
+    /// with --rate); `hold` opens them (at --connect-rate) and holds them until the end.
+    #[arg(long, value_enum, default_value_t = Mode::Request)]
+    pub mode: Mode,
+    /// Hold mode: each connection sends one request this often (a keep-alive check, timed).
+    #[arg(long, value_name = "DUR", value_parser = units::parse_duration)]
+    pub keepalive_every: Option<Duration>,
     /// Open model: requests per second in total, e.g. 2000 or 2k; latency is timed from each
     /// request's intended send time.
     #[arg(long, value_parser = units::parse_rate)]
@@ -272,14 +286,36 @@ impl RunArgs {
             .iter()
             .map(|u| parse_target(u))
             .collect::<Result<Vec<_>>>()?;
+        // One ring per worker, and one ring's direct-descriptor table is capped by
+        // RLIMIT_NOFILE: spread larger connection counts over more rings (more workers than
+        // CPUs share the CPUs; held connections are mostly idle).
+        let per_ring = (crate::engine::ring::raise_nofile_limit() as usize).max(1);
         let threads = self
             .threads
             .unwrap_or_else(available_cpus)
-            .min(self.connections);
-        let model = match self.rate {
-            Some(rate) => LoadModel::Open { rate },
-            None => LoadModel::Closed,
+            .min(self.connections)
+            .max(self.connections.div_ceil(per_ring));
+        let model = match (self.mode, self.rate) {
+            (Mode::Request, Some(rate)) => LoadModel::Open { rate },
+            (Mode::Request, None) => LoadModel::Closed,
+            (Mode::Hold, None) => LoadModel::Hold {
+                keepalive: self.keepalive_every,
+            },
+            (Mode::Hold, Some(_)) => bail!(
+                "--mode hold and --rate do not go together: held connections send only --keepalive-every requests"
+            ),
         };
+        if self.mode == Mode::Hold && self.requests.is_some() {
+            bail!(
+                "--mode hold runs for a duration, not a request count: give -d (e.g. -d 60s) instead of -n"
+            );
+        }
+        if self.mode == Mode::Request && self.keepalive_every.is_some() {
+            bail!("--keepalive-every applies to --mode hold only");
+        }
+        if self.keepalive_every.is_some_and(|d| d.is_zero()) {
+            bail!("invalid --keepalive-every 0s: give a period such as --keepalive-every 5s");
+        }
         let duration = match (self.duration, self.requests) {
             (None, None) => Some(Duration::from_secs(10)),
             (d, _) => d,
@@ -485,6 +521,19 @@ pub fn main() -> i32 {
 
 fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
     let config = args.to_config(command_line)?;
+    let asked = args
+        .threads
+        .unwrap_or_else(available_cpus)
+        .min(config.connections);
+    if config.threads > asked && !args.quiet {
+        eprintln!(
+            "blaster: {} connections need {} rings of at most {} direct descriptors (the open-files limit): using {} worker threads",
+            config.connections,
+            config.threads,
+            crate::engine::ring::nofile_limits().0,
+            config.threads
+        );
+    }
     let stop = install_stop_signals()?;
     let mut hdr_log = match &args.hdr_log {
         Some(path) => Some(crate::report::hdrlog::HdrLog::create(
@@ -718,6 +767,45 @@ mod tests {
                 requests: Some(10_000)
             }
         );
+    }
+
+    #[test]
+    fn hold_mode_takes_a_keepalive_period_and_refuses_a_rate() {
+        let c = args(&["--mode", "hold", "--keepalive-every", "2s", "-d", "5s"])
+            .to_config(vec![])
+            .unwrap();
+        assert_eq!(
+            c.model,
+            LoadModel::Hold {
+                keepalive: Some(Duration::from_secs(2))
+            }
+        );
+        assert!(
+            args(&["--mode", "hold", "--rate", "10"])
+                .to_config(vec![])
+                .is_err()
+        );
+        assert!(
+            args(&["--mode", "hold", "-n", "10"])
+                .to_config(vec![])
+                .is_err()
+        );
+        assert!(
+            args(&["--keepalive-every", "1s"])
+                .to_config(vec![])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn connections_beyond_one_ring_get_more_rings() {
+        let per_ring = crate::engine::ring::raise_nofile_limit() as usize;
+        let many = (per_ring * 2 + 1).to_string();
+        let c = args(&["-c", &many, "-t", "1", "--mode", "hold"])
+            .to_config(vec![])
+            .unwrap();
+        assert_eq!(c.threads, 3);
+        assert!(c.connections_for_worker(0) <= per_ring);
     }
 
     #[test]

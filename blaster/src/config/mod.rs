@@ -28,6 +28,9 @@ pub enum LoadModel {
     /// A fixed arrival rate in requests per second (all threads together); latency is timed
     /// from each request's intended send time.
     Open { rate: f64 },
+    /// Open the connections and hold them; with `keepalive`, each connection sends one request
+    /// per period (timed like the closed model).
+    Hold { keepalive: Option<Duration> },
 }
 
 impl LoadModel {
@@ -35,6 +38,7 @@ impl LoadModel {
         match self {
             LoadModel::Closed => "closed",
             LoadModel::Open { .. } => "open",
+            LoadModel::Hold { .. } => "hold",
         }
     }
 }

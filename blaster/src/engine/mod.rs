@@ -42,6 +42,43 @@ pub struct RunOutcome {
     pub interrupted: bool,
     /// One point per reporting interval; their counts add up to the run's totals.
     pub timeseries: Vec<TimePoint>,
+    /// The process's resident memory, sampled once per interval.
+    pub memory: MemoryUse,
+}
+
+/// Resident memory (RSS) of the process over the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Before the workers set up their rings and connection slabs.
+    pub rss_start_bytes: u64,
+    /// The largest sample.
+    pub rss_peak_bytes: u64,
+    /// The most connections open at the end of an interval, and the RSS then.
+    pub peak_open_connections: u64,
+    pub rss_at_peak_connections_bytes: u64,
+}
+
+impl MemoryUse {
+    fn sample(&mut self, open_connections: u64) {
+        let rss = rss_bytes();
+        self.rss_peak_bytes = self.rss_peak_bytes.max(rss);
+        if open_connections >= self.peak_open_connections {
+            self.peak_open_connections = open_connections;
+            self.rss_at_peak_connections_bytes = rss;
+        }
+    }
+}
+
+/// The process's resident set size from /proc/self/status (0 when unreadable).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Why a run could not start or go on.
@@ -102,6 +139,10 @@ pub fn run_observed(
         .duration
         .map_or(u64::MAX, |d| start_ns + d.as_nanos() as u64);
     let interval_ns = (config.report_interval.as_nanos() as u64).max(1_000_000);
+    let mut memory = MemoryUse {
+        rss_start_bytes: rss_bytes(),
+        ..MemoryUse::default()
+    };
     let (tx, rx) = mpsc::channel::<IntervalSnapshot>();
 
     let mut handles = Vec::with_capacity(threads);
@@ -147,6 +188,7 @@ pub fn run_observed(
     let mut timeseries = Vec::new();
     for snapshot in rx.iter() {
         for point in aggregator.push(snapshot) {
+            memory.sample(point.open_connections);
             observe(&point);
             timeseries.push(TimePoint::from_interval(&point));
         }
@@ -187,6 +229,7 @@ pub fn run_observed(
         timeseries,
         threads,
         interrupted: stop.load(std::sync::atomic::Ordering::Relaxed),
+        memory,
     })
 }
 

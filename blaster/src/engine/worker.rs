@@ -47,6 +47,8 @@ mod op {
 const BGID: u16 = 0;
 /// Size of one receive buffer.
 const RECV_BUF_SIZE: u32 = 4096;
+/// Most receive buffers per worker (8 MiB of 4 KiB buffers).
+const MAX_RECV_BUFFERS: usize = 2048;
 /// Delay before reconnecting after a failed connect.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest the loop sleeps when nothing is scheduled (it still wakes on completions).
@@ -111,6 +113,11 @@ pub struct Worker {
     next_interval_ns: u64,
     /// Connections established and not yet closing.
     open_now: u64,
+    /// Hold model: send one request per connection this often.
+    keepalive_ns: Option<u64>,
+    /// Hold model: when each connection sends its next keep-alive request, soonest first:
+    /// (due, slot, generation). A heap, not a FIFO: the first ones are spread over a period.
+    keepalives: BinaryHeap<Reverse<(u64, u32, u32)>>,
 }
 
 impl Worker {
@@ -124,7 +131,11 @@ impl Worker {
     ) -> Result<Worker, EngineError> {
         let conns_n = plan.connections;
         let ring = Ring::new(RingConfig::for_connections(conns_n))?;
-        let entries = (conns_n * 2).clamp(64, 8192).next_power_of_two() as u16;
+        // A buffer is held only from a receive's completion until that batch is parsed, so the
+        // ring needs about one batch's worth, not one per connection; when it runs dry the
+        // receive re-arms (counted as recv_buffer_exhausted). Capped so that idle connections
+        // cost little memory.
+        let entries = conns_n.clamp(64, MAX_RECV_BUFFERS).next_power_of_two() as u16;
         let bufs = ring.register_buf_ring(BGID, entries, RECV_BUF_SIZE)?;
         let mut requests = Vec::with_capacity(config.targets.len());
         let mut request_len = Vec::with_capacity(config.targets.len());
@@ -178,7 +189,13 @@ impl Worker {
                 plan.end_ns,
                 plan.request_limit,
             )),
-            LoadModel::Closed => None,
+            LoadModel::Closed | LoadModel::Hold { .. } => None,
+        };
+        let keepalive_ns = match config.model {
+            LoadModel::Hold {
+                keepalive: Some(every),
+            } => Some(every.as_nanos() as u64),
+            _ => None,
         };
         Ok(Worker {
             index,
@@ -194,7 +211,7 @@ impl Worker {
             targets,
             sources,
             to_open,
-            timeouts: VecDeque::with_capacity(conns_n * 2),
+            timeouts: VecDeque::with_capacity(conns_n),
             free: Vec::with_capacity(conns_n),
             schedule,
             plan,
@@ -211,6 +228,8 @@ impl Worker {
             interval_index: 0,
             next_interval_ns: plan.start_ns + plan.interval_ns,
             open_now: 0,
+            keepalive_ns,
+            keepalives: BinaryHeap::new(),
         })
     }
 
@@ -262,6 +281,7 @@ impl Worker {
                 if self.schedule.is_some() {
                     self.send_due(now)?;
                 }
+                self.send_keepalives(now)?;
             }
             self.expire_timeouts(now)?;
             if self.first_connects_failed > 0
@@ -307,6 +327,10 @@ impl Worker {
     }
 
     fn budget_spent(&self) -> bool {
+        if matches!(self.config.model, LoadModel::Hold { .. }) {
+            // Holding ends with the duration (or a signal), not with a request count.
+            return false;
+        }
         match self.schedule {
             Some(s) => self.sent >= s.total() && self.in_flight() == 0,
             None => self.sent >= self.plan.request_limit && self.in_flight() == 0,
@@ -348,7 +372,37 @@ impl Worker {
         if let Some(&(deadline, ..)) = self.timeouts.front() {
             at = at.min(deadline);
         }
+        if let Some(&Reverse((due, ..))) = self.keepalives.peek()
+            && !self.draining
+        {
+            at = at.min(due);
+        }
         at
+    }
+
+    /// Hold model: sends the keep-alive requests that are due, one per idle connection, and
+    /// schedules each connection's next one.
+    fn send_keepalives(&mut self, now: u64) -> Result<(), EngineError> {
+        let Some(every) = self.keepalive_ns else {
+            return Ok(());
+        };
+        while let Some(&Reverse((due, slot, generation))) = self.keepalives.peek() {
+            if due > now {
+                break;
+            }
+            self.keepalives.pop();
+            let conn = &self.conns[slot as usize];
+            if conn.generation != generation || conn.state != State::Ready {
+                // That connection is gone; its successor schedules its own.
+                continue;
+            }
+            if !conn.sending && conn.in_flight() == 0 {
+                self.send_requests(slot, 1, now, now)?;
+            }
+            self.keepalives
+                .push(Reverse((now + every, slot, generation)));
+        }
+        Ok(())
     }
 
     /// When the connect-rate limit next allows a connect.
@@ -692,6 +746,10 @@ impl Worker {
         if conn.state != State::Ready || conn.sending || self.draining {
             return Ok(());
         }
+        if matches!(self.config.model, LoadModel::Hold { .. }) {
+            // Held connections send only their keep-alive requests.
+            return Ok(());
+        }
         match self.schedule {
             None => {
                 if conn.in_flight() == 0 && self.sent < self.plan.request_limit {
@@ -749,6 +807,13 @@ impl Worker {
                 self.metrics
                     .connect_latency
                     .saturating_record(ns_to_us(now.saturating_sub(conn.connect_started)));
+                if let Some(every) = self.keepalive_ns {
+                    // Spread the first keep-alives over one period by slot, so connections
+                    // opened together do not all send at the same instant.
+                    let offset = every * u64::from(slot) / self.conns.len() as u64;
+                    self.keepalives
+                        .push(Reverse((now + offset.max(1), slot, tok.generation)));
+                }
                 self.arm_recv(slot)?;
                 self.after_progress(slot, now)
             }

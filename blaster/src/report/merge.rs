@@ -174,10 +174,26 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
         interrupted: reports.iter().any(|r| r.interrupted),
         latency_histogram: encode_histogram(&latency).unwrap_or_default(),
         command_line: vec!["blaster".into(), "merge".into()],
+        memory: merge_memory(reports),
         environment,
         report_interval_s: first.report_interval_s,
         timeseries: merge_timeseries(reports),
     })
+}
+
+/// Memory adds up over the nodes; bytes per connection is weighted by each node's connections.
+fn merge_memory(reports: &[Report]) -> super::Memory {
+    let conns: u64 = reports.iter().map(|r| r.memory.peak_open_connections).sum();
+    let weighted: u64 = reports
+        .iter()
+        .map(|r| r.memory.bytes_per_connection * r.memory.peak_open_connections)
+        .sum();
+    super::Memory {
+        rss_start_bytes: reports.iter().map(|r| r.memory.rss_start_bytes).sum(),
+        rss_peak_bytes: reports.iter().map(|r| r.memory.rss_peak_bytes).sum(),
+        peak_open_connections: conns,
+        bytes_per_connection: weighted.checked_div(conns).unwrap_or(0),
+    }
 }
 
 /// Connect latency has no embedded histogram: counts and the mean combine exactly, the

@@ -103,6 +103,9 @@ pub struct Report {
     pub latency_histogram: String,
     /// The command line that produced the run.
     pub command_line: Vec<String>,
+    /// The client's resident memory and what it comes to per connection.
+    #[serde(default)]
+    pub memory: Memory,
     /// Where the load came from (absent from reports of older versions).
     #[serde(default)]
     pub environment: Environment,
@@ -113,6 +116,35 @@ pub struct Report {
     /// counts add up to the run's totals.
     #[serde(default)]
     pub timeseries: Vec<TimePoint>,
+}
+
+/// The client's resident memory (RSS), sampled once per interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    /// RSS before the workers set up their rings and connection slabs.
+    pub rss_start_bytes: u64,
+    /// Largest RSS sampled.
+    pub rss_peak_bytes: u64,
+    /// Most connections open at the end of an interval.
+    pub peak_open_connections: u64,
+    /// (RSS at the peak of open connections - RSS at start) / those connections: an upper
+    /// bound of blaster's memory per connection, since it includes the per-run fixed costs
+    /// (rings, receive buffers). 0 without connections.
+    pub bytes_per_connection: u64,
+}
+
+impl Memory {
+    pub fn from_use(m: &crate::engine::MemoryUse) -> Memory {
+        let grown = m
+            .rss_at_peak_connections_bytes
+            .saturating_sub(m.rss_start_bytes);
+        Memory {
+            rss_start_bytes: m.rss_start_bytes,
+            rss_peak_bytes: m.rss_peak_bytes,
+            peak_open_connections: m.peak_open_connections,
+            bytes_per_connection: grown.checked_div(m.peak_open_connections).unwrap_or(0),
+        }
+    }
 }
 
 /// The load node: enough to tell two runs' machines apart.
@@ -336,7 +368,7 @@ impl Report {
         };
         let target_rate = match config.model {
             LoadModel::Open { rate } => Some(rate),
-            LoadModel::Closed => None,
+            LoadModel::Closed | LoadModel::Hold { .. } => None,
         };
 
         let status_codes = m
@@ -421,6 +453,7 @@ impl Report {
             latency_histogram: encode_histogram(&m.latency).unwrap_or_default(),
             command_line: config.command_line.clone(),
             environment: Environment::detect(),
+            memory: Memory::from_use(&outcome.memory),
             report_interval_s: config.report_interval.as_secs_f64(),
             timeseries: outcome.timeseries.clone(),
         }
@@ -648,6 +681,7 @@ pub(crate) mod tests {
             threads: 2,
             interrupted: false,
             timeseries: Vec::new(),
+            memory: Default::default(),
         }
     }
 
