@@ -113,8 +113,17 @@ fn report_re_renders_a_saved_run() {
     let md = std::fs::read_to_string(md.path()).unwrap();
     assert!(md.contains("200"), "{md}");
     let xml = std::fs::read_to_string(xml.path()).unwrap();
+    // The run had no errors and was not interrupted; whether the tiny run saturated the
+    // client's CPU depends on the machine, so that verdict is not asserted.
     assert!(
-        xml.contains("<testsuite") && xml.contains("failures=\"0\""),
+        xml.contains("<testsuite") && xml.contains("</testsuites>"),
         "{xml}"
     );
+    for passing in ["no errors", "not interrupted"] {
+        let case = xml
+            .split("<testcase")
+            .find(|c| c.contains(passing))
+            .unwrap_or_else(|| panic!("{passing}: {xml}"));
+        assert!(!case.contains("<failure"), "{passing} failed: {xml}");
+    }
 }
