@@ -5,7 +5,9 @@
 //! may hold a partial request, one request, or several pipelined ones, and says how many bytes
 //! the first request's head took; the caller skips its body ([`Request::body_len`]) and calls
 //! again. Heads are parsed with `httparse`; routes are matched on the path (the query string
-//! only matters to `/chunked`).
+//! only matters to `/chunked` and the WebSocket routes).
+
+use crate::proto::ws;
 
 /// Longest request head accepted; a longer one is answered with 431 and the connection closed.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -41,6 +43,12 @@ pub enum Reply {
     HeadTooLarge,
     /// A `Transfer-Encoding` request body: 501 and close.
     ChunkedBody,
+    /// `/ws/echo` or `/ws/pubsub/{topic}` with a valid WebSocket Upgrade request: the worker
+    /// answers 101 and switches the connection to WebSocket (it re-reads the head for the
+    /// key and the target).
+    WebSocket,
+    /// A WebSocket route requested without `Upgrade: websocket`: 426.
+    UpgradeRequired,
 }
 
 impl Reply {
@@ -142,11 +150,14 @@ pub fn parse(buf: &[u8]) -> Parsed {
     }
     let keep_alive = !saw_close && (!http10 || saw_keep_alive);
     let head = method == "HEAD";
-    let reply = if head || matches!(method, "GET" | "POST" | "PUT") {
+    let mut reply = if head || matches!(method, "GET" | "POST" | "PUT") {
         route(target)
     } else {
         Reply::MethodNotAllowed
     };
+    if reply == Reply::WebSocket {
+        reply = websocket_reply(&buf[..len], req.headers, body_len.unwrap_or(0));
+    }
     let request = Request {
         reply,
         head,
@@ -156,6 +167,87 @@ pub fn parse(buf: &[u8]) -> Parsed {
         body_len: body_len.unwrap_or(0),
     };
     Parsed::Complete { request, len }
+}
+
+/// The answer to a request for a WebSocket route: the upgrade (checked by the WebSocket
+/// codec's server handshake), 426 without `Upgrade: websocket`, or 400 for a bad upgrade.
+fn websocket_reply(head: &[u8], headers: &[httparse::Header<'_>], body_len: u64) -> Reply {
+    let upgrading = headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("upgrade")
+            && h.value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+    });
+    if !upgrading {
+        return Reply::UpgradeRequired;
+    }
+    if body_len > 0 {
+        return Reply::BadParam("a WebSocket upgrade request has no body");
+    }
+    match ws::check_upgrade_request(head) {
+        Ok(Some(_)) => Reply::WebSocket,
+        Err(ws::WsError::BadUpgradeRequest { what }) => Reply::BadParam(what),
+        _ => Reply::BadParam("malformed WebSocket upgrade request"),
+    }
+}
+
+/// A WebSocket route's target: pubsub topic (`None`: echo) and misbehaviour knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WsTarget<'a> {
+    /// `/ws/pubsub/{topic}`: the topic; `None` for `/ws/echo`.
+    pub topic: Option<&'a str>,
+    /// `close_after=N`: close (1000) after N messages.
+    pub close_after: Option<u64>,
+    /// `delay_ms=D`: delay every echo by D ms.
+    pub delay_ms: Option<u32>,
+    /// `drop_at_ms=T`: drop the TCP connection (no close frame) T ms after the upgrade.
+    pub drop_at_ms: Option<u32>,
+}
+
+/// Reads a WebSocket route's target; `None` if it is not one, `Err` for a bad parameter.
+pub fn ws_target(target: &str) -> Option<Result<WsTarget<'_>, &'static str>> {
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, query),
+        None => (target, ""),
+    };
+    let topic = if path == "/ws/echo" {
+        None
+    } else {
+        let topic = path.strip_prefix("/ws/pubsub/")?;
+        if topic.is_empty() || topic.contains('/') {
+            return Some(Err(
+                "/ws/pubsub/{topic} takes a non-empty topic without '/'",
+            ));
+        }
+        Some(topic)
+    };
+    let mut parsed = WsTarget {
+        topic,
+        ..WsTarget::default()
+    };
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let n = parse_decimal(value.as_bytes());
+        let ms = n
+            .filter(|&n| n <= u64::from(MAX_DELAY_MS))
+            .map(|n| n as u32);
+        match key {
+            "close_after" => match n {
+                Some(n) if n > 0 => parsed.close_after = Some(n),
+                _ => return Some(Err("close_after takes a message count of 1 or more")),
+            },
+            "delay_ms" => match ms {
+                Some(ms) => parsed.delay_ms = Some(ms),
+                None => return Some(Err("delay_ms takes milliseconds from 0 to 3600000")),
+            },
+            "drop_at_ms" => match ms {
+                Some(ms) => parsed.drop_at_ms = Some(ms),
+                None => return Some(Err("drop_at_ms takes milliseconds from 0 to 3600000")),
+            },
+            _ => {}
+        }
+    }
+    Some(Ok(parsed))
 }
 
 fn parse_error(e: httparse::Error) -> &'static str {
@@ -177,6 +269,12 @@ pub fn route(target: &str) -> Reply {
     };
     if path == "/" {
         return Reply::Ok;
+    }
+    if let Some(ws) = ws_target(target) {
+        return match ws {
+            Ok(_) => Reply::WebSocket,
+            Err(why) => Reply::BadParam(why),
+        };
     }
     if let Some(ms) = path.strip_prefix("/delay/") {
         return match parse_decimal(ms.as_bytes()) {
@@ -453,6 +551,47 @@ mod tests {
             }
         );
         assert!(!r.keep_alive);
+    }
+
+    #[test]
+    fn websocket_routes() {
+        let upgrade = |target: &str, extra: &str| {
+            let head = format!(
+                "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+            );
+            complete(head.as_bytes()).0.reply
+        };
+        let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+        assert_eq!(upgrade("/ws/echo", key), Reply::WebSocket);
+        assert_eq!(
+            upgrade("/ws/pubsub/t1?close_after=3", key),
+            Reply::WebSocket
+        );
+        assert!(matches!(upgrade("/ws/echo", ""), Reply::BadParam(_)));
+        assert!(matches!(
+            upgrade("/ws/echo", "Sec-WebSocket-Key: short\r\n"),
+            Reply::BadParam(_)
+        ));
+        assert!(matches!(upgrade("/ws/pubsub/", key), Reply::BadParam(_)));
+        assert!(matches!(
+            upgrade("/ws/echo?close_after=0", key),
+            Reply::BadParam(_)
+        ));
+        assert_eq!(reply_of("/ws/echo"), Reply::UpgradeRequired);
+        assert_eq!(reply_of("/ws/pubsub/x"), Reply::UpgradeRequired);
+        assert_eq!(reply_of("/ws/other"), Reply::NotFound);
+        assert_eq!(
+            ws_target("/ws/pubsub/t?close_after=3&delay_ms=5&drop_at_ms=200&x=1"),
+            Some(Ok(WsTarget {
+                topic: Some("t"),
+                close_after: Some(3),
+                delay_ms: Some(5),
+                drop_at_ms: Some(200),
+            }))
+        );
+        assert_eq!(ws_target("/ws/echo"), Some(Ok(WsTarget::default())));
+        assert!(matches!(ws_target("/ws/echo?delay_ms=x"), Some(Err(_))));
     }
 
     #[test]

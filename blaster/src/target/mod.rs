@@ -14,7 +14,26 @@
 //! - `/bytes/{n}`: 200 with `n` bytes (up to 1 GiB), byte `i` being `PATTERN[i % 64]`
 //! - `/chunked/{n}[?trailer=1]`: the same body chunked (at most 4096 bytes per chunk), with an
 //!   `X-Checksum` trailer (decimal sum of the body bytes) when asked
+//! - `/ws/echo`: WebSocket (a valid Upgrade request gets 101; a request without
+//!   `Upgrade: websocket` gets 426, an invalid upgrade 400). Every text or binary message comes
+//!   back with the same opcode and bytes (streamed piece by piece as it arrives, so possibly
+//!   refragmented); a ping gets a pong with its payload; a close gets a close with the same code,
+//!   then the TCP connection closes. Frames and messages over 16 MiB get close 1009, invalid
+//!   UTF-8 1007, other protocol errors (such as an unmasked frame) 1002.
+//! - `/ws/pubsub/{topic}`: WebSocket; every message from any client of the topic goes to all of
+//!   the topic's clients, the sender included. Limitation: topics are per server thread, so
+//!   only clients served by the same thread see each other's messages (run with one thread,
+//!   `-t 1`, for a topic shared by every client). A subscriber with more than 64 MiB of unsent
+//!   output is dropped.
 //! - anything else: 404
+//!
+//! Misbehaviour for tests, as query parameters of a WebSocket route (e.g.
+//! `/ws/echo?close_after=3&delay_ms=50`):
+//! - `close_after=N`: after N messages from the client, close with code 1000 (echo: after
+//!   echoing the Nth).
+//! - `delay_ms=D`: send each echo D ms after its message arrived (echo only; pongs are not
+//!   delayed).
+//! - `drop_at_ms=T`: T ms after the upgrade, drop the TCP connection without a close frame.
 
 mod http;
 mod listener;

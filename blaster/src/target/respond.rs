@@ -278,6 +278,27 @@ pub fn encode(out: &mut Vec<u8>, reply: &Reply, meta: Meta) -> Option<Stream> {
             );
             None
         }
+        Reply::UpgradeRequired => {
+            text(
+                out,
+                426,
+                meta,
+                &[b"upgrade required: this route speaks WebSocket\n"],
+                b"Upgrade: websocket\r\n",
+            );
+            None
+        }
+        // The worker answers a valid upgrade itself; this is only reached if it could not.
+        Reply::WebSocket => {
+            text(
+                out,
+                400,
+                meta,
+                &[b"WebSocket upgrade not possible here\n"],
+                b"",
+            );
+            None
+        }
         Reply::ChunkedBody => {
             text(out, 501, meta, &[b"chunked request bodies are not supported: send the body with Content-Length\n"], b"");
             None

@@ -704,3 +704,5 @@ fn serve_for_benchmark() {
         100.0 * (u1 - u0 + s1 - s0) / wall
     );
 }
+
+mod ws;

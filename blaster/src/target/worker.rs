@@ -26,7 +26,7 @@
 //! reallocated. Large bodies are sent straight from static memory. Responses leave in request
 //! order: a delayed one (a `Timeout` operation) holds back those behind it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -39,6 +39,9 @@ use super::ServeStats;
 use super::http::{self, Parsed, Reply, Request};
 use super::respond::{self, Meta, Piece, Stream};
 use crate::engine::ring::{BufRing, GENERATION_MASK, Ring, RingConfig, Token};
+use crate::proto::ws::{
+    self, ChunkEvent, Control, Data, DataChunk, Event, FrameDecoder, OpCode, WsLimits,
+};
 
 /// How long one wait for completions lasts before the stop flag is checked again.
 const WAIT: Duration = Duration::from_millis(50);
@@ -67,6 +70,10 @@ const PAUSED_INPUT_MAX: usize = 64 * 1024;
 /// Unparsed input kept while paused above which the connection is closed: the receive could
 /// not be stopped and the client keeps sending without reading.
 const PAUSED_INPUT_LIMIT: usize = 8 * 1024 * 1024;
+/// Largest WebSocket frame and message accepted; a larger one is answered with close 1009.
+const WS_MAX_MESSAGE: u64 = 16 << 20;
+/// Output waiting for a pubsub subscriber above which it is dropped (it does not read).
+const WS_SUBSCRIBER_LIMIT: usize = 64 << 20;
 /// Emptied buffers keep at most this much capacity.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
@@ -150,6 +157,71 @@ struct Conn {
     backlog: VecDeque<Pending>,
     /// The timeout's timespec; the kernel reads it until the timeout completes.
     timer: types::Timespec,
+    /// WebSocket state once the connection upgraded (boxed: plain HTTP connections pay 8
+    /// bytes for it).
+    ws: Option<Box<Ws>>,
+}
+
+/// An upgraded connection (`/ws/echo` or `/ws/pubsub/{topic}`).
+///
+/// Echo streams: every payload piece the decoder reports ([`DataChunk`]) is sent back at once
+/// as its own frame (the first with the message's opcode, the rest continuations, the last
+/// final), so a message of any size is forwarded without being kept, only refragmented.
+/// Pubsub keeps each message whole until it is complete (`msg`), because frames of different
+/// publishers must not interleave at a subscriber; then it is queued once (`publish`) and the
+/// worker copies it to every subscriber's output.
+struct Ws {
+    decoder: FrameDecoder,
+    /// `/ws/pubsub/{topic}`: the topic; empty for echo.
+    topic: Box<str>,
+    pubsub: bool,
+    /// Listed in the worker's topic table.
+    subscribed: bool,
+    /// Pubsub: the message being received.
+    msg: Vec<u8>,
+    /// Pubsub: complete messages, encoded, waiting for the worker's fan-out.
+    publish: Vec<u8>,
+    /// Messages received.
+    messages: u64,
+    close_after: Option<u64>,
+    delay: Option<Duration>,
+    drop_at: Option<Instant>,
+    /// Echo with a delay: encoded frames not yet due...
+    delayed: Vec<u8>,
+    /// ...their due times and lengths (a complete message, or a close, each)...
+    due: VecDeque<(Instant, usize)>,
+    /// ...and the bytes of `delayed` that `due` covers.
+    covered: usize,
+    /// When the timer in flight (if any) fires.
+    timer_at: Option<Instant>,
+    /// A cancel of that timer was sent.
+    timer_cancelling: bool,
+}
+
+impl Ws {
+    /// Output for the peer, behind whatever is delayed.
+    fn out<'a>(&'a mut self, wbuf: &'a mut Vec<u8>) -> &'a mut Vec<u8> {
+        if self.delay.is_some() {
+            &mut self.delayed
+        } else {
+            wbuf
+        }
+    }
+
+    /// Marks everything in `delayed` so far as due after the delay.
+    fn seal_delayed(&mut self) {
+        if let Some(delay) = self.delay {
+            let len = self.delayed.len() - self.covered;
+            let due = self
+                .due
+                .back()
+                .map_or(Instant::now() + delay, |&(last, _)| {
+                    last.max(Instant::now() + delay)
+                });
+            self.due.push_back((due, len));
+            self.covered += len;
+        }
+    }
 }
 
 impl Conn {
@@ -168,6 +240,7 @@ impl Conn {
             inbuf: Vec::new(),
             backlog: VecDeque::new(),
             timer: types::Timespec::new(),
+            ws: None,
         }
     }
 
@@ -184,6 +257,7 @@ impl Conn {
         self.state = State::Open;
         self.flags = 0;
         self.body_left = 0;
+        self.ws = None;
         self.arm_recv(ring, slot)
     }
 
@@ -233,6 +307,9 @@ impl Conn {
     fn feed(&mut self, buf: &[u8], stats: &mut ServeStats) -> usize {
         let mut pos = 0;
         loop {
+            if self.ws.is_some() {
+                return pos + self.ws_feed(&buf[pos..], stats);
+            }
             if self.body_left > 0 {
                 let skip = ((buf.len() - pos) as u64).min(self.body_left);
                 pos += skip as usize;
@@ -258,7 +335,11 @@ impl Conn {
                     pos += len;
                     self.body_left = request.body_len;
                     stats.requests += 1;
-                    self.enqueue(request);
+                    if request.reply == Reply::WebSocket {
+                        self.upgrade(&buf[pos - len..pos]);
+                    } else {
+                        self.enqueue(request);
+                    }
                 }
                 Parsed::Reject(reply) => {
                     stats.requests += 1;
@@ -298,6 +379,188 @@ impl Conn {
         }
     }
 
+    /// Answers a valid WebSocket upgrade (checked by [`http::parse`]) with 101 and switches
+    /// the connection to WebSocket.
+    fn upgrade(&mut self, head: &[u8]) {
+        let checked = ws::check_upgrade_request(head);
+        let Ok(Some((_, upgrade))) = checked else {
+            return self.enqueue(Request::reject(Reply::Malformed("bad upgrade request")));
+        };
+        let Some(Ok(target)) = http::ws_target(upgrade.target) else {
+            return self.enqueue(Request::reject(Reply::Malformed("bad upgrade request")));
+        };
+        if self.stream.is_some() || !self.backlog.is_empty() {
+            let why = "a WebSocket upgrade must not be pipelined behind unanswered requests";
+            return self.enqueue(Request::reject(Reply::Malformed(why)));
+        }
+        upgrade.encode_accept(None, &mut self.wbuf);
+        let limits = WsLimits {
+            max_frame: WS_MAX_MESSAGE,
+            max_message: WS_MAX_MESSAGE,
+        };
+        let ms = |ms: u32| Duration::from_millis(u64::from(ms));
+        self.ws = Some(Box::new(Ws {
+            decoder: FrameDecoder::server(limits, true),
+            topic: target.topic.unwrap_or_default().into(),
+            pubsub: target.topic.is_some(),
+            subscribed: false,
+            msg: Vec::new(),
+            publish: Vec::new(),
+            messages: 0,
+            close_after: target.close_after,
+            delay: target.delay_ms.filter(|&d| d > 0).map(ms),
+            drop_at: target.drop_at_ms.map(|d| Instant::now() + ms(d)),
+            delayed: Vec::new(),
+            due: VecDeque::new(),
+            covered: 0,
+            timer_at: None,
+            timer_cancelling: false,
+        }));
+    }
+
+    /// Decodes WebSocket frames at the start of `buf` and queues what they call for; returns
+    /// how many bytes were used (the rest is held back while paused).
+    fn ws_feed(&mut self, buf: &[u8], stats: &mut ServeStats) -> usize {
+        let mut pos = 0;
+        while pos < buf.len() {
+            if self.flags & CLOSE_AFTER != 0 {
+                return buf.len(); // our close is queued: the rest is ignored
+            }
+            if self.output_high() {
+                self.flags |= PAUSED;
+                stats.input_pauses += 1;
+                return pos;
+            }
+            let Some(ws) = self.ws.as_mut() else {
+                return buf.len();
+            };
+            let (used, event) = match ws.decoder.feed_chunks(&buf[pos..]) {
+                Ok(decoded) => decoded,
+                Err(e) => {
+                    let code = match e.kind() {
+                        "frame_too_large" | "message_too_large" => 1009,
+                        "invalid_utf8" => 1007,
+                        _ => 1002,
+                    };
+                    self.ws_close(Some(code));
+                    return buf.len();
+                }
+            };
+            pos += used;
+            match event {
+                None | Some(ChunkEvent::Control(Event::Pong(_))) => {}
+                Some(ChunkEvent::Data(chunk)) => self.ws_data(chunk),
+                Some(ChunkEvent::Control(Event::Ping(payload))) => {
+                    // Straight to the output, even ahead of delayed echoes: a control frame
+                    // may go between any two frames.
+                    let pong = payload.as_slice();
+                    let _ = ws::encode_server_control(Control::Pong, pong, &mut self.wbuf);
+                }
+                Some(ChunkEvent::Control(Event::Close { code, .. })) => {
+                    self.ws_close(code);
+                    return buf.len();
+                }
+                Some(ChunkEvent::Control(_)) => {}
+            }
+        }
+        pos
+    }
+
+    /// A piece of a message: echoed at once (or behind the delay), or collected for pubsub.
+    fn ws_data(&mut self, chunk: DataChunk<'_>) {
+        let Some(ws) = self.ws.as_mut() else {
+            return;
+        };
+        if ws.pubsub {
+            if chunk.first {
+                ws.msg.clear();
+            }
+            chunk.unmask_into(&mut ws.msg);
+            if chunk.last {
+                let len = ws.msg.len() as u64;
+                ws::encode_server_header(OpCode::Data(chunk.opcode), len, true, &mut ws.publish);
+                ws.publish.extend_from_slice(&ws.msg);
+                ws.msg.clear();
+                if ws.msg.capacity() > KEEP_CAPACITY {
+                    ws.msg = Vec::new();
+                }
+            }
+        } else {
+            let opcode = if chunk.first {
+                chunk.opcode
+            } else {
+                Data::Continue
+            };
+            let out = ws.out(&mut self.wbuf);
+            ws::encode_server_header(OpCode::Data(opcode), chunk.len() as u64, chunk.last, out);
+            chunk.unmask_into(out);
+            if chunk.last {
+                ws.seal_delayed();
+            }
+        }
+        if chunk.last {
+            ws.messages += 1;
+            if ws.close_after.is_some_and(|n| ws.messages >= n) {
+                self.ws_close(Some(1000));
+            }
+        }
+    }
+
+    /// Queues our close frame (with `code`, or empty) behind everything queued, then stops
+    /// reading; the connection lingers and closes once it is sent.
+    fn ws_close(&mut self, code: Option<u16>) {
+        if let Some(ws) = self.ws.as_mut() {
+            let code = code.filter(|&c| ws::CloseCode::from(c).is_allowed());
+            let out = ws.out(&mut self.wbuf);
+            let _ = ws::encode_server_close(code, "", out);
+            ws.seal_delayed();
+        }
+        self.flags |= CLOSE_AFTER;
+    }
+
+    /// WebSocket timers: drops the connection at `drop_at`, moves due delayed frames to the
+    /// output, and keeps one timer armed for the next of those moments. Returns whether the
+    /// connection started closing.
+    fn ws_timers(&mut self, ring: &mut Ring, slot: u32) -> io::Result<bool> {
+        let Some(ws) = self.ws.as_mut() else {
+            return Ok(false);
+        };
+        let now = Instant::now();
+        let closing = self.flags & CLOSE_AFTER != 0;
+        let drop_at = ws.drop_at.filter(|_| !closing);
+        if drop_at.is_some_and(|at| at <= now) {
+            self.begin_close(ring, slot)?;
+            return Ok(true);
+        }
+        while let Some(&(due, len)) = ws.due.front() {
+            if due > now {
+                break;
+            }
+            self.wbuf.extend_from_slice(&ws.delayed[..len]);
+            ws.delayed.drain(..len);
+            ws.covered -= len;
+            ws.due.pop_front();
+        }
+        let next = match (ws.due.front().map(|&(due, _)| due), drop_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if self.ops & IN_TIMER == 0 {
+            if let Some(next) = next {
+                ws.timer_at = Some(next);
+                self.arm_timer(ring, slot, next.saturating_duration_since(now))?;
+            }
+        } else if !ws.timer_cancelling
+            && next.is_none_or(|next| ws.timer_at.is_some_and(|at| next < at))
+        {
+            // The timer in flight is no longer needed, or too late: cancel it; its completion
+            // re-arms for the right moment.
+            ws.timer_cancelling = true;
+            self.cancel(ring, slot, IN_TIMER)?;
+        }
+        Ok(false)
+    }
+
     fn output_high(&self) -> bool {
         self.wbuf.len() >= OUT_HIGH || self.backlog.len() >= BACKLOG_HIGH
     }
@@ -312,6 +575,7 @@ impl Conn {
             && self.wbuf.is_empty()
             && self.stream.is_none()
             && self.backlog.is_empty()
+            && self.ws.as_ref().is_none_or(|ws| ws.due.is_empty())
     }
 
     /// Moves an open connection forward after any event: sends, resumes paused input,
@@ -324,6 +588,12 @@ impl Conn {
         while self.flags & PAUSED != 0 && self.output_low() {
             self.flags &= !PAUSED;
             self.feed_inbuf(stats);
+            self.pump(ring, slot)?;
+        }
+        if self.ws.is_some() {
+            if self.ws_timers(ring, slot)? {
+                return Ok(());
+            }
             self.pump(ring, slot)?;
         }
         let reading_done = self.flags & CLOSE_AFTER != 0
@@ -476,6 +746,10 @@ impl Conn {
             State::Open => {
                 if let Some(front) = self.backlog.front_mut() {
                     front.deadline = None; // due now
+                }
+                if let Some(ws) = self.ws.as_mut() {
+                    ws.timer_at = None;
+                    ws.timer_cancelling = false;
                 }
                 self.drive(ring, slot, stats)
             }
@@ -641,6 +915,8 @@ pub(super) struct Worker {
     stopping: bool,
     stats: ServeStats,
     cqes: Vec<(u64, i32, u32)>,
+    /// Pubsub topics of this thread: topic -> subscribed (slot, generation).
+    topics: HashMap<Box<str>, Vec<(u32, u32)>>,
 }
 
 impl Worker {
@@ -663,6 +939,7 @@ impl Worker {
             stopping: false,
             stats: ServeStats::default(),
             cqes: Vec::with_capacity(1024),
+            topics: HashMap::new(),
         })
     }
 
@@ -720,6 +997,7 @@ impl Worker {
             stats,
             live,
             freed,
+            topics,
             ..
         } = self;
         let slot = token.slot;
@@ -730,14 +1008,21 @@ impl Worker {
             return Ok(()); // a completion of the slot's earlier life
         }
         match token.op {
-            OP_SEND => conn.on_send(res, ring, slot, stats),
-            OP_TIMER => conn.on_timer(ring, slot, stats),
+            OP_SEND => {
+                conn.on_send(res, ring, slot, stats)?;
+                self.ws_fan_out(slot)
+            }
+            OP_TIMER => {
+                conn.on_timer(ring, slot, stats)?;
+                self.ws_fan_out(slot)
+            }
             OP_SHUTDOWN => conn.on_shutdown(res, ring, slot),
             OP_CANCEL_RECV => conn.on_cancel_missed(ring, slot, IN_RECV),
             OP_CANCEL_SEND => conn.on_cancel_missed(ring, slot, IN_SEND),
             OP_CANCEL_TIMER => conn.on_cancel_missed(ring, slot, IN_TIMER),
             OP_CLOSE => {
                 if conn.state == State::Closing {
+                    unsubscribe(topics, slot, conn);
                     conn.state = State::Free;
                     *live -= 1;
                     *freed = true;
@@ -772,7 +1057,71 @@ impl Worker {
             }
             bufs.recycle(bid);
         }
-        conn.on_recv_done(res, cqueue::more(flags), ring, token.slot, stats)
+        conn.on_recv_done(res, cqueue::more(flags), ring, token.slot, stats)?;
+        self.ws_fan_out(token.slot)
+    }
+
+    /// After an event of a pubsub connection: lists it under its topic once, and copies the
+    /// messages it published to every subscriber of the topic on this thread (itself
+    /// included).
+    fn ws_fan_out(&mut self, slot: u32) -> io::Result<()> {
+        let Worker {
+            ring,
+            conns,
+            stats,
+            topics,
+            ..
+        } = self;
+        let Some(conn) = conns.get_mut(slot as usize) else {
+            return Ok(());
+        };
+        let generation = conn.generation;
+        let open = conn.state == State::Open;
+        let Some(ws) = conn.ws.as_mut().filter(|ws| ws.pubsub) else {
+            return Ok(());
+        };
+        if !ws.subscribed && open {
+            ws.subscribed = true;
+            topics
+                .entry(ws.topic.clone())
+                .or_default()
+                .push((slot, generation));
+        }
+        if ws.publish.is_empty() {
+            return Ok(());
+        }
+        let publish = mem::take(&mut ws.publish);
+        let topic = mem::take(&mut ws.topic);
+        let mut result = Ok(());
+        if let Some(subscribers) = topics.get(&topic) {
+            for &(sub, sub_generation) in subscribers {
+                let Some(conn) = conns.get_mut(sub as usize) else {
+                    continue;
+                };
+                let live = conn.generation == sub_generation && conn.state == State::Open;
+                if !live || conn.flags & CLOSE_AFTER != 0 {
+                    continue;
+                }
+                let step = if conn.wbuf.len() > WS_SUBSCRIBER_LIMIT {
+                    conn.begin_close(ring, sub) // it does not read: drop it
+                } else {
+                    conn.wbuf.extend_from_slice(&publish);
+                    conn.drive(ring, sub, stats)
+                };
+                if result.is_ok() {
+                    result = step;
+                }
+            }
+        }
+        if let Some(ws) = conns.get_mut(slot as usize).and_then(|c| c.ws.as_mut()) {
+            ws.topic = topic;
+            ws.publish = publish;
+            ws.publish.clear();
+            if ws.publish.capacity() > KEEP_CAPACITY {
+                ws.publish = Vec::new();
+            }
+        }
+        result
     }
 
     fn on_accept(&mut self, res: i32, flags: u32) -> io::Result<()> {
@@ -799,6 +1148,7 @@ impl Worker {
                 "accept returned direct descriptor {slot} outside the table"
             )));
         };
+        unsubscribe(&mut self.topics, slot, conn);
         match conn.state {
             State::Free => self.live += 1,
             State::Closing => {} // its Close already ran, or the kernel could not reuse the index
@@ -902,6 +1252,22 @@ impl Worker {
         }
         drop(ring);
         drop(listener);
+    }
+}
+
+/// Removes a closed connection from its pubsub topic (dropping the topic once empty).
+fn unsubscribe(topics: &mut HashMap<Box<str>, Vec<(u32, u32)>>, slot: u32, conn: &mut Conn) {
+    let Some(ws) = conn.ws.take() else {
+        return;
+    };
+    if !ws.subscribed {
+        return;
+    }
+    if let Some(subscribers) = topics.get_mut(&ws.topic) {
+        subscribers.retain(|&(s, g)| (s, g) != (slot, conn.generation));
+        if subscribers.is_empty() {
+            topics.remove(&ws.topic);
+        }
     }
 }
 

@@ -1,4 +1,6 @@
-//! Streaming decoder of server-to-client frames: bytes in, at most one [`Event`] out per call.
+//! Streaming decoder of WebSocket frames: bytes in, at most one [`Event`] (or [`ChunkEvent`])
+//! out per call. A client's decoder ([`FrameDecoder::new`]) reads a server's unmasked frames;
+//! a server's decoder ([`FrameDecoder::server`]) reads a client's frames, which must be masked.
 //!
 //! Boundary: one decoder per connection, fed whatever the socket delivered after the
 //! handshake head. Frame headers are parsed by tungstenite (module `frame`); the state
@@ -12,12 +14,18 @@
 //! timestamp the engine puts at the start of its payloads). Control payloads (at most 125
 //! bytes) are copied inline too. So the decoder never allocates, whether frames arrive whole,
 //! split across reads or fragmented, and a large message costs no memory.
+//!
+//! A server that must forward payloads (an echo or fan-out server) uses
+//! [`FrameDecoder::feed_chunks`] instead: it reports each piece of a data message's payload
+//! as it streams in ([`DataChunk`], a slice of the input plus the mask to remove), so the
+//! caller copies (and unmasks) the bytes straight to wherever they go, and the decoder still
+//! keeps nothing.
 
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
 use super::error::WsError;
-use super::frame::{ControlPayload, Header, HeaderReader, SmallBytes};
+use super::frame::{ControlPayload, Header, HeaderReader, SmallBytes, apply_mask};
 use super::utf8::Utf8Stream;
 
 /// How many leading bytes of each data message an [`Event`] carries.
@@ -64,6 +72,61 @@ pub enum Event {
     },
 }
 
+/// A piece of a data message's payload, as received (see [`FrameDecoder::feed_chunks`]).
+///
+/// Pieces arrive in order; `first` marks the message's first piece and `last` its last (a
+/// message may be a single empty piece with both set). Frame boundaries of a fragmented
+/// message are not reported: the pieces concatenated are the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataChunk<'a> {
+    /// [`Data::Text`] or [`Data::Binary`]: the message's opcode (never `Continue`).
+    pub opcode: Data,
+    /// The first piece of its message.
+    pub first: bool,
+    /// The last piece: the message is complete (and, for text, valid UTF-8 when checked).
+    pub last: bool,
+    /// The bytes as they were on the wire (masked, for a server's decoder).
+    raw: &'a [u8],
+    /// The mask in phase with `raw[0]` (all zero when the frame was not masked).
+    mask: [u8; 4],
+}
+
+impl DataChunk<'_> {
+    /// Payload bytes in this piece.
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// Appends the (unmasked) payload bytes to `out`.
+    pub fn unmask_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(self.raw);
+        if self.mask != [0; 4] {
+            apply_mask(&mut out[start..], self.mask);
+        }
+    }
+}
+
+/// What [`FrameDecoder::feed_chunks`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkEvent<'a> {
+    /// A piece of a data message's payload.
+    Data(DataChunk<'a>),
+    /// A ping, pong or close ([`Event::Ping`], [`Event::Pong`], [`Event::Close`]); never a
+    /// data message.
+    Control(Event),
+}
+
+/// One step of the decoder: a whole event, or a payload piece (chunk mode).
+enum Step<'a> {
+    Event(Event),
+    Chunk(DataChunk<'a>),
+}
+
 /// Where the decoder is within the current frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -94,6 +157,12 @@ struct Message {
 pub struct FrameDecoder {
     limits: WsLimits,
     check_utf8: bool,
+    /// Server role: frames come from a client and must be masked.
+    server: bool,
+    /// Chunk mode: a piece of the current message was already reported.
+    delivered: bool,
+    /// The current masked frame's mask, rotated so that `mask[0]` applies to the next byte.
+    mask: [u8; 4],
     header: HeaderReader,
     state: State,
     message: Option<Message>,
@@ -107,6 +176,9 @@ impl FrameDecoder {
         FrameDecoder {
             limits,
             check_utf8,
+            server: false,
+            delivered: false,
+            mask: [0; 4],
             header: HeaderReader::default(),
             state: State::Header,
             message: None,
@@ -114,16 +186,58 @@ impl FrameDecoder {
         }
     }
 
+    /// A server's decoder of one client connection: every frame must be masked (RFC 6455
+    /// §5.1; an unmasked one fails with [`WsError::UnmaskedClientFrame`]), and payloads are
+    /// unmasked before the prefix and UTF-8 check see them.
+    pub fn server(limits: WsLimits, check_utf8: bool) -> Self {
+        FrameDecoder {
+            server: true,
+            ..FrameDecoder::new(limits, check_utf8)
+        }
+    }
+
+    /// Whether this decoder reads a client's (masked) frames.
+    pub fn is_server(&self) -> bool {
+        self.server
+    }
+
     /// Feed received bytes; returns how many were used and the event that completed within
     /// them, if any. At most one event per call: call again with the rest of the input.
     ///
     /// With non-empty input every call uses at least one byte, returns an event or fails.
     pub fn feed(&mut self, input: &[u8]) -> Result<(usize, Option<Event>), WsError> {
-        let result = self.feed_inner(input);
+        let result = self.feed_inner(input, false);
         if result.is_err() {
             self.reset();
         }
-        result
+        result.map(|(used, step)| match step {
+            Some(Step::Event(event)) => (used, Some(event)),
+            // Chunks are only produced in chunk mode.
+            _ => (used, None),
+        })
+    }
+
+    /// Like [`FrameDecoder::feed`], but a data message is reported piece by piece as its
+    /// payload arrives ([`ChunkEvent::Data`], borrowing `input`) instead of once complete;
+    /// control frames come as [`ChunkEvent::Control`]. For servers that forward payloads
+    /// without keeping whole messages. Limits and the UTF-8 check apply as with `feed` (a
+    /// text message found invalid fails after its earlier pieces were reported).
+    ///
+    /// With non-empty input every call uses at least one byte, returns an event or fails.
+    /// Do not mix `feed` and `feed_chunks` within one message.
+    pub fn feed_chunks<'a>(
+        &mut self,
+        input: &'a [u8],
+    ) -> Result<(usize, Option<ChunkEvent<'a>>), WsError> {
+        let result = self.feed_inner(input, true);
+        if result.is_err() {
+            self.reset();
+        }
+        result.map(|(used, step)| match step {
+            Some(Step::Event(event)) => (used, Some(ChunkEvent::Control(event))),
+            Some(Step::Chunk(chunk)) => (used, Some(ChunkEvent::Data(chunk))),
+            None => (used, None),
+        })
     }
 
     /// The connection hit EOF: fails with [`WsError::Incomplete`] inside a frame or a
@@ -144,6 +258,8 @@ impl FrameDecoder {
         self.state = State::Header;
         self.message = None;
         self.control.clear();
+        self.delivered = false;
+        self.mask = [0; 4];
     }
 
     /// Some bytes of a frame or message were used but it is not complete.
@@ -158,20 +274,35 @@ impl FrameDecoder {
         self.state == State::Closed
     }
 
-    fn feed_inner(&mut self, input: &[u8]) -> Result<(usize, Option<Event>), WsError> {
+    fn feed_inner<'a>(
+        &mut self,
+        input: &'a [u8],
+        chunks: bool,
+    ) -> Result<(usize, Option<Step<'a>>), WsError> {
         let mut consumed = 0;
         while consumed < input.len() {
             let rest = &input[consumed..];
             let (used, event) = match self.state {
                 State::Header => match self.header.read(rest)? {
-                    (used, Some(header)) => (used, self.start_frame(header)?),
+                    (used, Some(header)) => {
+                        let event = self.start_frame(header)?;
+                        (used, self.step(event, chunks, &[]))
+                    }
                     (used, None) => (used, None),
                 },
-                State::Data { remaining, fin } => self.read_data(rest, remaining, fin)?,
+                State::Data { remaining, fin } => {
+                    let (used, event) = self.read_data(rest, remaining, fin)?;
+                    let delivered = &rest[..used];
+                    if chunks && !delivered.is_empty() && event.is_none() {
+                        (used, Some(self.chunk(delivered, false, None)))
+                    } else {
+                        (used, self.step(event, chunks, delivered))
+                    }
+                }
                 State::Control { opcode, remaining } => {
                     let used = self.control.fill_from(&rest[..remaining.min(rest.len())]);
                     let event = if used == remaining {
-                        Some(self.finish_control(opcode)?)
+                        Some(Step::Event(self.finish_control(opcode)?))
                     } else {
                         self.state = State::Control {
                             opcode,
@@ -192,6 +323,45 @@ impl FrameDecoder {
         Ok((consumed, None))
     }
 
+    /// Wraps an event of the current frame: in chunk mode a completed data message becomes
+    /// its last piece (`bytes`, possibly empty).
+    fn step<'a>(
+        &mut self,
+        event: Option<Event>,
+        chunks: bool,
+        bytes: &'a [u8],
+    ) -> Option<Step<'a>> {
+        match event? {
+            Event::Text { .. } if chunks => Some(self.chunk(bytes, true, Some(Data::Text))),
+            Event::Binary { .. } if chunks => Some(self.chunk(bytes, true, Some(Data::Binary))),
+            event => Some(Step::Event(event)),
+        }
+    }
+
+    /// A payload piece of the current message (`opcode` given once the message is complete
+    /// and taken). `bytes` were read with `self.mask` rotated past them; the chunk carries the
+    /// mask in phase with their start.
+    fn chunk<'a>(&mut self, bytes: &'a [u8], last: bool, opcode: Option<Data>) -> Step<'a> {
+        let opcode = opcode.unwrap_or(match self.message {
+            Some(Message { text: true, .. }) => Data::Text,
+            _ => Data::Binary,
+        });
+        let mut mask = self.mask;
+        if self.server {
+            // `self.mask` now applies to the byte after `bytes`: rotate it back.
+            mask.rotate_right(bytes.len() % 4);
+        }
+        let first = !self.delivered;
+        self.delivered = !last;
+        Step::Chunk(DataChunk {
+            opcode,
+            first,
+            last,
+            raw: bytes,
+            mask,
+        })
+    }
+
     /// A header was read: checks it and sets up its payload. Returns the event if the frame
     /// is already complete (empty payload).
     fn start_frame(&mut self, Header { header, len }: Header) -> Result<Option<Event>, WsError> {
@@ -203,8 +373,10 @@ impl FrameDecoder {
             opcode,
             mask,
         } = header;
-        if mask.is_some() {
-            return Err(WsError::MaskedServerFrame);
+        match (self.server, mask) {
+            (false, Some(_)) => return Err(WsError::MaskedServerFrame),
+            (true, None) => return Err(WsError::UnmaskedClientFrame),
+            (_, mask) => self.mask = mask.unwrap_or_default(),
         }
         if rsv1 || rsv2 || rsv3 {
             let bits = u8::from(rsv1) << 2 | u8::from(rsv2) << 1 | u8::from(rsv3);
@@ -295,15 +467,47 @@ impl FrameDecoder {
         let bytes = &input[..take];
         // A data frame's payload is only read while a message is in progress.
         let message = self.message.as_mut().expect("data frame without message");
-        message.prefix.fill_from(bytes);
-        if message.text && self.check_utf8 {
-            let start = message.len;
-            message
-                .utf8
-                .push(bytes)
-                .map_err(|at| WsError::InvalidUtf8 {
-                    offset: start + at as u64,
-                })?;
+        let check_utf8 = message.text && self.check_utf8;
+        if self.server {
+            // Unmask in pieces on the stack for the prefix and the UTF-8 check.
+            let mut mask = self.mask;
+            let wanted = if check_utf8 {
+                take
+            } else {
+                take.min(PREFIX_LEN - message.prefix.len())
+            };
+            let mut buf = [0u8; 256];
+            let mut done = 0;
+            while done < wanted {
+                let n = (wanted - done).min(buf.len());
+                let piece = &mut buf[..n];
+                piece.copy_from_slice(&bytes[done..done + n]);
+                apply_mask(piece, mask);
+                mask.rotate_left(n % 4);
+                message.prefix.fill_from(piece);
+                if check_utf8 {
+                    let start = message.len + done as u64;
+                    message
+                        .utf8
+                        .push(piece)
+                        .map_err(|at| WsError::InvalidUtf8 {
+                            offset: start + at as u64,
+                        })?;
+                }
+                done += n;
+            }
+            self.mask.rotate_left(take % 4);
+        } else {
+            message.prefix.fill_from(bytes);
+            if check_utf8 {
+                let start = message.len;
+                message
+                    .utf8
+                    .push(bytes)
+                    .map_err(|at| WsError::InvalidUtf8 {
+                        offset: start + at as u64,
+                    })?;
+            }
         }
         message.len += take as u64;
         let remaining = remaining - take as u64;
@@ -334,7 +538,10 @@ impl FrameDecoder {
     /// A control frame's payload (in `self.control`) is complete.
     fn finish_control(&mut self, opcode: Control) -> Result<Event, WsError> {
         self.state = State::Header;
-        let payload = self.control;
+        let mut payload = self.control;
+        if self.server {
+            payload.unmask(self.mask);
+        }
         match opcode {
             Control::Ping => Ok(Event::Ping(payload)),
             Control::Pong => Ok(Event::Pong(payload)),

@@ -1,5 +1,6 @@
-//! Client frame encoding: header (by tungstenite's [`FrameHeader::format`]) plus the masked
-//! payload, appended to a caller-owned buffer.
+//! Frame encoding: header (by tungstenite's [`FrameHeader::format`]) plus the payload, masked
+//! for client frames, unmasked for server frames (the `encode_server_*` functions), appended
+//! to a caller-owned buffer.
 //!
 //! Boundary: pure bytes out; no allocation when `out` has the capacity (the engine keeps one
 //! send buffer per connection). The mask key comes from the caller (RFC 6455 wants it
@@ -16,7 +17,48 @@ use super::frame::{MAX_CONTROL_PAYLOAD, apply_mask};
 /// `payload`. Control frames must be final and at most 125 bytes; the helpers below check
 /// that, this function does not.
 pub fn encode_frame(opcode: OpCode, payload: &[u8], mask: [u8; 4], fin: bool, out: &mut Vec<u8>) {
-    encode_parts(opcode, [&[], payload], mask, fin, out);
+    encode_parts(opcode, [&[], payload], Some(mask), fin, out);
+}
+
+/// Appends one unmasked server frame (see [`encode_frame`]; servers must not mask).
+pub fn encode_server_frame(opcode: OpCode, payload: &[u8], fin: bool, out: &mut Vec<u8>) {
+    encode_parts(opcode, [&[], payload], None, fin, out);
+}
+
+/// Appends only the header of an unmasked server frame with a `len`-byte payload, for a
+/// server that appends the payload itself (for instance piece by piece with
+/// [`DataChunk::unmask_into`](super::DataChunk::unmask_into)).
+pub fn encode_server_header(opcode: OpCode, len: u64, fin: bool, out: &mut Vec<u8>) {
+    let header = FrameHeader {
+        is_final: fin,
+        opcode,
+        mask: None,
+        ..FrameHeader::default()
+    };
+    header
+        .format(len, out)
+        .expect("writing to a Vec cannot fail");
+}
+
+/// Appends an unmasked ping or pong (or any control frame); fails if `payload` is longer
+/// than 125 bytes.
+pub fn encode_server_control(
+    control: Control,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), WsError> {
+    check_control(control, payload)?;
+    encode_server_frame(OpCode::Control(control), payload, true, out);
+    Ok(())
+}
+
+/// Appends an unmasked close frame; the rules of [`encode_close`] apply.
+pub fn encode_server_close(
+    code: Option<u16>,
+    reason: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), WsError> {
+    close_parts(code, reason, None, out)
 }
 
 /// Appends an unfragmented text message. `text` should be UTF-8 (servers may fail the
@@ -51,6 +93,15 @@ pub fn encode_close(
     mask: [u8; 4],
     out: &mut Vec<u8>,
 ) -> Result<(), WsError> {
+    close_parts(code, reason, Some(mask), out)
+}
+
+fn close_parts(
+    code: Option<u16>,
+    reason: &str,
+    mask: Option<[u8; 4]>,
+    out: &mut Vec<u8>,
+) -> Result<(), WsError> {
     let opcode = OpCode::Control(Control::Close);
     let Some(code) = code else {
         if !reason.is_empty() {
@@ -82,23 +133,34 @@ fn encode_control(
     mask: [u8; 4],
     out: &mut Vec<u8>,
 ) -> Result<(), WsError> {
+    check_control(control, payload)?;
+    encode_frame(OpCode::Control(control), payload, mask, true, out);
+    Ok(())
+}
+
+fn check_control(control: Control, payload: &[u8]) -> Result<(), WsError> {
     if payload.len() > MAX_CONTROL_PAYLOAD {
         return Err(WsError::BadControlFrame {
             what: format!("{control} frame with {} bytes of payload", payload.len()),
         });
     }
-    encode_frame(OpCode::Control(control), payload, mask, true, out);
     Ok(())
 }
 
 /// Appends a frame whose payload is `parts` concatenated (so a close frame's code and reason
 /// need no intermediate buffer).
-fn encode_parts(opcode: OpCode, parts: [&[u8]; 2], mask: [u8; 4], fin: bool, out: &mut Vec<u8>) {
+fn encode_parts(
+    opcode: OpCode,
+    parts: [&[u8]; 2],
+    mask: Option<[u8; 4]>,
+    fin: bool,
+    out: &mut Vec<u8>,
+) {
     let len = parts[0].len() + parts[1].len();
     let header = FrameHeader {
         is_final: fin,
         opcode,
-        mask: Some(mask),
+        mask,
         ..FrameHeader::default()
     };
     out.reserve(header.len(len as u64) + len);
@@ -108,7 +170,9 @@ fn encode_parts(opcode: OpCode, parts: [&[u8]; 2], mask: [u8; 4], fin: bool, out
     let start = out.len();
     out.extend_from_slice(parts[0]);
     out.extend_from_slice(parts[1]);
-    apply_mask(&mut out[start..], mask);
+    if let Some(mask) = mask {
+        apply_mask(&mut out[start..], mask);
+    }
 }
 
 #[cfg(test)]
@@ -233,5 +297,23 @@ mod tests {
         let err = encode_close(Some(1000), &long, MASK, &mut out).unwrap_err();
         assert_eq!(err.kind(), "bad_close");
         assert!(encode_close(Some(4000), &long[..123], MASK, &mut out).is_ok());
+    }
+
+    #[test]
+    fn server_frames_are_unmasked() {
+        let mut out = Vec::new();
+        encode_server_frame(OpCode::Data(Data::Text), b"hey", true, &mut out);
+        assert_eq!(out, b"\x81\x03hey");
+        out.clear();
+        encode_server_header(OpCode::Data(Data::Binary), 70000, true, &mut out);
+        assert_eq!(out, [0x82, 127, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70]);
+        out.clear();
+        encode_server_control(Control::Pong, b"p", &mut out).unwrap();
+        assert_eq!(out, b"\x8A\x01p");
+        out.clear();
+        encode_server_close(Some(1009), "big", &mut out).unwrap();
+        assert_eq!(out, b"\x88\x05\x03\xF1big");
+        assert!(encode_server_close(Some(1005), "", &mut out).is_err());
+        assert!(encode_server_control(Control::Ping, &[0; 126], &mut out).is_err());
     }
 }

@@ -48,6 +48,14 @@ pub enum WsError {
     #[error("server sent a masked frame (servers must not mask frames, RFC 6455 section 5.1)")]
     MaskedServerFrame,
 
+    /// A client frame without the mask bit (RFC 6455 §5.1: clients must mask every frame).
+    #[error("client sent an unmasked frame (clients must mask every frame, RFC 6455 section 5.1)")]
+    UnmaskedClientFrame,
+
+    /// An Upgrade request a server cannot accept (server role of the handshake).
+    #[error("bad WebSocket upgrade request: {what}")]
+    BadUpgradeRequest { what: &'static str },
+
     /// RSV1-3 set while no extension was negotiated.
     #[error("frame has reserved bits set ({bits:#05b}) but no extension was negotiated")]
     ReservedBits { bits: u8 },
@@ -94,7 +102,8 @@ impl WsError {
     /// `handshake_too_large`, `handshake_status`, `handshake_upgrade`, `handshake_accept`,
     /// `handshake_protocol`, `handshake_extension`, `masked_server_frame`, `reserved_bits`,
     /// `bad_opcode`, `bad_control_frame`, `bad_fragmentation`, `frame_too_large`,
-    /// `message_too_large`, `invalid_utf8`, `bad_close`, `data_after_close`, `closed_mid_frame`.
+    /// `message_too_large`, `invalid_utf8`, `bad_close`, `data_after_close`, `closed_mid_frame`,
+    /// and in the server role `unmasked_client_frame`, `bad_upgrade_request`.
     pub fn kind(&self) -> &'static str {
         match self {
             WsError::HandshakeMalformed { .. } => "handshake_malformed",
@@ -105,6 +114,8 @@ impl WsError {
             WsError::HandshakeProtocol { .. } => "handshake_protocol",
             WsError::HandshakeExtension { .. } => "handshake_extension",
             WsError::MaskedServerFrame => "masked_server_frame",
+            WsError::UnmaskedClientFrame => "unmasked_client_frame",
+            WsError::BadUpgradeRequest { .. } => "bad_upgrade_request",
             WsError::ReservedBits { .. } => "reserved_bits",
             WsError::BadOpcode { .. } => "bad_opcode",
             WsError::BadControlFrame { .. } => "bad_control_frame",
@@ -183,6 +194,11 @@ mod tests {
                 "handshake_extension",
             ),
             (WsError::MaskedServerFrame, "masked_server_frame"),
+            (WsError::UnmaskedClientFrame, "unmasked_client_frame"),
+            (
+                WsError::BadUpgradeRequest { what: "" },
+                "bad_upgrade_request",
+            ),
             (WsError::ReservedBits { bits: 4 }, "reserved_bits"),
             (WsError::BadOpcode { opcode: 3 }, "bad_opcode"),
             (WsError::BadControlFrame { what: s() }, "bad_control_frame"),

@@ -68,6 +68,12 @@ impl<const N: usize> SmallBytes<N> {
         take
     }
 
+    /// Removes (or applies) a mask over the bytes held, from phase 0.
+    pub(crate) fn unmask(&mut self, mask: [u8; 4]) {
+        let len = self.len();
+        apply_mask(&mut self.bytes[..len], mask);
+    }
+
     pub(crate) fn clear(&mut self) {
         self.len = 0;
     }

@@ -1,5 +1,8 @@
-//! WebSocket client codec (RFC 6455): the Upgrade handshake, client frame encoding with
-//! masking, and a streaming decoder of the server's frames.
+//! WebSocket codec (RFC 6455): the Upgrade handshake, client frame encoding with masking, and
+//! a streaming decoder of the server's frames; plus the server role (used by the built-in
+//! target): the check of an Upgrade request and its 101 answer ([`accept`]), unmasked server
+//! frames (`encode_server_*`), and a decoder of masked client frames
+//! ([`FrameDecoder::server`]) that can stream payload pieces ([`FrameDecoder::feed_chunks`]).
 //!
 //! Sans-IO: bytes in, bytes out; no sockets, clocks or per-message allocation. tungstenite
 //! supplies the protocol rules that fit this design: frame header parsing and formatting,
@@ -19,12 +22,14 @@
 //!    fragment), pings with [`encode_ping`], and [`encode_close`] to end.
 //!
 //! - [`handshake`]: the Upgrade request and the check of the 101 answer.
+//! - [`accept`]: the server's check of an Upgrade request and its 101 answer.
 //! - [`decoder`]: the frame decoder, its events and limits.
 //! - [`encoder`]: client frames, masked.
 //! - `frame`: the header reader over tungstenite, masking, inline byte buffers.
 //! - `utf8`: the streaming UTF-8 check of text messages.
 //! - `error`: [`WsError`] and its stable [`WsError::kind`] names.
 
+pub mod accept;
 pub mod decoder;
 pub mod encoder;
 mod error;
@@ -32,9 +37,11 @@ mod frame;
 pub mod handshake;
 mod utf8;
 
-pub use decoder::{Event, FrameDecoder, PREFIX_LEN, Prefix, WsLimits};
+pub use accept::{UpgradeHead, check_upgrade_request, encode_accept};
+pub use decoder::{ChunkEvent, DataChunk, Event, FrameDecoder, PREFIX_LEN, Prefix, WsLimits};
 pub use encoder::{
-    encode_binary, encode_close, encode_frame, encode_ping, encode_pong, encode_text,
+    encode_binary, encode_close, encode_frame, encode_ping, encode_pong, encode_server_close,
+    encode_server_control, encode_server_frame, encode_server_header, encode_text,
 };
 pub use error::WsError;
 pub use frame::{ControlPayload, MAX_CONTROL_PAYLOAD, SmallBytes, apply_mask};

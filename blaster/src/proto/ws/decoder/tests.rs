@@ -449,3 +449,139 @@ fn decoder_stays_small() {
     assert!(std::mem::size_of::<FrameDecoder>() <= 256);
     assert!(std::mem::size_of::<Event>() <= 144);
 }
+
+// Server role: masked client frames.
+
+const MASK: [u8; 4] = [0xA1, 0x07, 0x3C, 0xF2];
+
+/// A client frame (masked), formatted by our client encoder.
+fn masked(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    crate::proto::ws::encode_frame(opcode, payload, MASK, fin, &mut out);
+    out
+}
+
+/// A reassembled message (opcode and bytes) or a control event.
+type Decoded = (Option<Data>, Vec<u8>, Option<Event>);
+
+/// Feeds `pieces` to a server decoder in chunk mode: the messages reassembled from their
+/// pieces (opcode, bytes) and the control events, in order.
+fn drive_chunks<'a>(
+    decoder: &mut FrameDecoder,
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<Decoded>, WsError> {
+    let mut out = Vec::new();
+    let mut message: Option<(Data, Vec<u8>)> = None;
+    for piece in pieces {
+        let mut buf = piece;
+        while !buf.is_empty() {
+            let (used, event) = decoder.feed_chunks(buf)?;
+            assert!(used > 0 || event.is_some(), "no progress on {buf:?}");
+            buf = &buf[used..];
+            match event {
+                Some(ChunkEvent::Data(chunk)) => {
+                    assert_eq!(chunk.first, message.is_none(), "first flag");
+                    let (opcode, bytes) = message.get_or_insert_with(|| (chunk.opcode, Vec::new()));
+                    assert_eq!(*opcode, chunk.opcode);
+                    chunk.unmask_into(bytes);
+                    if chunk.last {
+                        let (opcode, bytes) = message.take().unwrap();
+                        out.push((Some(opcode), bytes, None));
+                    }
+                }
+                Some(ChunkEvent::Control(event)) => out.push((None, Vec::new(), Some(event))),
+                None => {}
+            }
+        }
+    }
+    decoder.eof()?;
+    Ok(out)
+}
+
+#[test]
+fn server_decodes_masked_frames_split_at_every_byte() {
+    let message = "Hello, wörld".as_bytes();
+    let big: Vec<u8> = (0..300u32).map(|i| (i * 13 % 256) as u8).collect();
+    let bytes = [
+        masked(OpCode::Data(Data::Text), false, &message[..3]),
+        masked(OpCode::Data(Data::Continue), false, &message[3..9]),
+        masked(OpCode::Control(Control::Ping), true, b"between"),
+        masked(OpCode::Data(Data::Continue), true, &message[9..]),
+        masked(OpCode::Data(Data::Binary), true, &big),
+        masked(OpCode::Data(Data::Text), true, b""),
+        masked(OpCode::Data(Data::Binary), false, b""),
+        masked(OpCode::Data(Data::Continue), true, b"xyz"),
+        masked(OpCode::Control(Control::Close), true, b"\x03\xE8bye"),
+    ]
+    .concat();
+    let close = Event::Close {
+        code: Some(1000),
+        reason: small(b"bye"),
+    };
+    let expected = [
+        Event::Ping(small(b"between")),
+        text_event(message),
+        binary_event(&big),
+        text_event(b""),
+        binary_event(b"xyz"),
+        close,
+    ];
+    let mut decoder = FrameDecoder::server(WsLimits::default(), true);
+    assert!(decoder.is_server());
+    for pieces in splittings(&bytes) {
+        let got = drive(&mut decoder, pieces.iter().copied());
+        assert_eq!(got.as_deref(), Ok(&expected[..]), "pieces {pieces:?}");
+        decoder.reset();
+        let got = drive_chunks(&mut decoder, pieces.iter().copied()).unwrap();
+        let want = vec![
+            (None, Vec::new(), Some(Event::Ping(small(b"between")))),
+            (Some(Data::Text), message.to_vec(), None),
+            (Some(Data::Binary), big.clone(), None),
+            (Some(Data::Text), Vec::new(), None),
+            (Some(Data::Binary), b"xyz".to_vec(), None),
+            (None, Vec::new(), Some(close)),
+        ];
+        assert_eq!(got, want, "pieces {pieces:?}");
+        decoder.reset();
+    }
+}
+
+#[test]
+fn client_decoder_streams_chunks_too() {
+    let bytes = [text(false, b"ab"), cont(true, b"cd")].concat();
+    for pieces in splittings(&bytes) {
+        let mut decoder = FrameDecoder::new(WsLimits::default(), true);
+        let got = drive_chunks(&mut decoder, pieces.iter().copied()).unwrap();
+        assert_eq!(got, vec![(Some(Data::Text), b"abcd".to_vec(), None)]);
+    }
+}
+
+#[test]
+fn server_requires_masked_frames() {
+    let mut decoder = FrameDecoder::server(WsLimits::default(), true);
+    let err = drive(&mut decoder, [&text(true, b"hi")[..]]).unwrap_err();
+    assert_eq!(err.kind(), "unmasked_client_frame");
+    let err = drive(&mut decoder, [&control(Control::Ping, b"")[..]]).unwrap_err();
+    assert_eq!(err.kind(), "unmasked_client_frame");
+    // The client role still refuses masked frames.
+    let frame = masked(OpCode::Data(Data::Text), true, b"hi");
+    let err = drive(
+        &mut FrameDecoder::new(WsLimits::default(), true),
+        [&frame[..]],
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), "masked_server_frame");
+}
+
+#[test]
+fn server_checks_utf8_and_limits_of_masked_frames() {
+    let bad = masked(OpCode::Data(Data::Text), true, &[b'a', 0xFF, b'b']);
+    for pieces in splittings(&bad) {
+        let mut decoder = FrameDecoder::server(WsLimits::default(), true);
+        let err = drive(&mut decoder, pieces.iter().copied()).unwrap_err();
+        assert_eq!(err.kind(), "invalid_utf8");
+    }
+    let long = masked(OpCode::Data(Data::Binary), true, &[0; 11]);
+    let err = drive(&mut FrameDecoder::server(small_limits(), true), [&long[..]]).unwrap_err();
+    assert_eq!(err.kind(), "frame_too_large");
+}
