@@ -20,4 +20,5 @@ pub mod metrics;
 pub mod probe;
 pub mod proto;
 pub mod report;
+pub mod scenario;
 pub mod target;

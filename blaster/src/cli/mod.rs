@@ -55,6 +55,33 @@ pub enum Command {
     /// Merge the JSON reports of several load nodes that ran the same test at the same time
     /// (latency percentiles stay exact: each report embeds its histogram).
     Merge(MergeArgs),
+    /// Validate a scenario file (TOML) and describe what it would run.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    /// The scenario file.
+    #[arg(value_name = "FILE.toml")]
+    pub file: PathBuf,
+    /// Set a variable used as ${NAME} in the file (repeatable), like k6's -e.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+}
+
+/// Parses `-e NAME=VALUE` pairs.
+pub fn parse_vars(raw: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    raw.iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').with_context(|| {
+                format!("invalid -e \"{kv}\": expected NAME=VALUE, for example -e BASE_URL=http://127.0.0.1:8080")
+            })?;
+            if k.is_empty() {
+                bail!("invalid -e \"{kv}\": the variable name is empty");
+            }
+            Ok((k.to_owned(), v.to_owned()))
+        })
+        .collect()
 }
 
 #[derive(Debug, Args, Clone)]
@@ -278,7 +305,7 @@ impl RunArgs {
     pub fn to_config(&self, command_line: Vec<String>) -> Result<RunConfig> {
         if let Some(first) = self.targets.iter().find(|t| t.ends_with(".toml")) {
             bail!(
-                "\"{first}\" looks like a scenario file; scenario files are not supported by this version yet: give a URL such as http://127.0.0.1:8080/"
+                "\"{first}\" looks like a scenario file: this version validates scenario files (`blaster check {first}`) but does not run them yet; give a URL such as http://127.0.0.1:8080/"
             );
         }
         let targets = self
@@ -509,6 +536,21 @@ pub fn main() -> i32 {
         Command::Report(args) => report_command(&args),
         Command::Compare(args) => compare_command(&args),
         Command::Merge(args) => merge_command(&args),
+        Command::Check(args) => {
+            let vars = match parse_vars(&args.vars) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("blaster: error: {e:#}");
+                    return EXIT_ERROR;
+                }
+            };
+            crate::scenario::check(&args.file, &vars)
+                .map(|summary| {
+                    print!("{summary}");
+                    EXIT_OK
+                })
+                .map_err(anyhow::Error::from)
+        }
     };
     match result {
         Ok(code) => code,
