@@ -26,6 +26,8 @@ use std::net::Ipv4Addr;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::cli::units::format_thousands;
+
 /// Connections judged against when the user gives no target.
 pub const DEFAULT_TARGET_CONNECTIONS: u64 = 100_000;
 /// Exit code of [`run`]: nothing limits a run of the target size.
@@ -181,19 +183,6 @@ fn unknown(name: &'static str, limits: &str, why: &Unread) -> Check {
     )
 }
 
-/// `1234567` -> `1,234,567`.
-fn num(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Bytes in binary units, one decimal: `2.2 GiB`.
 fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -346,7 +335,10 @@ fn judge_nofile(
     let value = format!("soft {}, hard {}", limit_text(soft), limit_text(hard));
     // blaster raises soft to hard; one ring's table of direct descriptors is capped by it.
     let tested = match table {
-        Some(Ok(n)) => format!("a test ring registered {} direct slots here; ", num(*n)),
+        Some(Ok(n)) => format!(
+            "a test ring registered {} direct slots here; ",
+            format_thousands(*n)
+        ),
         Some(Err(e)) => format!("a test table of direct slots failed here ({e}); "),
         None => String::new(),
     };
@@ -357,9 +349,9 @@ fn judge_nofile(
             Status::Ok,
             format!(
                 "{tested}{} connections fit in {} ring(s) of {} slots, one per CPU",
-                num(run.target),
+                format_thousands(run.target),
                 rings,
-                num(per_ring)
+                format_thousands(per_ring)
             ),
         )
     } else if rings <= MAX_RINGS {
@@ -367,12 +359,12 @@ fn judge_nofile(
             Status::Warn,
             format!(
                 "{tested}{} connections need {} rings of {} slots (the hard limit), more than the {} CPUs: several rings per thread (measured on the reference node: {} rings x {} slots held 1M)",
-                num(run.target),
+                format_thousands(run.target),
                 rings,
-                num(per_ring),
+                format_thousands(per_ring),
                 run.cpus,
                 MEASURED_RINGS,
-                num(MEASURED_SLOTS)
+                format_thousands(MEASURED_SLOTS)
             ),
         )
     } else {
@@ -380,12 +372,12 @@ fn judge_nofile(
             Status::Limit,
             format!(
                 "{tested}{} connections would need {} rings of {} slots (the hard limit), past the {} rings known to work (measured on the reference node: {} x {})",
-                num(run.target),
-                num(rings),
-                num(per_ring),
+                format_thousands(run.target),
+                format_thousands(rings),
+                format_thousands(per_ring),
                 MAX_RINGS,
                 MEASURED_RINGS,
-                num(MEASURED_SLOTS)
+                format_thousands(MEASURED_SLOTS)
             ),
         )
     };
@@ -406,7 +398,7 @@ fn judge_nofile(
         if rings <= MAX_RINGS {
             format!(
                 "{raise}\nor: blaster run -t {rings} ...    # one ring per thread, up to {} connections each",
-                num(per_ring)
+                format_thousands(per_ring)
             )
         } else {
             raise
@@ -430,7 +422,7 @@ fn judge_nr_open(nr_open: &Read<u64>, run: Run) -> Check {
             Status::Ok,
             format!(
                 "ulimit -n can go to {}: enough slots for one ring per CPU",
-                num(v.min(IORING_MAX_FIXED_FILES))
+                format_thousands(v.min(IORING_MAX_FIXED_FILES))
             ),
         )
     } else if rings_at_ceiling <= MAX_RINGS {
@@ -438,7 +430,7 @@ fn judge_nr_open(nr_open: &Read<u64>, run: Run) -> Check {
             Status::Warn,
             format!(
                 "ulimit -n cannot go above it; even there {} connections need {} rings",
-                num(run.target),
+                format_thousands(run.target),
                 rings_at_ceiling
             ),
         )
@@ -447,8 +439,8 @@ fn judge_nr_open(nr_open: &Read<u64>, run: Run) -> Check {
             Status::Limit,
             format!(
                 "ulimit -n cannot go above it; even there {} connections need {} rings (over {})",
-                num(run.target),
-                num(rings_at_ceiling),
+                format_thousands(run.target),
+                format_thousands(rings_at_ceiling),
                 MAX_RINGS
             ),
         )
@@ -479,8 +471,8 @@ fn judge_file_max(file_nr: &Read<Vec<u64>>, run: Run) -> Check {
             Status::Limit,
             format!(
                 "{} free, fewer than the {} connections (a direct descriptor is still an open file)",
-                num(free),
-                num(run.target)
+                format_thousands(free),
+                format_thousands(run.target)
             ),
         )
     } else if free < run.target.saturating_mul(2) {
@@ -488,7 +480,7 @@ fn judge_file_max(file_nr: &Read<Vec<u64>>, run: Run) -> Check {
             Status::Warn,
             format!(
                 "{} free: enough for blaster's sockets, not also for a target on this host (as many again)",
-                num(free)
+                format_thousands(free)
             ),
         )
     } else {
@@ -496,7 +488,7 @@ fn judge_file_max(file_nr: &Read<Vec<u64>>, run: Run) -> Check {
             Status::Ok,
             format!(
                 "{} free: enough for blaster's sockets and a loopback target's",
-                num(free)
+                format_thousands(free)
             ),
         )
     };
@@ -509,7 +501,11 @@ fn judge_file_max(file_nr: &Read<Vec<u64>>, run: Run) -> Check {
     });
     check(
         NAME,
-        format!("{} ({} in use)", num(max), num(allocated)),
+        format!(
+            "{} ({} in use)",
+            format_thousands(max),
+            format_thousands(allocated)
+        ),
         status,
         WHAT,
         verdict,
@@ -558,8 +554,8 @@ fn judge_port_range(range: &Read<(u64, u64)>, reserved: u64, run: Run) -> Check 
             Status::Ok,
             format!(
                 "{} ports: {} connections fit one (source address, target address:port) tuple",
-                num(ports),
-                num(run.target)
+                format_thousands(ports),
+                format_thousands(run.target)
             ),
         )
     } else if run.target <= ports {
@@ -567,9 +563,9 @@ fn judge_port_range(range: &Read<(u64, u64)>, reserved: u64, run: Run) -> Check 
             Status::Warn,
             format!(
                 "{} ports; connect() slows past ~{} per (source address, target address:port): spread {} connections over {} source addresses or target ports",
-                num(ports),
-                num(comfortable),
-                num(run.target),
+                format_thousands(ports),
+                format_thousands(comfortable),
+                format_thousands(run.target),
                 tuples
             ),
         )
@@ -578,10 +574,10 @@ fn judge_port_range(range: &Read<(u64, u64)>, reserved: u64, run: Run) -> Check 
             Status::Limit,
             format!(
                 "one source address reaches one target address:port at most {} times; {} connections need {} source addresses (~{} each) or as many target ports",
-                num(ports),
-                num(run.target),
-                num(tuples),
-                num(comfortable)
+                format_thousands(ports),
+                format_thousands(run.target),
+                format_thousands(tuples),
+                format_thousands(comfortable)
             ),
         )
     };
@@ -591,7 +587,7 @@ fn judge_port_range(range: &Read<(u64, u64)>, reserved: u64, run: Run) -> Check 
         let mut a = format!(
             "blaster run --source {} ...    # {} loopback sources; on a NIC add addresses: ip addr add 10.0.0.X/24 dev eth0",
             loopback_sources(tuples),
-            num(tuples)
+            format_thousands(tuples)
         );
         if (lo, hi) != WIDE_PORTS {
             let _ = write!(
@@ -599,8 +595,8 @@ fn judge_port_range(range: &Read<(u64, u64)>, reserved: u64, run: Run) -> Check 
                 "\nsysctl -w net.ipv4.ip_local_port_range=\"{} {}\"    # {} ports; then {} sources suffice",
                 WIDE_PORTS.0,
                 WIDE_PORTS.1,
-                num(wide_ports),
-                num(wide_tuples)
+                format_thousands(wide_ports),
+                format_thousands(wide_tuples)
             );
         }
         a
@@ -625,9 +621,9 @@ fn judge_tcp_mem(tcp_mem: &Read<Vec<u64>>, page: u64, run: Run) -> Check {
             Status::Limit,
             format!(
                 "{} busy connections charge ~{} pages (a socket with data queued charges at least one), over the max {}: buffer allocations fail",
-                num(run.target),
-                num(one_end),
-                num(max)
+                format_thousands(run.target),
+                format_thousands(one_end),
+                format_thousands(max)
             ),
         )
     } else if both_ends > pressure {
@@ -635,8 +631,8 @@ fn judge_tcp_mem(tcp_mem: &Read<Vec<u64>>, page: u64, run: Run) -> Check {
             Status::Warn,
             format!(
                 "busy connections with a loopback target charge ~{} pages (one per socket with data queued), over the pressure mark {}: the kernel shrinks buffers",
-                num(both_ends),
-                num(pressure)
+                format_thousands(both_ends),
+                format_thousands(pressure)
             ),
         )
     } else {
@@ -644,7 +640,7 @@ fn judge_tcp_mem(tcp_mem: &Read<Vec<u64>>, page: u64, run: Run) -> Check {
             Status::Ok,
             format!(
                 "~{} pages when every connection and its loopback peer have data queued (one page each)",
-                num(both_ends)
+                format_thousands(both_ends)
             ),
         )
     };
@@ -693,7 +689,7 @@ fn judge_memory(available_kib: &Read<u64>, run: Run) -> Check {
     let needed = kernel.saturating_add(buffers);
     let sum = format!(
         "{} connections ~ {} kernel (7.9 KB per loopback pair, measured on the reference node) + {} receive buffers",
-        num(run.target),
+        format_thousands(run.target),
         bytes(kernel),
         bytes(buffers)
     );
@@ -732,7 +728,7 @@ fn judge_somaxconn(somaxconn: &Read<u64>, run: Run) -> Check {
             Status::Warn,
             format!(
                 "caps listen()'s backlog (matters on the target host): a storm of {} connects overflows it if the target accepts slowly: SYNs are dropped and retried after 1 s",
-                num(run.target)
+                format_thousands(run.target)
             ),
         )
     };
@@ -805,7 +801,7 @@ fn judge_conntrack(max: &Read<u64>, count: &Read<u64>, run: Run) -> Check {
             Status::Ok,
             format!(
                 "room for {} connections (when full, new connections' packets are dropped)",
-                num(run.target)
+                format_thousands(run.target)
             ),
         )
     } else if count == Some(0) {
@@ -813,7 +809,7 @@ fn judge_conntrack(max: &Read<u64>, count: &Read<u64>, run: Run) -> Check {
             Status::Warn,
             format!(
                 "loaded but tracking nothing now; if a firewall rule turns tracking on, {} connections overflow it",
-                num(run.target)
+                format_thousands(run.target)
             ),
         )
     } else {
@@ -821,7 +817,7 @@ fn judge_conntrack(max: &Read<u64>, count: &Read<u64>, run: Run) -> Check {
             Status::Limit,
             format!(
                 "{} connections overflow it (`nf_conntrack: table full, dropping packet` in dmesg)",
-                num(run.target)
+                format_thousands(run.target)
             ),
         )
     };
@@ -835,8 +831,12 @@ fn judge_conntrack(max: &Read<u64>, count: &Read<u64>, run: Run) -> Check {
         )
     });
     let value = match count {
-        Some(c) => format!("{} ({} tracked)", num(max), num(c)),
-        None => num(max),
+        Some(c) => format!(
+            "{} ({} tracked)",
+            format_thousands(max),
+            format_thousands(c)
+        ),
+        None => format_thousands(max),
     };
     check(NAME, value, status, WHAT, verdict, advice)
 }
@@ -916,7 +916,7 @@ fn judge_max_map_count(max_map_count: &Read<u64>, run: Run) -> Check {
             format!(
                 "{} rings and their threads need ~{} (queues, buffers, stacks)",
                 run.rings(),
-                num(need)
+                format_thousands(need)
             ),
         )
     } else {
@@ -924,8 +924,8 @@ fn judge_max_map_count(max_map_count: &Read<u64>, run: Run) -> Check {
             Status::Limit,
             format!(
                 "{} rings need ~{} mappings: mmap fails",
-                num(run.rings()),
-                num(need)
+                format_thousands(run.rings()),
+                format_thousands(need)
             ),
         )
     };
@@ -1488,7 +1488,7 @@ pub fn run(target_connections: Option<u64>, json: bool) -> Result<i32> {
     } else {
         let mut s = format!(
             "blaster doctor: what limits a run of {} connections on {} (Linux {}, {} CPUs{})\n\n",
-            num(target),
+            format_thousands(target),
             host.hostname,
             host.kernel,
             host.cpus,
@@ -1535,10 +1535,10 @@ mod tests {
 
     #[test]
     fn numbers_and_bytes_read_well() {
-        assert_eq!(num(0), "0");
-        assert_eq!(num(999), "999");
-        assert_eq!(num(1000), "1,000");
-        assert_eq!(num(1_234_567), "1,234,567");
+        assert_eq!(format_thousands(0), "0");
+        assert_eq!(format_thousands(999), "999");
+        assert_eq!(format_thousands(1000), "1,000");
+        assert_eq!(format_thousands(1_234_567), "1,234,567");
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(575_802 * 4096), "2.2 GiB");
     }

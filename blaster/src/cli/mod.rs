@@ -89,33 +89,28 @@ pub struct MergeArgs {
     /// JSON reports written by `blaster run --json`, one per load node.
     #[arg(required = true, value_name = "RUN.json")]
     pub inputs: Vec<PathBuf>,
-    /// Write the merged report as JSON.
-    #[arg(long, value_name = "PATH")]
-    pub json: Option<PathBuf>,
-    /// Write the merged report as HTML.
-    #[arg(long, value_name = "PATH")]
-    pub html: Option<PathBuf>,
-    /// Write a markdown summary of the merged report.
-    #[arg(long, value_name = "PATH")]
-    pub summary_md: Option<PathBuf>,
-    /// Write JUnit XML for the merged report.
-    #[arg(long, value_name = "PATH")]
-    pub junit: Option<PathBuf>,
+    #[command(flatten)]
+    pub outputs: Outputs,
     /// Print no text summary.
     #[arg(short = 'q', long)]
     pub quiet: bool,
 }
 
-/// Where to write the report in each format (all optional).
-#[derive(Debug, Clone, Default)]
+/// Where to write the report in each format (all optional); flattened into every command
+/// that produces a report.
+#[derive(Debug, Args, Clone, Default)]
 pub struct Outputs {
-    /// JSON report.
+    /// Write the report as JSON to this file (also on Ctrl-C, marked interrupted).
+    #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
-    /// Self-contained HTML report.
+    /// Write a self-contained HTML report (charts inline, no network needed to view it).
+    #[arg(long, value_name = "PATH")]
     pub html: Option<PathBuf>,
-    /// Markdown summary.
+    /// Write a markdown summary.
+    #[arg(long, value_name = "PATH")]
     pub summary_md: Option<PathBuf>,
-    /// JUnit XML.
+    /// Write JUnit XML (one test case per verdict) for CI systems.
+    #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
 }
 
@@ -124,15 +119,8 @@ pub struct ReportArgs {
     /// A JSON report written by `blaster run --json`.
     #[arg(value_name = "RUN.json")]
     pub input: PathBuf,
-    /// Write a self-contained HTML report.
-    #[arg(long, value_name = "PATH")]
-    pub html: Option<PathBuf>,
-    /// Write a markdown summary.
-    #[arg(long, value_name = "PATH")]
-    pub summary_md: Option<PathBuf>,
-    /// Write JUnit XML.
-    #[arg(long, value_name = "PATH")]
-    pub junit: Option<PathBuf>,
+    #[command(flatten)]
+    pub outputs: Outputs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -241,18 +229,8 @@ pub struct RunArgs {
     /// (127.0.0.2-127.0.0.200).
     #[arg(long, value_name = "ADDRS")]
     pub source: Option<String>,
-    /// Write the report as JSON to this file (also on Ctrl-C, marked interrupted).
-    #[arg(long, value_name = "PATH")]
-    pub json: Option<PathBuf>,
-    /// Write a self-contained HTML report (charts inline, no network needed to view it).
-    #[arg(long, value_name = "PATH")]
-    pub html: Option<PathBuf>,
-    /// Write a markdown summary.
-    #[arg(long, value_name = "PATH")]
-    pub summary_md: Option<PathBuf>,
-    /// Write JUnit XML (one test case per verdict) for CI systems.
-    #[arg(long, value_name = "PATH")]
-    pub junit: Option<PathBuf>,
+    #[command(flatten)]
+    pub outputs: Outputs,
     /// Print no live progress and no text report (the JSON report is still written).
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -611,13 +589,7 @@ fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
         }
     });
     progress.finish();
-    let outputs = Outputs {
-        json: args.json.clone(),
-        html: args.html.clone(),
-        summary_md: args.summary_md.clone(),
-        junit: args.junit.clone(),
-    };
-    let code = finish_run(&config, &outcome?, &outputs, args.quiet)?;
+    let code = finish_run(&config, &outcome?, &args.outputs, args.quiet)?;
     if exporter.is_some() && !args.prometheus_linger.is_zero() {
         // Serve the final values a little longer; Ctrl-C ends the wait.
         let until = std::time::Instant::now() + args.prometheus_linger;
@@ -671,14 +643,13 @@ fn write_outputs(report: &crate::report::Report, outputs: &Outputs) -> Result<()
 
 fn report_command(args: &ReportArgs) -> Result<i32> {
     let report = crate::report::compare::load_report(&args.input)?;
-    let outputs = Outputs {
-        json: None,
-        html: args.html.clone(),
-        summary_md: args.summary_md.clone(),
-        junit: args.junit.clone(),
-    };
-    write_outputs(&report, &outputs)?;
-    if outputs.html.is_none() && outputs.summary_md.is_none() && outputs.junit.is_none() {
+    let outputs = &args.outputs;
+    write_outputs(&report, outputs)?;
+    if outputs.json.is_none()
+        && outputs.html.is_none()
+        && outputs.summary_md.is_none()
+        && outputs.junit.is_none()
+    {
         print!("{}", crate::report::text::render(&report));
     }
     Ok(EXIT_OK)
@@ -691,13 +662,7 @@ fn merge_command(args: &MergeArgs) -> Result<i32> {
         .map(|p| crate::report::compare::load_report(p))
         .collect::<Result<Vec<_>, _>>()?;
     let merged = crate::report::merge::merge(&reports)?;
-    let outputs = Outputs {
-        json: args.json.clone(),
-        html: args.html.clone(),
-        summary_md: args.summary_md.clone(),
-        junit: args.junit.clone(),
-    };
-    write_outputs(&merged, &outputs)?;
+    write_outputs(&merged, &args.outputs)?;
     if !args.quiet {
         print!("{}", crate::report::text::render(&merged));
     }
