@@ -221,6 +221,12 @@ pub fn run_observed(
     if let Some(e) = first_error {
         return Err(e);
     }
+    if merged.closing_at_exit > 0 {
+        eprintln!(
+            "blaster: {} connections were still closing when the run ended; the kernel finishes closing them",
+            merged.closing_at_exit
+        );
+    }
     Ok(RunOutcome {
         duration: Duration::from_nanos(end.saturating_sub(start_ns)),
         cpu_user: Duration::from_nanos(merged.cpu_user_ns),

@@ -136,6 +136,8 @@ pub struct WorkerMetrics {
     /// client's own cost even when a target runs in the same process (the demo).
     pub cpu_user_ns: u64,
     pub cpu_system_ns: u64,
+    /// Connections still closing when shutdown stopped waiting (left to the kernel).
+    pub closing_at_exit: u64,
 }
 
 impl Default for WorkerMetrics {
@@ -172,6 +174,7 @@ impl WorkerMetrics {
             ended_ns: 0,
             cpu_user_ns: 0,
             cpu_system_ns: 0,
+            closing_at_exit: 0,
         }
     }
 
@@ -255,6 +258,7 @@ impl WorkerMetrics {
         self.ended_ns = self.ended_ns.max(other.ended_ns);
         self.cpu_user_ns += other.cpu_user_ns;
         self.cpu_system_ns += other.cpu_system_ns;
+        self.closing_at_exit += other.closing_at_exit;
     }
 }
 
