@@ -22,6 +22,9 @@
 #   OPEN_BUDGET    seconds allowed for opening them (default ceil(CONNS / 15000) + 5; 1M took
 #                  47 s on 2 CPUs); the client runs -d OPEN_BUDGET + HOLD, since -d counts from
 #                  the start and includes the opening
+#   CONNECT_RATE   phase 1 --connect-rate (default: none, as fast as possible; 20000 keeps
+#                  the built-in target's accept queues from overflowing on 2 CPUs, see
+#                  docs/PERFORMANCE.md)
 #   PER_SOURCE     max connections per source address (default 13000; keep < ~14000)
 #   SOURCES        number of source addresses (default ceil(CONNS / PER_SOURCE))
 #   RATE_CONNS     connections for phase 2 (default 100000; 0 skips phase 2)
@@ -38,6 +41,7 @@ RUN_S=$((OPEN_BUDGET + HOLD))
 PER_SOURCE="${PER_SOURCE:-13000}"
 SOURCES="${SOURCES:-$(((CONNS + PER_SOURCE - 1) / PER_SOURCE))}"
 RATE_CONNS="${RATE_CONNS:-100000}"
+CONNECT_RATE="${CONNECT_RATE:-}"
 PHASES="${PHASES:-hold rate}"
 CLIENT_CPU="${CLIENT_CPU:-0}"
 SERVER_CPU="${SERVER_CPU:-1}"
@@ -158,6 +162,7 @@ phase_hold() {
     local cmd=("$BLASTER" run "http://127.0.0.1:$PORT/" --mode hold -c "$CONNS"
         --source "127.0.0.2-127.0.0.$last" -d "${RUN_S}s" --report-interval 1s
         --json "$json" -q)
+    [ -z "$CONNECT_RATE" ] || cmd+=(--connect-rate "$CONNECT_RATE")
     echo "client: ${cmd[*]}"
     "${cmd[@]}" >"$OUT/client-hold.log" 2>&1 &
     CLIENT_PID=$!
