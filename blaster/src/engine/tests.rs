@@ -227,3 +227,41 @@ fn timeouts_end_requests_and_reconnect() {
     );
     holder.join().unwrap();
 }
+
+#[test]
+fn connects_that_hang_end_as_connect_failures_after_the_timeout() {
+    // A listener with a backlog of 0 that never accepts: once its accept queue is full the
+    // kernel drops further SYNs, so those connects hang until blaster's deadline ends them.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut cfg = config(
+        addr,
+        8,
+        StopCondition {
+            duration: Some(Duration::from_millis(900)),
+            requests: None,
+        },
+    );
+    cfg.timeout = Duration::from_millis(200);
+    let started = std::time::Instant::now();
+    let out = run(&cfg, Arc::new(AtomicBool::new(false))).unwrap();
+    let m = &out.metrics;
+    assert!(
+        m.error_count(ErrorKind::ConnectFailed) >= 4,
+        "connect failures {}",
+        m.error_count(ErrorKind::ConnectFailed)
+    );
+    assert_eq!(
+        m.conns_failed,
+        m.error_count(ErrorKind::ConnectFailed) + m.error_count(ErrorKind::ConnectRefused)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the run ended on time"
+    );
+    drop(socket);
+}

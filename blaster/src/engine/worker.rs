@@ -36,7 +36,6 @@ mod op {
     pub const SOCKOPT: u8 = 2;
     pub const BIND: u8 = 3;
     pub const CONNECT: u8 = 4;
-    pub const CONNECT_TIMEOUT: u8 = 5;
     pub const RECV: u8 = 6;
     pub const SEND: u8 = 7;
     pub const CANCEL: u8 = 8;
@@ -87,7 +86,9 @@ pub struct Worker {
     request_len: Vec<u32>,
     targets: Vec<SockAddr>,
     sources: Vec<SockAddr>,
-    connect_timeout: types::Timespec,
+    /// Connect deadlines in start order (the timeout is one value, so appending keeps the
+    /// order): (deadline, slot, generation).
+    connect_deadlines: VecDeque<(u64, u32, u32)>,
     /// Slots waiting to (re)connect, by the time they may.
     to_open: BinaryHeap<Reverse<(u64, u32)>>,
     /// Request deadlines in send order: (deadline, slot, generation, sequence).
@@ -203,7 +204,7 @@ impl Worker {
         };
         Ok(Worker {
             index,
-            connect_timeout: types::Timespec::from(config.timeout),
+            connect_deadlines: VecDeque::new(),
             config,
             clock,
             stop,
@@ -288,6 +289,7 @@ impl Worker {
                 self.send_keepalives(now)?;
             }
             self.expire_timeouts(now)?;
+            self.expire_connects(now)?;
             if self.first_connects_failed > 0
                 && self.first_connects_failed == self.conns.len()
                 && !self.any_connected
@@ -374,6 +376,9 @@ impl Worker {
             }
         }
         if let Some(&(deadline, ..)) = self.timeouts.front() {
+            at = at.min(deadline);
+        }
+        if let Some(&(deadline, ..)) = self.connect_deadlines.front() {
             at = at.min(deadline);
         }
         if let Some(&Reverse((due, ..))) = self.keepalives.peek()
@@ -487,16 +492,15 @@ impl Worker {
         }
         chain[n] = opcode::Connect::new(fixed, target.as_ptr().cast(), target.len())
             .build()
-            .flags(squeue::Flags::IO_LINK)
             .user_data(tok(op::CONNECT));
         n += 1;
-        chain[n] = opcode::LinkTimeout::new(&self.connect_timeout)
-            .build()
-            .user_data(tok(op::CONNECT_TIMEOUT));
-        n += 1;
         conn.ops += n as u16;
-        // SAFETY: the socket addresses, the option value (a static) and the timespec live in
-        // the worker (or forever) until every completion has arrived; see `shutdown`.
+        // The connect's deadline is kept here rather than as a linked timeout: one fewer
+        // operation and no kernel timer armed and cancelled per connection.
+        self.connect_deadlines
+            .push_back((now + self.timeout_ns, slot, generation));
+        // SAFETY: the socket addresses and the option value (a static) live in the worker (or
+        // forever) until every completion has arrived; see `shutdown`.
         unsafe { self.ring.push_chain(&chain[..n]) }.map_err(EngineError::Io)
     }
 
@@ -631,6 +635,23 @@ impl Worker {
         self.metrics.errors[kind as usize] += u64::from(n);
         self.metrics.closed_on_error += 1;
         self.close(slot)
+    }
+
+    /// Fails connects that took longer than `--timeout` (their connect is cancelled by the
+    /// close), and drops finished ones from the front of the queue.
+    fn expire_connects(&mut self, now: u64) -> Result<(), EngineError> {
+        while let Some(&(deadline, slot, generation)) = self.connect_deadlines.front() {
+            let conn = &self.conns[slot as usize];
+            let pending = conn.generation == generation && conn.state == State::Connecting;
+            if pending && deadline > now {
+                break;
+            }
+            self.connect_deadlines.pop_front();
+            if pending {
+                self.connect_failed(slot, libc::ETIMEDOUT, now)?;
+            }
+        }
+        Ok(())
     }
 
     /// Expires requests whose deadline passed, and drops answered ones from the front of the
@@ -800,13 +821,7 @@ impl Worker {
                     return self.maybe_release(slot, now);
                 }
                 if res < 0 {
-                    // -ECANCELED: the linked timeout fired first.
-                    let errno = if res == -libc::ECANCELED {
-                        libc::ETIMEDOUT
-                    } else {
-                        -res
-                    };
-                    return self.connect_failed(slot, errno, now);
+                    return self.connect_failed(slot, -res, now);
                 }
                 conn.state = State::Ready;
                 conn.ever_connected = true;
@@ -827,7 +842,7 @@ impl Worker {
                 self.arm_recv(slot)?;
                 self.after_progress(slot, now)
             }
-            op::CONNECT_TIMEOUT | op::CANCEL => self.maybe_release(slot, now),
+            op::CANCEL => self.maybe_release(slot, now),
             op::CLOSE => self.maybe_release(slot, now),
             op::SEND => {
                 conn.sending = false;

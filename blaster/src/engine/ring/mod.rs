@@ -102,7 +102,6 @@ const REQUIRED_OPS: &[(u8, &str)] = &[
     (opcode::Close::CODE, "CLOSE"),
     (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
     (opcode::Timeout::CODE, "TIMEOUT"),
-    (opcode::LinkTimeout::CODE, "LINK_TIMEOUT"),
     (opcode::AcceptMulti::CODE, "ACCEPT"),
 ];
 
