@@ -4,9 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use blaster_tests::{
-    ChildGuard, TempPath, blaster_bin, free_port, read_report, run_blaster, u, wait_for_port,
-};
+use blaster_tests::{ChildGuard, blaster_bin, free_port, run_json_output, u, wait_for_port};
 
 #[test]
 fn fifty_thousand_held_connections_are_all_open() {
@@ -25,8 +23,7 @@ fn fifty_thousand_held_connections_are_all_open() {
         "serve did not listen"
     );
 
-    let json = TempPath::new(".json");
-    let out = run_blaster(
+    let run = run_json_output(
         &[
             "run",
             &format!("http://{listen}/"),
@@ -42,19 +39,11 @@ fn fifty_thousand_held_connections_are_all_open() {
             "1s",
             "-d",
             "5s",
-            "-q",
-            "--json",
-            json.path().to_str().unwrap(),
         ],
         Duration::from_secs(120),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = read_report(json.path()).unwrap();
+    assert_eq!(run.output.status.code(), Some(0), "{}", run.stderr());
+    let r = run.report;
     assert_eq!(r["model"], "hold");
     assert_eq!(u(&r, &["connections", "opened"]), N, "{r:#}");
     assert_eq!(u(&r, &["connections", "failed"]), 0, "{r:#}");

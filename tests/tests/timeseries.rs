@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use blaster_tests::{TempPath, read_report, run_blaster, start_serve, u};
+use blaster_tests::{TempPath, read_report, run_blaster, run_json, start_serve, u};
 use serde_json::Value;
 
 fn sum(points: &[Value], path: &[&str]) -> u64 {
@@ -113,31 +113,18 @@ fn quiet_prints_no_progress() {
 fn hdr_log_holds_one_histogram_per_interval() {
     let (_serve, addr) = start_serve(1);
     let log = TempPath::new(".hlog");
-    let json = TempPath::new(".json");
-    let out = run_blaster(
-        &[
-            "run",
-            &format!("http://{addr}/"),
-            "-c",
-            "4",
-            "-t",
-            "1",
-            "-d",
-            "2s",
-            "-q",
-            "--hdr-log",
-            log.path().to_str().unwrap(),
-            "--json",
-            json.path().to_str().unwrap(),
-        ],
-        Duration::from_secs(30),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let r = run_json(&[
+        "run",
+        &format!("http://{addr}/"),
+        "-c",
+        "4",
+        "-t",
+        "1",
+        "-d",
+        "2s",
+        "--hdr-log",
+        log.path().to_str().unwrap(),
+    ]);
     let text = std::fs::read_to_string(log.path()).unwrap();
     assert!(text.contains("#[StartTime: "), "{text}");
     // Interval lines: start,duration,max,histogram (no tag).
@@ -145,7 +132,6 @@ fn hdr_log_holds_one_histogram_per_interval() {
         .lines()
         .filter(|l| !l.starts_with('#') && !l.starts_with('"'))
         .collect();
-    let r = read_report(json.path()).unwrap();
     assert_eq!(
         intervals.len(),
         r["timeseries"].as_array().unwrap().len(),
