@@ -6,6 +6,7 @@
 
 pub mod probe;
 pub mod units;
+pub mod vu;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -157,6 +158,11 @@ pub struct DoctorArgs {
 pub enum Mode {
     Request,
     Hold,
+    /// WebSocket (ws://): every connection sends --message-rate messages/s and times the echo.
+    Echo,
+    /// WebSocket (ws://): --publishers connections publish to --topics topics, the rest
+    /// subscribe; delivery latency, loss and fan-out are measured.
+    Pubsub,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -229,6 +235,26 @@ pub struct RunArgs {
     /// (127.0.0.2-127.0.0.200).
     #[arg(long, value_name = "ADDRS")]
     pub source: Option<String>,
+    /// Scenario files: set a variable used as ${NAME} in the file (repeatable), like k6's -e.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// WebSocket echo and pub/sub: messages per second each sending connection sends.
+    #[arg(long, default_value = "1", value_parser = units::parse_rate)]
+    pub message_rate: f64,
+    /// WebSocket echo and pub/sub: message size in bytes (at least 32: the first 32 carry the
+    /// sender, sequence number and send time), e.g. 512 or 1KiB.
+    #[arg(long, default_value = "64", value_parser = units::parse_bytes)]
+    pub payload: u64,
+    /// WebSocket pub/sub: connections that publish (the others subscribe).
+    #[arg(long, default_value = "1", value_parser = parse_count_usize)]
+    pub publishers: usize,
+    /// WebSocket pub/sub: topics; connection i uses topic i mod N (path URL + "t<topic>").
+    #[arg(long, default_value = "1", value_parser = parse_count_usize)]
+    pub topics: usize,
+    /// WebSocket: wait before reconnecting a dropped session: `none`, a fixed duration
+    /// (`1s`) or exponential with jitter (`exp:100ms..5s`).
+    #[arg(long, default_value = "exp:100ms..5s", value_parser = vu::parse_backoff)]
+    pub backoff: crate::engine::vu::plan::Backoff,
     #[command(flatten)]
     pub outputs: Outputs,
     /// Print no live progress and no text report (the JSON report is still written).
@@ -282,9 +308,10 @@ impl RunArgs {
     /// Checks the flags and resolves the targets into a [`RunConfig`].
     pub fn to_config(&self, command_line: Vec<String>) -> Result<RunConfig> {
         if let Some(first) = self.targets.iter().find(|t| t.ends_with(".toml")) {
-            bail!(
-                "\"{first}\" looks like a scenario file: this version validates scenario files (`blaster check {first}`) but does not run them yet; give a URL such as http://127.0.0.1:8080/"
-            );
+            bail!("run a scenario file alone: `blaster run {first}` (it names its own targets)");
+        }
+        if matches!(self.mode, Mode::Echo | Mode::Pubsub) {
+            bail!("--mode echo and --mode pubsub are WebSocket modes: give a ws:// URL");
         }
         let targets = self
             .targets
@@ -309,6 +336,9 @@ impl RunArgs {
             (Mode::Hold, Some(_)) => bail!(
                 "--mode hold and --rate do not go together: held connections send only --keepalive-every requests"
             ),
+            (Mode::Echo | Mode::Pubsub, _) => {
+                bail!("--mode echo and --mode pubsub are WebSocket modes: give a ws:// URL")
+            }
         };
         if self.mode == Mode::Hold && self.requests.is_some() {
             bail!(
@@ -540,6 +570,14 @@ pub fn main() -> i32 {
 }
 
 fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
+    if let Some(first) = args.targets.first() {
+        if first.ends_with(".toml") {
+            return vu::run_scenario(args, first, command_line);
+        }
+        if first.starts_with("ws://") || first.starts_with("wss://") {
+            return vu::run_ws(args, command_line);
+        }
+    }
     let config = args.to_config(command_line)?;
     let asked = args
         .threads
@@ -621,7 +659,7 @@ pub fn finish_run(
 }
 
 /// Writes the report in every format asked for; each file is written atomically.
-fn write_outputs(report: &crate::report::Report, outputs: &Outputs) -> Result<()> {
+pub(crate) fn write_outputs(report: &crate::report::Report, outputs: &Outputs) -> Result<()> {
     use crate::report::{html, json, junit, markdown};
     if let Some(path) = &outputs.json {
         json::write_json(report, path)?;

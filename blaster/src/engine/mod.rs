@@ -10,6 +10,7 @@ pub mod clock;
 pub mod conn;
 pub mod pacing;
 pub mod ring;
+pub mod vu;
 pub mod worker;
 
 use std::sync::Arc;

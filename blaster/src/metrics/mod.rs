@@ -4,6 +4,7 @@
 //! [`interval`] carries the per-interval snapshots workers publish for live progress and the
 //! time series.
 
+pub mod flow;
 pub mod interval;
 
 use hdrhistogram::Histogram;

@@ -178,6 +178,8 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
         environment,
         report_interval_s: first.report_interval_s,
         timeseries: merge_timeseries(reports),
+        scenario: None,
+        ws: None,
     })
 }
 

@@ -8,6 +8,7 @@
 
 pub mod compare;
 pub mod endpoint;
+pub mod flow;
 pub mod hdrlog;
 pub mod html;
 pub mod json;
@@ -116,6 +117,12 @@ pub struct Report {
     /// counts add up to the run's totals.
     #[serde(default)]
     pub timeseries: Vec<TimePoint>,
+    /// Scenario-file runs: scenarios, per-name statistics, checks and thresholds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<flow::ScenarioReport>,
+    /// Runs with WebSocket sessions: sessions, messages, latencies, reconnects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws: Option<flow::WsReport>,
 }
 
 /// The client's resident memory (RSS), sampled once per interval.
@@ -456,6 +463,8 @@ impl Report {
             memory: Memory::from_use(&outcome.memory),
             report_interval_s: config.report_interval.as_secs_f64(),
             timeseries: outcome.timeseries.clone(),
+            scenario: None,
+            ws: None,
         }
     }
 }

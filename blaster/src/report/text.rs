@@ -158,10 +158,202 @@ pub fn render(report: &Report) -> String {
         );
     }
 
+    if let Some(ws) = &r.ws {
+        ws_section(&mut out, ws);
+    }
+    if let Some(sc) = &r.scenario {
+        scenario_section(&mut out, sc);
+    }
     if r.interrupted {
         out.push_str("  INTERRUPTED: partial results\n");
     }
     out
+}
+
+fn ws_section(out: &mut String, ws: &super::flow::WsReport) {
+    let mut s = format!(
+        "{} opened  {} failed  {} reconnects",
+        format_thousands(ws.sessions),
+        format_thousands(ws.sessions_failed),
+        format_thousands(ws.reconnects)
+    );
+    if ws.handshake_us.count > 0 {
+        let h = &ws.handshake_us;
+        let _ = write!(
+            s,
+            "  handshake p50 {}  p99 {}  max {}",
+            format_duration_us(h.p50),
+            format_duration_us(h.p99),
+            format_duration_us(h.max)
+        );
+    }
+    line(out, "ws sessions", &s);
+    line(
+        out,
+        "ws messages",
+        &format!(
+            "{} sent  {} received ({}/s)  lost {}  duplicates {}  unanswered {}  late {}",
+            format_thousands(ws.msgs_sent),
+            format_thousands(ws.msgs_received),
+            format_rate(ws.msgs_received_per_s),
+            format_thousands(ws.lost),
+            format_thousands(ws.duplicates),
+            format_thousands(ws.unanswered),
+            format_thousands(ws.late),
+        ),
+    );
+    if ws.msg_latency_us.count > 0 {
+        line(out, "ws latency", &latency(&ws.msg_latency_us));
+    }
+    if ws.fanout_us.count > 0 {
+        let f = &ws.fanout_us;
+        line(
+            out,
+            "ws fan-out",
+            &format!(
+                "first to last subscriber p50 {}  p99 {}  max {}",
+                format_duration_us(f.p50),
+                format_duration_us(f.p99),
+                format_duration_us(f.max)
+            ),
+        );
+    }
+    if ws.ping_rtt_us.count > 0 {
+        let p = &ws.ping_rtt_us;
+        line(
+            out,
+            "ws ping",
+            &format!(
+                "{} sent  {} pongs  rtt p50 {}  p99 {}",
+                format_thousands(ws.pings_sent),
+                format_thousands(ws.pongs_received),
+                format_duration_us(p.p50),
+                format_duration_us(p.p99)
+            ),
+        );
+    }
+    if let Some(h) = &ws.herd {
+        let t = |v: Option<f64>| v.map_or("never".to_owned(), |s| format!("{s:.2}s"));
+        line(
+            out,
+            "ws herd",
+            &format!(
+                "{} dropped at once; back: 50% {}  99% {}  100% {}",
+                format_thousands(h.dropped),
+                t(h.back_50_s),
+                t(h.back_99_s),
+                t(h.back_100_s)
+            ),
+        );
+    }
+    if !ws.errors.is_empty() || !ws.close_codes.is_empty() {
+        let mut parts: Vec<String> = ws
+            .errors
+            .iter()
+            .map(|(k, n)| format!("{k} {}", format_thousands(*n)))
+            .collect();
+        parts.extend(
+            ws.close_codes
+                .iter()
+                .map(|(k, n)| format!("close {k}: {}", format_thousands(*n))),
+        );
+        line(out, "ws ends", &parts.join(", "));
+    }
+}
+
+fn scenario_section(out: &mut String, sc: &super::flow::ScenarioReport) {
+    for s in &sc.scenarios {
+        let d = &s.iteration_duration_us;
+        line(
+            out,
+            "scenario",
+            &format!(
+                "{} ({})  {} iterations  {} interrupted  {} dropped  {} late  VUs max {}  iteration p50 {}  p99 {}",
+                s.name,
+                s.executor,
+                format_thousands(s.iterations),
+                format_thousands(s.interrupted_iterations),
+                format_thousands(s.dropped_iterations),
+                format_thousands(s.late_iterations),
+                s.vus_max,
+                format_duration_us(d.p50),
+                format_duration_us(d.p99),
+            ),
+        );
+    }
+    if !sc.names.is_empty() {
+        let width = sc
+            .names
+            .iter()
+            .map(|n| n.name.len())
+            .max()
+            .unwrap_or(4)
+            .clamp(4, 48);
+        let _ = writeln!(
+            out,
+            "\n  {:<width$}  {:<10} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10}",
+            "name", "kind", "count", "failed", "rate/s", "p50", "p99", "max"
+        );
+        for n in &sc.names {
+            let l = &n.latency_us;
+            let name: String = n.name.chars().take(width).collect();
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {:<10} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10}",
+                name,
+                n.kind,
+                format_thousands(n.count),
+                format_thousands(n.failed),
+                format_rate(n.rate),
+                format_duration_us(l.p50),
+                format_duration_us(l.p99),
+                format_duration_us(l.max),
+            );
+        }
+    }
+    if !sc.checks.is_empty() {
+        out.push('\n');
+        for c in &sc.checks {
+            let total = c.passes + c.fails;
+            let mark = if c.fails == 0 { "✓" } else { "✗" };
+            let _ = writeln!(
+                out,
+                "  {mark} check {} ({})  {}/{} passed",
+                c.name,
+                c.request,
+                format_thousands(c.passes),
+                format_thousands(total)
+            );
+        }
+    }
+    if !sc.thresholds.is_empty() {
+        out.push('\n');
+        for t in &sc.thresholds {
+            let mark = if t.passed { "✓" } else { "✗" };
+            let observed = t.observed.map_or("no samples".to_owned(), |v| {
+                format!("{}", (v * 1000.0).round() / 1000.0)
+            });
+            let _ = writeln!(
+                out,
+                "  {mark} threshold {}  {}  (measured {observed})",
+                t.metric, t.condition
+            );
+        }
+        let verdict = if sc.thresholds_passed {
+            "all thresholds passed".to_owned()
+        } else {
+            let failed = sc.thresholds.iter().filter(|t| !t.passed).count();
+            format!("{failed} threshold(s) FAILED: exit code 99")
+        };
+        line(out, "verdict", &verdict);
+        if let Some(by) = &sc.aborted_by {
+            line(
+                out,
+                "",
+                &format!("! run aborted early: {by} failed (abort_on_fail)"),
+            );
+        }
+    }
 }
 
 fn line(out: &mut String, label: &str, body: &str) {

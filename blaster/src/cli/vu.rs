@@ -1,0 +1,366 @@
+//! `blaster run FILE.toml` and `blaster run ws://…`: turn the CLI into a VU [`Plan`], run it
+//! on the VU engine and report, with threshold results deciding the exit code.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use super::{EXIT_INTERRUPTED, EXIT_OK, Mode, RunArgs, available_cpus, install_stop_signals};
+use crate::config::{LoadModel, RequestSpec, RunConfig, StopCondition, Target};
+use crate::engine::vu::plan::{
+    Backoff, Builtin, FlowPlan, Op, Plan, ScenarioPlan, StepClass, StepInfo, literal,
+};
+use crate::engine::vu::{self, VuOptions, VuOutcome};
+use crate::report::flow::{ScenarioReport, WsReport};
+use crate::report::progress::{Mode as ProgressMode, Progress};
+use crate::scenario::model::{Executor, Options, ScenarioFile, StepKind};
+
+/// Exit code when a threshold failed (k6's, so CI pipelines keep working).
+pub const EXIT_THRESHOLDS: i32 = 99;
+
+/// Parses `--backoff`: `none`, `1s`, or `exp:100ms..5s`.
+pub fn parse_backoff(s: &str) -> Result<Backoff, String> {
+    use super::units::parse_duration;
+    let bad = || {
+        format!(
+            "invalid backoff \"{s}\": expected none, a duration such as 1s, or exp:BASE..MAX such as exp:100ms..5s"
+        )
+    };
+    if s == "none" {
+        return Ok(Backoff::None);
+    }
+    if let Some(rest) = s.strip_prefix("exp:") {
+        let (a, b) = rest.split_once("..").ok_or_else(bad)?;
+        let base = parse_duration(a).map_err(|_| bad())?;
+        let max = parse_duration(b).map_err(|_| bad())?;
+        if base.is_zero() || max < base {
+            return Err(bad());
+        }
+        return Ok(Backoff::Exponential { base, max });
+    }
+    parse_duration(s).map(Backoff::Fixed).map_err(|_| bad())
+}
+
+/// `blaster run FILE.toml`.
+pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Result<i32> {
+    if args.targets.len() > 1 {
+        bail!(
+            "give one scenario file (got {} arguments)",
+            args.targets.len()
+        );
+    }
+    let vars = super::parse_vars(&args.vars)?;
+    let file = crate::scenario::load(Path::new(path), &vars)?;
+    let threads = args
+        .threads
+        .or(file.options.threads)
+        .unwrap_or_else(available_cpus);
+    let plan = Plan::compile(Arc::new(file)).map_err(anyhow::Error::msg)?;
+    let outcome = execute(args, Arc::new(plan.clone()), threads)?;
+    let duration_s = outcome.run.duration.as_secs_f64();
+    let scenario = ScenarioReport::build(
+        path,
+        &plan,
+        &outcome.flow,
+        duration_s,
+        &BTreeMap::new(),
+        None,
+    );
+    let has_ws = plan.steps.iter().any(|s| s.class == StepClass::WsConnect);
+    let ws = has_ws.then(|| WsReport::build("scenario", &outcome.flow, duration_s, 0));
+    let targets = scenario_targets(&plan);
+    let mut report = crate::report::Report::from_run(
+        &report_config(args, &plan, threads, targets, command_line),
+        &outcome.run,
+    );
+    report.model = "scenario".into();
+    report.concurrency = outcome.flow.vus_max as usize;
+    let passed = scenario.thresholds_passed;
+    report.scenario = Some(scenario);
+    report.ws = ws;
+    super::write_outputs(&report, &args.outputs)?;
+    if !args.quiet {
+        print!("{}", crate::report::text::render(&report));
+    }
+    Ok(if outcome.run.interrupted {
+        EXIT_INTERRUPTED
+    } else if !passed {
+        EXIT_THRESHOLDS
+    } else {
+        EXIT_OK
+    })
+}
+
+/// `blaster run ws://HOST:PORT/PATH --mode hold|echo|pubsub`.
+pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
+    let url = &args.targets[0];
+    if url.starts_with("wss://") {
+        bail!(
+            "unsupported scheme in \"{url}\": blaster speaks plain WebSocket (ws://) in this version; test a TLS endpoint through a local TLS terminator"
+        );
+    }
+    if args.targets.len() > 1 {
+        bail!("give one ws:// URL (got {})", args.targets.len());
+    }
+    if args.requests.is_some() {
+        bail!("WebSocket runs last a duration: give -d (e.g. -d 30s) instead of -n");
+    }
+    if args.payload < 32 && matches!(args.mode, Mode::Echo | Mode::Pubsub) {
+        bail!(
+            "invalid --payload {}: echo and pub/sub messages need at least 32 bytes (sender, sequence number and send time)",
+            args.payload
+        );
+    }
+    super::parse_target(&url.replacen("ws://", "http://", 1))
+        .with_context(|| format!("invalid WebSocket URL \"{url}\""))?;
+    let duration = args.duration.unwrap_or(Duration::from_secs(10));
+    let c = args.connections as u64;
+    let file = Arc::new(ScenarioFile {
+        options: Options {
+            timeout: args.timeout,
+            ..Options::default()
+        },
+        variables: BTreeMap::new(),
+        data: BTreeMap::new(),
+        scenarios: Vec::new(),
+        thresholds: Vec::new(),
+        special: None,
+    });
+    let payload = args.payload as u32;
+    let mut steps = Vec::new();
+    let mut scenarios = Vec::new();
+    let mut add = |name: &str, vus: u64, first_vu: u64, topics: Option<u32>, b: Builtin| {
+        let id = steps.len() as u32;
+        steps.push(StepInfo {
+            name: url.clone(),
+            class: StepClass::WsConnect,
+            scenario: scenarios.len(),
+            tags: vec![
+                ("name".into(), url.clone()),
+                ("scenario".into(), name.to_owned()),
+            ],
+            kind: StepKind::WsConnect {
+                name: url.clone(),
+                url: literal(url),
+                headers: args
+                    .headers
+                    .iter()
+                    .filter_map(|h| h.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_owned(), literal(v.trim())))
+                    .collect(),
+            },
+            topics,
+        });
+        // Connection storms: VUs start at --connect-rate (split by the share of each role).
+        let start_rate = args.connect_rate.map(|r| r * vus as f64 / c as f64);
+        scenarios.push(ScenarioPlan {
+            name: name.to_owned(),
+            executor: Executor::ConstantVus { vus, duration },
+            start: Duration::ZERO,
+            graceful_stop: Duration::ZERO,
+            flows: vec![FlowPlan {
+                name: "default".into(),
+                weight: 1.0,
+                ops: vec![Op::WsConnect(id), Op::Builtin(b)],
+            }],
+            vu_start_rate: start_rate,
+            backoff: args.backoff,
+            first_vu,
+        });
+    };
+    let mode = match args.mode {
+        Mode::Request | Mode::Hold => {
+            add(
+                "hold",
+                c,
+                1,
+                None,
+                Builtin::Hold {
+                    ping_every: args.keepalive_every,
+                },
+            );
+            "hold"
+        }
+        Mode::Echo => {
+            add(
+                "echo",
+                c,
+                1,
+                None,
+                Builtin::Echo {
+                    rate: args.message_rate,
+                    payload,
+                },
+            );
+            "echo"
+        }
+        Mode::Pubsub => {
+            let publishers = args.publishers as u64;
+            if publishers >= c {
+                bail!(
+                    "--publishers {publishers} leaves no subscriber among -c {c} connections: give -c larger than --publishers"
+                );
+            }
+            let topics = Some(args.topics as u32);
+            add("subscribers", c - publishers, 1, topics, Builtin::Subscribe);
+            add(
+                "publishers",
+                publishers,
+                1 + c - publishers,
+                topics,
+                Builtin::Publish {
+                    rate: args.message_rate,
+                    payload,
+                },
+            );
+            "pubsub"
+        }
+    };
+    let plan = Plan {
+        scenarios,
+        steps,
+        file,
+        timeout: args.timeout,
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(available_cpus)
+        .min(args.connections)
+        .max(
+            args.connections
+                .div_ceil((crate::engine::ring::raise_nofile_limit() as usize).max(1)),
+        );
+    let outcome = execute(args, Arc::new(plan.clone()), threads)?;
+    let duration_s = outcome.run.duration.as_secs_f64();
+    let ws = WsReport::build(mode, &outcome.flow, duration_s, c);
+    let target = super::parse_target(&url.replacen("ws://", "http://", 1))?;
+    let mut report = crate::report::Report::from_run(
+        &report_config(
+            args,
+            &plan,
+            threads,
+            vec![Target {
+                url: url.clone(),
+                ..target
+            }],
+            command_line,
+        ),
+        &outcome.run,
+    );
+    report.model = "ws".into();
+    report.ws = Some(ws);
+    super::write_outputs(&report, &args.outputs)?;
+    if !args.quiet {
+        print!("{}", crate::report::text::render(&report));
+    }
+    Ok(if outcome.run.interrupted {
+        EXIT_INTERRUPTED
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Runs a plan with live progress.
+fn execute(args: &RunArgs, plan: Arc<Plan>, threads: usize) -> Result<VuOutcome> {
+    let stop = install_stop_signals()?;
+    let mut progress = Progress::new(ProgressMode::detect(args.quiet), Some(plan.max_duration()));
+    let outcome = vu::run_observed(
+        plan,
+        VuOptions {
+            threads,
+            report_interval: args.interval,
+            late_after: args.late_after,
+        },
+        Arc::clone(&stop),
+        |point| progress.interval(point),
+    );
+    progress.finish();
+    let mut outcome = outcome?;
+    outcome.run.interrupted = stop.load(Ordering::Relaxed);
+    Ok(outcome)
+}
+
+/// The distinct HTTP and WebSocket targets a plan names literally (for the report).
+fn scenario_targets(plan: &Plan) -> Vec<Target> {
+    let mut out: Vec<Target> = Vec::new();
+    for s in &plan.steps {
+        let url = match &s.kind {
+            StepKind::Http(h) => h.url.source_text(),
+            StepKind::WsConnect { url, .. } => url.source_text(),
+            _ => continue,
+        };
+        if !out.iter().any(|t| t.url == url) {
+            out.push(Target {
+                url,
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                host_header: String::new(),
+                path: String::new(),
+            });
+        }
+    }
+    out
+}
+
+/// A [`RunConfig`] describing a VU run, for the parts of the report every run has.
+fn report_config(
+    args: &RunArgs,
+    plan: &Plan,
+    threads: usize,
+    targets: Vec<Target>,
+    command_line: Vec<String>,
+) -> RunConfig {
+    RunConfig {
+        targets,
+        sources: Vec::new(),
+        threads,
+        connections: plan
+            .scenarios
+            .iter()
+            .map(|s| s.executor.max_vus() as usize)
+            .sum(),
+        model: LoadModel::Closed,
+        stop: StopCondition {
+            duration: Some(plan.max_duration()),
+            requests: None,
+        },
+        connect_rate: args.connect_rate,
+        pipeline: 1,
+        timeout: plan.timeout,
+        request: RequestSpec {
+            method: "GET".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        },
+        late_after: args.late_after,
+        report_interval: args.interval,
+        command_line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_forms_parse_and_bad_ones_explain() {
+        assert_eq!(parse_backoff("none"), Ok(Backoff::None));
+        assert_eq!(
+            parse_backoff("2s"),
+            Ok(Backoff::Fixed(Duration::from_secs(2)))
+        );
+        assert_eq!(
+            parse_backoff("exp:100ms..5s"),
+            Ok(Backoff::Exponential {
+                base: Duration::from_millis(100),
+                max: Duration::from_secs(5)
+            })
+        );
+        let e = parse_backoff("exp:5s..1s").unwrap_err();
+        assert!(e.contains("exp:100ms..5s"), "{e}");
+        assert!(parse_backoff("soon").is_err());
+    }
+}
