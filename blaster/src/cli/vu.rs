@@ -15,7 +15,7 @@ use crate::engine::vu::plan::{
     Backoff, Builtin, FlowPlan, Op, Plan, ScenarioPlan, StepClass, StepInfo, literal,
 };
 use crate::engine::vu::{self, VuOptions, VuOutcome};
-use crate::report::flow::{ScenarioReport, WsReport};
+use crate::report::flow::{BreakpointReport, Gauge, ScenarioReport, WsReport};
 use crate::report::progress::{Mode as ProgressMode, Progress};
 use crate::scenario::model::{Executor, Options, ScenarioFile, StepKind};
 
@@ -60,16 +60,43 @@ pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Re
         .or(file.options.threads)
         .unwrap_or_else(available_cpus);
     let plan = Plan::compile(Arc::new(file)).map_err(anyhow::Error::msg)?;
-    let outcome = execute(args, Arc::new(plan.clone()), threads)?;
+    let (outcome, verdict) = execute(args, Arc::new(plan.clone()), threads)?;
     let duration_s = outcome.run.duration.as_secs_f64();
-    let scenario = ScenarioReport::build(
+    let m = &outcome.run.metrics;
+    let mut gauges = BTreeMap::new();
+    for (name, bytes) in [
+        ("data_received", m.bytes_received),
+        ("data_sent", m.bytes_sent),
+    ] {
+        let v = bytes as f64;
+        gauges.insert(
+            name.to_owned(),
+            Gauge {
+                last: v,
+                min: v,
+                max: v,
+            },
+        );
+    }
+    let mut scenario = ScenarioReport::build(
         path,
         &plan,
         &outcome.flow,
         duration_s,
-        &BTreeMap::new(),
-        None,
+        &gauges,
+        verdict.aborted_by.clone(),
     );
+    if let Some(bp) = &plan.breakpoint {
+        scenario.breakpoint = Some(BreakpointReport {
+            scenario: plan.scenarios[bp.scenario].name.clone(),
+            last_passing_rate: verdict.last_passing_rate,
+            broke_at_rate: verdict.broke_at_rate,
+            broken_by: verdict.aborted_by.clone(),
+        });
+    }
+    if verdict.aborted_by.is_some() {
+        scenario.thresholds_passed = false;
+    }
     let has_ws = plan.steps.iter().any(|s| s.class == StepClass::WsConnect);
     let ws = has_ws.then(|| WsReport::build("scenario", &outcome.flow, duration_s, 0));
     let targets = scenario_targets(&plan);
@@ -225,6 +252,8 @@ pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
         steps,
         file,
         timeout: args.timeout,
+        live: false,
+        breakpoint: None,
     };
     let threads = args
         .threads
@@ -234,7 +263,7 @@ pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
             args.connections
                 .div_ceil((crate::engine::ring::raise_nofile_limit() as usize).max(1)),
         );
-    let outcome = execute(args, Arc::new(plan.clone()), threads)?;
+    let (outcome, _) = execute(args, Arc::new(plan.clone()), threads)?;
     let duration_s = outcome.run.duration.as_secs_f64();
     let ws = WsReport::build(mode, &outcome.flow, duration_s, c);
     let target = super::parse_target(&url.replacen("ws://", "http://", 1))?;
@@ -264,12 +293,17 @@ pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
     })
 }
 
-/// Runs a plan with live progress.
-fn execute(args: &RunArgs, plan: Arc<Plan>, threads: usize) -> Result<VuOutcome> {
+/// Runs a plan with live progress and the live monitor (abort-on-fail, breakpoint search).
+fn execute(
+    args: &RunArgs,
+    plan: Arc<Plan>,
+    threads: usize,
+) -> Result<(VuOutcome, crate::engine::vu::monitor::Verdict)> {
+    let mut monitor = crate::engine::vu::monitor::Monitor::new(&plan);
     let stop = install_stop_signals()?;
     let mut progress = Progress::new(ProgressMode::detect(args.quiet), Some(plan.max_duration()));
     let outcome = vu::run_observed(
-        plan,
+        Arc::clone(&plan),
         VuOptions {
             threads,
             report_interval: args.interval,
@@ -277,11 +311,12 @@ fn execute(args: &RunArgs, plan: Arc<Plan>, threads: usize) -> Result<VuOutcome>
         },
         Arc::clone(&stop),
         |point| progress.interval(point),
+        |elapsed, flow| monitor.on_interval(elapsed, flow),
     );
     progress.finish();
-    let mut outcome = outcome?;
-    outcome.run.interrupted = stop.load(Ordering::Relaxed);
-    Ok(outcome)
+    let outcome = outcome?;
+    monitor.finish(!outcome.run.interrupted && !outcome.aborted);
+    Ok((outcome, monitor.verdict))
 }
 
 /// The distinct HTTP and WebSocket targets a plan names literally (for the report).

@@ -199,6 +199,21 @@ impl Default for WsStats {
 }
 
 impl WsStats {
+    /// Counters and histograms only (no delivery map, episodes or maps).
+    fn clone_counters(&self) -> WsStats {
+        WsStats {
+            handshake: self.handshake.clone(),
+            session_duration: self.session_duration.clone(),
+            msg_latency: self.msg_latency.clone(),
+            ping_rtt: self.ping_rtt.clone(),
+            close_codes: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            deliveries: HashMap::new(),
+            episodes: Vec::new(),
+            ..*self
+        }
+    }
+
     pub fn error(&mut self, kind: &'static str) {
         *self.errors.entry(kind).or_insert(0) += 1;
     }
@@ -343,6 +358,95 @@ pub struct FlowMetrics {
 }
 
 impl FlowMetrics {
+    /// What happened since `earlier` (a snapshot of the same run): counters and histograms
+    /// of the samples taken in between. Pub/sub deliveries and drop episodes are not kept.
+    pub fn since(&self, earlier: &FlowMetrics) -> FlowMetrics {
+        fn hist(a: &Histogram<u64>, b: &Histogram<u64>) -> Histogram<u64> {
+            let mut h = a.clone();
+            // A later snapshot holds every sample of the earlier one.
+            let _ = h.subtract(b);
+            h
+        }
+        let steps = self
+            .steps
+            .iter()
+            .zip(&earlier.steps)
+            .map(|(a, b)| StepStats {
+                duration: hist(&a.duration, &b.duration),
+                count: a.count - b.count,
+                failed: a.failed - b.failed,
+                statuses: a
+                    .statuses
+                    .iter()
+                    .map(|(s, n)| (*s, n - b.statuses.get(s).copied().unwrap_or(0)))
+                    .collect(),
+                checks: a
+                    .checks
+                    .iter()
+                    .zip(&b.checks)
+                    .map(|(x, y)| (x.0 - y.0, x.1 - y.1))
+                    .collect(),
+                errors: a
+                    .errors
+                    .iter()
+                    .map(|(k, n)| (*k, n - b.errors.get(k).copied().unwrap_or(0)))
+                    .collect(),
+                msgs_received: a.msgs_received - b.msgs_received,
+                msgs_sent: a.msgs_sent - b.msgs_sent,
+            })
+            .collect();
+        let scenarios = self
+            .scenarios
+            .iter()
+            .zip(&earlier.scenarios)
+            .map(|(a, b)| ScenarioStats {
+                iterations: a.iterations - b.iterations,
+                interrupted: a.interrupted - b.interrupted,
+                dropped: a.dropped - b.dropped,
+                late: a.late - b.late,
+                duration: hist(&a.duration, &b.duration),
+                vus_max: a.vus_max,
+            })
+            .collect();
+        let (a, b) = (&self.ws, &earlier.ws);
+        let ws = WsStats {
+            sessions: a.sessions - b.sessions,
+            sessions_failed: a.sessions_failed - b.sessions_failed,
+            handshake: hist(&a.handshake, &b.handshake),
+            session_duration: hist(&a.session_duration, &b.session_duration),
+            msg_latency: hist(&a.msg_latency, &b.msg_latency),
+            ping_rtt: hist(&a.ping_rtt, &b.ping_rtt),
+            msgs_sent: a.msgs_sent - b.msgs_sent,
+            msgs_received: a.msgs_received - b.msgs_received,
+            bytes_sent: a.bytes_sent - b.bytes_sent,
+            bytes_received: a.bytes_received - b.bytes_received,
+            ..WsStats::default()
+        };
+        FlowMetrics {
+            steps,
+            scenarios,
+            ws,
+            vus_max: self.vus_max,
+        }
+    }
+
+    /// A copy without the pub/sub delivery map and drop episodes (the parts that grow with
+    /// the run), for live snapshots.
+    pub fn snapshot(&self) -> FlowMetrics {
+        FlowMetrics {
+            steps: self.steps.clone(),
+            scenarios: self.scenarios.clone(),
+            ws: WsStats {
+                deliveries: HashMap::new(),
+                episodes: Vec::new(),
+                close_codes: self.ws.close_codes.clone(),
+                errors: self.ws.errors.clone(),
+                ..self.ws.clone_counters()
+            },
+            vus_max: self.vus_max,
+        }
+    }
+
     pub fn merge(&mut self, o: &FlowMetrics) {
         if self.steps.is_empty() {
             self.steps = o.steps.clone();

@@ -33,6 +33,22 @@ pub struct ScenarioReport {
     pub aborted_by: Option<String>,
     /// Most VUs running at once.
     pub vus_max: u64,
+    /// The breakpoint search's result (`[special.breakpoint]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakpoint: Option<BreakpointReport>,
+}
+
+/// Where the load broke.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakpointReport {
+    /// The scenario whose arrival rate was stepped.
+    pub scenario: String,
+    /// The highest rate (iterations/s) whose whole step kept every abort-on-fail threshold.
+    pub last_passing_rate: Option<f64>,
+    /// The rate of the step during which a threshold failed (`null`: none failed).
+    pub broke_at_rate: Option<f64>,
+    /// The threshold that failed, with its measured value.
+    pub broken_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,7 +204,7 @@ impl ScenarioReport {
         plan: &Plan,
         flow: &FlowMetrics,
         duration_s: f64,
-        extra: &BTreeMap<String, f64>,
+        extra: &BTreeMap<String, Gauge>,
         aborted_by: Option<String>,
     ) -> ScenarioReport {
         let scenarios = plan
@@ -287,8 +303,17 @@ impl ScenarioReport {
             thresholds,
             aborted_by,
             vus_max: flow.vus_max,
+            breakpoint: None,
         }
     }
+}
+
+/// A gauge's samples (the soak watcher's polled value): last, smallest and largest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gauge {
+    pub last: f64,
+    pub min: f64,
+    pub max: f64,
 }
 
 /// Whether a step's static tags satisfy a filter (the `status` key is handled by callers).
@@ -304,7 +329,7 @@ pub fn evaluate(
     plan: &Plan,
     flow: &FlowMetrics,
     duration_s: f64,
-    extra: &BTreeMap<String, f64>,
+    extra: &BTreeMap<String, Gauge>,
 ) -> Vec<ThresholdResult> {
     let selector = t.selector();
     t.conditions
@@ -329,7 +354,7 @@ pub fn observe(
     plan: &Plan,
     flow: &FlowMetrics,
     duration_s: f64,
-    extra: &BTreeMap<String, f64>,
+    extra: &BTreeMap<String, Gauge>,
 ) -> Option<f64> {
     let kind = METRICS
         .iter()
@@ -460,17 +485,28 @@ pub fn observe(
             steps().map(|(_, st)| st.msgs_sent).sum()
         }),
         "ws_sessions" => counter(flow.ws.sessions),
-        "data_received" => {
-            counter(flow.ws.bytes_received + extra.get("data_received").map_or(0, |v| *v as u64))
-        }
-        "data_sent" => {
-            counter(flow.ws.bytes_sent + extra.get("data_sent").map_or(0, |v| *v as u64))
-        }
+        // The run's socket bytes, when the caller knows them; else WebSocket payload bytes.
+        "data_received" => counter(
+            extra
+                .get("data_received")
+                .map_or(flow.ws.bytes_received, |g| g.last as u64),
+        ),
+        "data_sent" => counter(
+            extra
+                .get("data_sent")
+                .map_or(flow.ws.bytes_sent, |g| g.last as u64),
+        ),
         "vus" | "vus_max" => Some(flow.vus_max as f64),
-        other => extra
-            .get(other)
-            .copied()
-            .filter(|_| kind == MetricKind::Gauge),
+        other => {
+            extra
+                .get(other)
+                .filter(|_| kind == MetricKind::Gauge)
+                .map(|g| match aggregation {
+                    Aggregation::Min => g.min,
+                    Aggregation::Max => g.max,
+                    _ => g.last,
+                })
+        }
     }
 }
 

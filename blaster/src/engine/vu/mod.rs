@@ -9,6 +9,7 @@
 //! runtime. The results are the same [`RunOutcome`] as an HTTP run (so progress, time series,
 //! Prometheus and every report format work unchanged) plus [`FlowMetrics`].
 
+pub mod monitor;
 pub mod plan;
 pub mod rate;
 pub mod worker;
@@ -32,6 +33,8 @@ use plan::Plan;
 pub struct VuOutcome {
     pub run: RunOutcome,
     pub flow: FlowMetrics,
+    /// `on_flow` stopped the run (a threshold with abort_on_fail failed).
+    pub aborted: bool,
 }
 
 /// Settings of a VU run that are not in the plan.
@@ -43,12 +46,15 @@ pub struct VuOptions {
 }
 
 /// Runs the plan until every scenario ended or `stop` becomes true; `observe` sees every
-/// completed interval on the calling thread.
+/// completed interval on the calling thread. When the plan is `live`, `on_flow` also sees
+/// the run's cumulative scenario metrics at the end of every interval (with the time since
+/// the start) and stops the run by returning true.
 pub fn run_observed(
     plan: Arc<Plan>,
     options: VuOptions,
     stop: Arc<AtomicBool>,
     mut observe: impl FnMut(&IntervalPoint),
+    mut on_flow: impl FnMut(Duration, &FlowMetrics) -> bool,
 ) -> Result<VuOutcome, EngineError> {
     super::ring::raise_nofile_limit();
     let shared = Arc::new(
@@ -67,6 +73,8 @@ pub fn run_observed(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
     let (tx, rx) = mpsc::channel::<IntervalSnapshot>();
+    let (flow_tx, flow_rx) = mpsc::channel::<worker::FlowSnapshot>();
+    let live = plan.live;
     let mut handles = Vec::with_capacity(threads);
     for index in 0..threads {
         let setup = worker::WorkerSetup {
@@ -81,6 +89,7 @@ pub fn run_observed(
             late_after: options.late_after,
             seed: seed ^ (index as u64).wrapping_mul(0x9E37_79B9),
             snapshots: Some(tx.clone()),
+            flow_snapshots: live.then(|| flow_tx.clone()),
         };
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let stop = Arc::clone(&stop);
@@ -103,13 +112,36 @@ pub fn run_observed(
         handles.push(handle);
     }
     drop(tx);
+    drop(flow_tx);
     let mut aggregator = Aggregator::new(threads, start_ns, interval_ns);
     let mut timeseries = Vec::new();
+    let mut latest: Vec<Option<(u64, Box<FlowMetrics>)>> = vec![None; threads];
+    let mut aborted = false;
     for snapshot in rx.iter() {
         for point in aggregator.push(snapshot) {
             memory.sample(point.open_connections);
             observe(&point);
             timeseries.push(TimePoint::from_interval(&point));
+            if !live || aborted {
+                continue;
+            }
+            while let Ok((worker, index, flow)) = flow_rx.try_recv() {
+                latest[worker] = Some((index, flow));
+            }
+            if latest
+                .iter()
+                .all(|l| l.as_ref().is_some_and(|(i, _)| *i >= point.index))
+            {
+                let mut merged = FlowMetrics::default();
+                for (_, f) in latest.iter().flatten() {
+                    merged.merge(f);
+                }
+                let elapsed = Duration::from_nanos(point.end_ns);
+                if on_flow(elapsed, &merged) {
+                    aborted = true;
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
         }
     }
     for point in aggregator.finish() {
@@ -149,9 +181,10 @@ pub fn run_observed(
             metrics: merged,
             timeseries,
             threads,
-            interrupted: stop.load(Ordering::Relaxed),
+            interrupted: stop.load(Ordering::Relaxed) && !aborted,
             memory,
         },
         flow,
+        aborted,
     })
 }

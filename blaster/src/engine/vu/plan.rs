@@ -194,7 +194,24 @@ pub struct Plan {
     pub file: Arc<ScenarioFile>,
     /// Default request timeout.
     pub timeout: Duration,
+    /// Workers publish metric snapshots every interval (abort-on-fail thresholds and the
+    /// breakpoint search evaluate them during the run).
+    pub live: bool,
+    /// The breakpoint search, when the file asks for one.
+    pub breakpoint: Option<BreakpointPlan>,
 }
+
+/// A breakpoint search: the scenario's arrival rate steps through `rates`, each held for
+/// `step`, until an abort-on-fail threshold fails on one step's samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakpointPlan {
+    pub scenario: usize,
+    pub rates: Vec<f64>,
+    pub step: Duration,
+}
+
+/// How long a breakpoint step takes to move to its rate (the rest of the step holds it).
+const BREAKPOINT_RAMP: Duration = Duration::from_millis(1);
 
 impl Plan {
     /// When the last scenario stops starting iterations (for progress).
@@ -253,10 +270,74 @@ impl Plan {
             });
             first_vu += spec.executor.max_vus();
         }
+        let mut breakpoint = None;
+        if let Some(crate::scenario::model::Special::Breakpoint {
+            scenario,
+            start_rate,
+            step_rate,
+            step_duration,
+            max_rate,
+        }) = &file.special
+        {
+            let si = scenarios
+                .iter()
+                .position(|s| &s.name == scenario)
+                .ok_or_else(|| format!("special.breakpoint names no scenario \"{scenario}\""))?;
+            let mut rates = Vec::new();
+            let mut r = *start_rate;
+            while r <= *max_rate + 1e-9 && rates.len() < 10_000 {
+                rates.push(r);
+                r += step_rate;
+            }
+            let mut stages = Vec::new();
+            for (k, &rate) in rates.iter().enumerate() {
+                let ramp = if k == 0 {
+                    Duration::ZERO
+                } else {
+                    BREAKPOINT_RAMP
+                };
+                if k > 0 {
+                    stages.push(crate::scenario::model::Stage {
+                        duration: ramp,
+                        target: rate,
+                    });
+                }
+                stages.push(crate::scenario::model::Stage {
+                    duration: step_duration.saturating_sub(ramp),
+                    target: rate,
+                });
+            }
+            let (pre, max) = match &scenarios[si].executor {
+                Executor::ConstantArrivalRate {
+                    pre_allocated_vus,
+                    max_vus,
+                    ..
+                }
+                | Executor::RampingArrivalRate {
+                    pre_allocated_vus,
+                    max_vus,
+                    ..
+                } => (*pre_allocated_vus, *max_vus),
+                other => (other.max_vus(), other.max_vus().max(1000)),
+            };
+            scenarios[si].executor = Executor::RampingArrivalRate {
+                start_rate: rates[0],
+                stages,
+                pre_allocated_vus: pre,
+                max_vus: max,
+            };
+            breakpoint = Some(BreakpointPlan {
+                scenario: si,
+                rates,
+                step: *step_duration,
+            });
+        }
         Ok(Plan {
             scenarios,
             steps,
             timeout: file.options.timeout,
+            live: breakpoint.is_some() || file.thresholds.iter().any(|t| t.abort_on_fail),
+            breakpoint,
             file,
         })
     }

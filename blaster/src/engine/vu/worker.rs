@@ -245,7 +245,12 @@ pub struct WorkerSetup {
     pub late_after: Duration,
     pub seed: u64,
     pub snapshots: Option<Sender<IntervalSnapshot>>,
+    /// Live metric snapshots (when the plan is `live`): (worker, interval, metrics).
+    pub flow_snapshots: Option<Sender<FlowSnapshot>>,
 }
+
+/// One worker's cumulative scenario metrics at the end of an interval.
+pub type FlowSnapshot = (usize, u64, Box<FlowMetrics>);
 
 pub struct VuWorker {
     index: usize,
@@ -269,6 +274,7 @@ pub struct VuWorker {
     flow: FlowMetrics,
     cqes: Vec<(u64, i32, u32)>,
     snapshots: Option<Sender<IntervalSnapshot>>,
+    flow_snapshots: Option<Sender<FlowSnapshot>>,
     interval_index: u64,
     interval_ns: u64,
     next_interval_ns: u64,
@@ -445,6 +451,7 @@ impl VuWorker {
             flow,
             cqes: Vec::with_capacity(65536),
             snapshots: s.snapshots,
+            flow_snapshots: s.flow_snapshots,
             interval_index: 0,
             interval_ns: s.interval_ns,
             next_interval_ns: s.start_ns + s.interval_ns,
@@ -510,6 +517,15 @@ impl VuWorker {
     }
 
     fn publish_interval(&mut self, end_ns: u64, last: bool) {
+        if let Some(tx) = &self.flow_snapshots {
+            // Sent before the interval's snapshot, so the observer has every worker's flow
+            // metrics when the interval completes.
+            let _ = tx.send((
+                self.index,
+                self.interval_index,
+                Box::new(self.flow.snapshot()),
+            ));
+        }
         let latency = self.metrics.take_interval();
         if let Some(tx) = &self.snapshots {
             let _ = tx.send(IntervalSnapshot {
