@@ -43,6 +43,7 @@
 
 pub mod model;
 pub mod parse;
+pub mod runtime;
 mod template;
 mod threshold;
 
