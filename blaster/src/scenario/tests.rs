@@ -257,6 +257,12 @@ fn step_errors() {
         "plan.toml:7:18: capture \"id\" must be \"json:PATH\", \"header:NAME\" or \"regex:PATTERN\"; did you mean \"json\"?"
     );
     assert_eq!(
+        err(&with_step(
+            "request = \"GET http://h/\"\ncapture = { id = 'regex:id=(\\d+' }"
+        )),
+        "plan.toml:7:18: capture \"id\": invalid regex \"id=(\\\\d+\": unclosed group (regex crate syntax, no look-around)"
+    );
+    assert_eq!(
         err(&with_step("loop = \"forever\"")),
         "plan.toml:6:8: loop must be a count (like 10) or a duration (like \"30s\"), not \"forever\""
     );
