@@ -148,7 +148,7 @@ impl VuState {
                 PickMode::Sequential => shared.next_row(slot, n),
                 PickMode::Random => self.rng.random_range(0..n),
                 // Checked in `new` for the scenario's own reads; wraps for any other.
-                PickMode::UniquePerVu => ((self.vu - 1) % n as u64) as usize,
+                PickMode::UniquePerVu => (self.vu.saturating_sub(1) % n as u64) as usize,
             };
             pick.epoch = self.epoch;
         }
