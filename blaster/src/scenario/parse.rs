@@ -1179,6 +1179,16 @@ impl Cx<'_> {
             if r.is_empty() {
                 return self.err(&src.span(), "empty regex");
             }
+            // Compiled again at run time (scenario::runtime); here for the line and column.
+            if let Err(e) = regex::bytes::Regex::new(r) {
+                let text = e.to_string();
+                let why = text.lines().last().unwrap_or_default();
+                let why = why.strip_prefix("error: ").unwrap_or(why);
+                return self.err(
+                    &src.span(),
+                    format!("capture {var:?}: invalid regex {r:?}: {why} (regex crate syntax, no look-around)"),
+                );
+            }
             CaptureSource::Regex(r.to_owned())
         } else {
             let kind = text.split(':').next().unwrap_or("");

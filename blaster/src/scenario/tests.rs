@@ -34,6 +34,23 @@ fn every_example_parses() {
     assert!(n >= 21, "only {n} example files");
 }
 
+/// Every TOML example in docs/k6-migration.md is a whole file that loads (data files resolve
+/// against examples/scenarios, which has a `data/users.csv`).
+#[test]
+fn k6_migration_examples_parse() {
+    let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/k6-migration.md");
+    let doc = std::fs::read_to_string(&doc_path).expect("docs/k6-migration.md exists");
+    let mut n = 0;
+    for (i, block) in doc.split("```toml\n").skip(1).enumerate() {
+        let (src, _) = block.split_once("```").expect("a closed code block");
+        let path = examples_dir().join(format!("k6-migration-example-{}.toml", i + 1));
+        parse_str(src, &path, &BTreeMap::new(), false)
+            .unwrap_or_else(|e| panic!("example {} of docs/k6-migration.md: {e}\n{src}", i + 1));
+        n += 1;
+    }
+    assert!(n >= 10, "only {n} examples in docs/k6-migration.md");
+}
+
 /// Parses `src` as `plan.toml` (base dir: examples/scenarios, no process environment).
 fn parse_with(src: &str, vars: &[(&str, &str)]) -> Result<ScenarioFile, ScenarioError> {
     let vars: BTreeMap<String, String> = vars
@@ -255,6 +272,12 @@ fn step_errors() {
             "request = \"GET http://h/\"\ncapture = { id = \"jsn:$.id\" }"
         )),
         "plan.toml:7:18: capture \"id\" must be \"json:PATH\", \"header:NAME\" or \"regex:PATTERN\"; did you mean \"json\"?"
+    );
+    assert_eq!(
+        err(&with_step(
+            "request = \"GET http://h/\"\ncapture = { id = 'regex:id=(\\d+' }"
+        )),
+        "plan.toml:7:18: capture \"id\": invalid regex \"id=(\\\\d+\": unclosed group (regex crate syntax, no look-around)"
     );
     assert_eq!(
         err(&with_step("loop = \"forever\"")),
