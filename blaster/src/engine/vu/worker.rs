@@ -305,7 +305,7 @@ impl VuWorker {
             let mut i = s.index as u64;
             while i < max {
                 let number = sp.first_vu + i;
-                let state = VuState::new(number, s.seed ^ number.wrapping_mul(0x9E37), &s.shared)
+                let state = VuState::new(number, si, s.seed, &s.shared)
                     .map_err(|e| EngineError::Config(e.to_string()))?;
                 local.push(vus.len() as u32);
                 let keep = sp.flows.iter().any(|f| {

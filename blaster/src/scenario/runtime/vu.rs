@@ -64,12 +64,17 @@ impl VuState {
         shared: &Shared,
     ) -> Result<VuState, RuntimeError> {
         let file = shared.file();
-        let reads = shared
-            .unique_reads(scenario)
-            .ok_or(RuntimeError::NoSuchScenario {
-                index: scenario,
-                count: file.scenarios.len(),
-            })?;
+        // Plans built without a file's scenarios (`blaster run ws://…`) read no data.
+        let reads: &[usize] = if file.scenarios.is_empty() {
+            &[]
+        } else {
+            shared
+                .unique_reads(scenario)
+                .ok_or(RuntimeError::NoSuchScenario {
+                    index: scenario,
+                    count: file.scenarios.len(),
+                })?
+        };
         for (slot, ds) in shared.sources().enumerate() {
             if let DataKind::Table { path, rows, .. } = &ds.kind
                 && reads.contains(&slot)
