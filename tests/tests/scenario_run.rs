@@ -191,3 +191,60 @@ request = "GET http://{addr}/"
     let share = late as f64 / total as f64;
     assert!((0.70..=0.80).contains(&share), "second-half share {share}");
 }
+
+/// `[special.breakpoint]`: the rate steps up until an abort-on-fail threshold fails on one
+/// step's samples; the report names the last rate that held and the one that broke.
+#[test]
+fn a_breakpoint_search_reports_the_last_passing_rate() {
+    let (_serve, addr) = start_serve(1);
+    // The "limit" is a request rate of 250/s: steps of 100, 200, 300 ... per second.
+    let file = write(&format!(
+        r#"
+[scenarios.load]
+executor = "constant-arrival-rate"
+rate = 1
+duration = "1s"
+pre_allocated_vus = 20
+max_vus = 50
+[[scenarios.load.steps]]
+request = "GET http://{addr}/"
+name = "probe"
+
+[special.breakpoint]
+scenario = "load"
+start_rate = "100/s"
+step_rate = "100/s"
+step_duration = "1500ms"
+max_rate = "600/s"
+
+[thresholds]
+http_reqs = {{ conditions = ["rate<250"], abort_on_fail = true, delay_abort_eval = "700ms" }}
+"#
+    ));
+    let run = run_json_output(
+        &[
+            "run",
+            file.path().to_str().unwrap(),
+            "-t",
+            "1",
+            "--report-interval",
+            "250ms",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.output.status.code(), Some(99), "{:?}", run.output);
+    let sc = &run.report["scenario"];
+    let bp = &sc["breakpoint"];
+    assert_eq!(bp["last_passing_rate"].as_f64(), Some(200.0), "{bp:#}");
+    assert_eq!(bp["broke_at_rate"].as_f64(), Some(300.0), "{bp:#}");
+    assert!(
+        bp["broken_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("http_reqs rate<250"),
+        "{bp:#}"
+    );
+    assert_eq!(run.report["interrupted"], false);
+    // Stopped early: well before the 6 steps' 9 s.
+    assert!(run.report["duration_s"].as_f64().unwrap() < 6.0);
+}
