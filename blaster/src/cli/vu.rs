@@ -13,10 +13,13 @@ use crate::config::{LoadModel, RequestSpec, RunConfig, StopCondition, Target};
 use crate::engine::vu::plan::{
     Backoff, Builtin, FlowPlan, Op, Plan, ScenarioPlan, StepClass, StepInfo, literal,
 };
+use crate::engine::vu::watch::{Watcher, growth_per_hour};
 use crate::engine::vu::{self, VuOptions, VuOutcome};
-use crate::report::flow::{BreakpointReport, Gauge, ScenarioReport, WsReport};
+use crate::report::flow::{
+    BreakpointReport, Gauge, ScenarioReport, SpikeReport, ThresholdResult, WatchReport, WsReport,
+};
 use crate::report::progress::{Mode as ProgressMode, Progress};
-use crate::scenario::model::{Executor, Options, ScenarioFile, StepKind};
+use crate::scenario::model::{Executor, Options, ScenarioFile, Special, StepKind};
 
 /// Exit code when a threshold failed (k6's, so CI pipelines keep working).
 pub const EXIT_THRESHOLDS: i32 = 99;
@@ -59,7 +62,22 @@ pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Re
         .or(file.options.threads)
         .unwrap_or_else(available_cpus);
     let plan = Plan::compile(Arc::new(file)).map_err(anyhow::Error::msg)?;
+    let watcher = match &plan.file.special {
+        Some(Special::Soak(w)) => {
+            let url = w
+                .url
+                .as_literal()
+                .map_or_else(|| w.url.source_text(), str::to_owned);
+            // Fail early on a URL that cannot be polled at all.
+            crate::engine::vu::worker::split_url(url.as_bytes(), false).map_err(|kind| {
+                anyhow::anyhow!("special.soak watch URL \"{url}\": {kind}; give an http:// URL")
+            })?;
+            Some((url.clone(), Watcher::start(url, w.json.clone(), w.interval)))
+        }
+        _ => None,
+    };
     let (outcome, verdict) = execute(args, Arc::new(plan.clone()), threads)?;
+    let watched = watcher.map(|(url, w)| (url, w.finish()));
     let duration_s = outcome.run.duration.as_secs_f64();
     let m = &outcome.run.metrics;
     let mut gauges = BTreeMap::new();
@@ -74,6 +92,19 @@ pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Re
                 last: v,
                 min: v,
                 max: v,
+            },
+        );
+    }
+    if let (Some(Special::Soak(w)), Some((_, seen))) = (&plan.file.special, &watched)
+        && let Some(last) = seen.samples.last()
+    {
+        let values = seen.samples.iter().map(|s| s.1);
+        gauges.insert(
+            w.metric.clone(),
+            Gauge {
+                last: last.1,
+                min: values.clone().fold(f64::INFINITY, f64::min),
+                max: values.fold(f64::NEG_INFINITY, f64::max),
             },
         );
     }
@@ -93,6 +124,50 @@ pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Re
             broken_by: verdict.aborted_by.clone(),
         });
     }
+    if let (Some(Special::Soak(w)), Some((url, seen))) = (&plan.file.special, watched) {
+        let growth = growth_per_hour(&seen.samples);
+        let rising = matches!((growth, w.max_growth_per_hour), (Some(g), Some(m)) if g > m);
+        if let Some(max) = w.max_growth_per_hour {
+            scenario.thresholds.push(ThresholdResult {
+                metric: format!("{} growth per hour", w.metric),
+                condition: format!("<={max}"),
+                observed: growth,
+                passed: growth.is_some_and(|g| g <= max),
+                abort_on_fail: false,
+            });
+        }
+        scenario.watch = Some(WatchReport {
+            url,
+            metric: w.metric.clone(),
+            samples: seen.samples.iter().map(|&(t, v)| [t, v]).collect(),
+            errors: seen.errors.len() as u64,
+            first_errors: seen.errors.iter().take(5).cloned().collect(),
+            growth_per_hour: growth,
+            max_growth_per_hour: w.max_growth_per_hour,
+            rising,
+        });
+    }
+    if let Some(Special::Spike {
+        scenario: name,
+        recovery,
+        tolerance,
+    }) = &plan.file.special
+        && let Some(sp) = plan.scenarios.iter().find(|s| &s.name == name)
+    {
+        let spike = spike_report(sp, *recovery, *tolerance, &outcome.run.timeseries);
+        scenario.thresholds.push(ThresholdResult {
+            metric: format!("spike recovery ({name})"),
+            condition: format!(
+                "p99 after {} <= {tolerance} x baseline",
+                crate::scenario::format_duration(*recovery)
+            ),
+            observed: spike.recovered_p99_ms,
+            passed: spike.recovered,
+            abort_on_fail: false,
+        });
+        scenario.spike = Some(spike);
+    }
+    scenario.thresholds_passed = scenario.thresholds.iter().all(|t| t.passed);
     if verdict.aborted_by.is_some() {
         scenario.thresholds_passed = false;
     }
@@ -290,6 +365,55 @@ pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
     } else {
         EXIT_OK
     })
+}
+
+/// Latency before, at and after the peak of a ramping-VUs (or ramping-arrival-rate) spike,
+/// from the time series.
+fn spike_report(
+    sp: &ScenarioPlan,
+    recovery: Duration,
+    tolerance: f64,
+    series: &[crate::report::TimePoint],
+) -> SpikeReport {
+    let stages: &[crate::scenario::model::Stage] = match &sp.executor {
+        Executor::RampingVus { stages, .. } | Executor::RampingArrivalRate { stages, .. } => stages,
+        _ => &[],
+    };
+    let peak = stages.iter().map(|s| s.target).fold(0.0, f64::max);
+    // The peak runs from the start of the stage that ramps to it to the end of the last
+    // stage that stays at it.
+    let (mut t, mut peak_start, mut peak_end) = (sp.start, None, sp.start);
+    for s in stages {
+        if s.target >= peak && peak > 0.0 {
+            peak_start.get_or_insert(t);
+            peak_end = t + s.duration;
+        }
+        t += s.duration;
+    }
+    let peak_start = peak_start.unwrap_or(sp.start);
+    let avg_p99 = |from: Duration, to: Duration| {
+        let (mut sum, mut n) = (0.0, 0u64);
+        for p in series {
+            let at = Duration::from_secs_f64(p.t_s.max(0.0));
+            if at > from && at <= to && p.latency_us.count > 0 {
+                sum += p.latency_us.p99 as f64 * p.latency_us.count as f64;
+                n += p.latency_us.count;
+            }
+        }
+        (n > 0).then(|| sum / n as f64 / 1000.0)
+    };
+    let first_stage_end = sp.start + stages.first().map_or(Duration::ZERO, |s| s.duration);
+    let baseline = avg_p99(first_stage_end.min(peak_start), peak_start);
+    let at_peak = avg_p99(peak_start, peak_end);
+    let recovered_p99 = avg_p99(peak_end + recovery, Duration::MAX);
+    SpikeReport {
+        scenario: sp.name.clone(),
+        baseline_p99_ms: baseline,
+        spike_p99_ms: at_peak,
+        recovered_p99_ms: recovered_p99,
+        tolerance,
+        recovered: matches!((baseline, recovered_p99), (Some(b), Some(r)) if r <= b * tolerance),
+    }
 }
 
 /// Runs a plan with live progress and the live monitor (abort-on-fail, breakpoint search).

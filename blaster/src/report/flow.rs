@@ -36,6 +36,46 @@ pub struct ScenarioReport {
     /// The breakpoint search's result (`[special.breakpoint]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breakpoint: Option<BreakpointReport>,
+    /// The soak watcher's samples and trend (`[special.soak]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchReport>,
+    /// Latency before, during and after the spike (`[special.spike]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spike: Option<SpikeReport>,
+}
+
+/// The soak watcher's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchReport {
+    pub url: String,
+    /// The gauge the value feeds (usable in thresholds).
+    pub metric: String,
+    /// (seconds since the start, value) per successful poll.
+    pub samples: Vec<[f64; 2]>,
+    /// Polls that failed, with the first few reasons.
+    pub errors: u64,
+    pub first_errors: Vec<String>,
+    /// Least-squares growth of the value per hour (`null` with fewer than two samples).
+    pub growth_per_hour: Option<f64>,
+    pub max_growth_per_hour: Option<f64>,
+    /// The growth exceeded `max_growth_per_hour` (a leak is suspected).
+    pub rising: bool,
+}
+
+/// Latency around a spike, from the time series (per-interval p99, averaged by count).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpikeReport {
+    pub scenario: String,
+    /// Before the ramp to the peak.
+    pub baseline_p99_ms: Option<f64>,
+    /// While at the peak.
+    pub spike_p99_ms: Option<f64>,
+    /// From `recovery` after the spike ended to the end of the run.
+    pub recovered_p99_ms: Option<f64>,
+    /// The allowed factor over the baseline.
+    pub tolerance: f64,
+    /// recovered <= tolerance * baseline.
+    pub recovered: bool,
 }
 
 /// Where the load broke.
@@ -304,6 +344,8 @@ impl ScenarioReport {
             aborted_by,
             vus_max: flow.vus_max,
             breakpoint: None,
+            watch: None,
+            spike: None,
         }
     }
 }

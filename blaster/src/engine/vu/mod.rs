@@ -12,6 +12,7 @@
 pub mod monitor;
 pub mod plan;
 pub mod rate;
+pub mod watch;
 pub mod worker;
 
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use crate::scenario::model::{JsonPath, PathSegment};
 
 /// The value at `path` in the JSON document `body`; `None` when the body is not JSON or the
 /// path leads nowhere. With duplicate keys the last one wins, as in `serde_json::Value`.
-pub(super) fn lookup(body: &[u8], path: &JsonPath) -> Option<Value> {
+pub(crate) fn lookup(body: &[u8], path: &JsonPath) -> Option<Value> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let found = Seek(&path.segments).deserialize(&mut de).ok()?;
     de.end().ok()?;
