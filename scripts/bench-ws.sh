@@ -46,7 +46,10 @@ fi
 ARTILLERY="$ARTILLERY_DIR/node_modules/.bin/artillery"
 if [ ! -x "$ARTILLERY" ]; then
     echo "installing artillery into $ARTILLERY_DIR (npm)"
-    npm install --no-audit --no-fund --prefix "$ARTILLERY_DIR" artillery@2 >/dev/null
+    # Artillery pulls in Playwright, whose install script downloads a browser (not needed for
+    # WebSocket tests, and not reachable from every machine).
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --ignore-scripts \
+        --prefix "$ARTILLERY_DIR" artillery@2 >/dev/null
 fi
 
 echo "building blaster (release)"

@@ -248,3 +248,69 @@ http_reqs = {{ conditions = ["rate<250"], abort_on_fail = true, delay_abort_eval
     // Stopped early: well before the 6 steps' 9 s.
     assert!(run.report["duration_s"].as_f64().unwrap() < 6.0);
 }
+
+/// WebSocket steps: connect, send, expect the echo (with a capture), close; per-step counts
+/// and message latency.
+#[test]
+fn websocket_steps_connect_send_expect_and_close() {
+    let (_serve, addr) = start_serve(1);
+    let file = write(&format!(
+        r#"
+[scenarios.chat]
+executor = "per-vu-iterations"
+vus = 4
+iterations = 2
+max_duration = "20s"
+[[scenarios.chat.steps]]
+ws_connect = "ws://{addr}/ws/echo"
+name = "join"
+[[scenarios.chat.steps]]
+loop = 5
+[[scenarios.chat.steps.steps]]
+ws_send = '{{"type":"ping","vu":${{gen.vu}},"n":"${{gen.uuid}}"}}'
+name = "say"
+[[scenarios.chat.steps.steps]]
+ws_expect = '"vu":${{gen.vu}}'
+name = "echo"
+timeout = "2s"
+capture = {{ last = "json:$.n" }}
+[[scenarios.chat.steps]]
+ws_close = 1000
+
+[thresholds]
+"ws_msg_latency{{name:echo}}" = ["p(99)<1000"]
+ws_session_failed = ["rate==0"]
+"ws_msgs_sent{{name:say}}" = ["count==40"]
+"#
+    ));
+    let run = run_json_output(
+        &["run", file.path().to_str().unwrap(), "-t", "2"],
+        Duration::from_secs(60),
+    );
+    let r = &run.report;
+    assert!(run.output.status.success(), "{:?}\n{r:#}", run.output);
+    let errors: Vec<String> = validator().iter_errors(r).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let sc = &r["scenario"];
+    let name = |n: &str| {
+        sc["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n)
+            .unwrap_or_else(|| panic!("no name {n}"))
+            .clone()
+    };
+    // 4 VUs x 2 iterations: 8 sessions, 40 messages each way.
+    assert_eq!(u(&name("join")["count"]), 8, "{sc:#}");
+    assert_eq!(u(&name("say")["msgs_sent"]), 40);
+    assert_eq!(u(&name("echo")["count"]), 40, "{sc:#}");
+    assert_eq!(u(&name("echo")["failed"]), 0);
+    assert_eq!(u(&name("echo")["latency_us"]["count"]), 40);
+    let ws = &r["ws"];
+    assert_eq!(u(&ws["sessions"]), 8);
+    assert_eq!(u(&ws["msgs_received"]), 40, "{ws:#}");
+    assert_eq!(u(&ws["session_duration_us"]["count"]), 8, "{ws:#}");
+    assert_eq!(u(&ws["close_codes"]["1000"]), 8, "{ws:#}");
+    assert_eq!(sc["thresholds_passed"], true);
+}

@@ -1004,6 +1004,15 @@ impl VuWorker {
                 self.close(v)?;
                 self.resume(v, now)
             }
+            Wait::Connect if matches!(vu.proto, Proto::Http(_)) => {
+                // The connect of an HTTP step took longer than the request timeout.
+                let step = vu.step as usize;
+                self.metrics.conns_failed += 1;
+                self.metrics.record_error(ErrorKind::ConnectFailed);
+                self.fail_step(v, step, "connect_timeout");
+                self.close(v)?;
+                self.resume(v, now)
+            }
             Wait::Handshake | Wait::Connect => {
                 let step = vu.step as usize;
                 self.flow.steps[step].error("timeout");
@@ -1107,6 +1116,8 @@ impl VuWorker {
             vu.addr = addr;
             vu.proto = Proto::Http(ResponseParser::new(Limits::default()));
             vu.wait = Wait::Connect;
+            let timeout = h.timeout.map_or(self.timeout_ns, |t| t.as_nanos() as u64);
+            self.set_timer(v, now + timeout);
             self.need_connection(v, now)
         }
     }
