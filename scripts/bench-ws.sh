@@ -36,7 +36,11 @@ OUT="${OUT:-$(mktemp -d /tmp/bench-ws.XXXXXX)}"
 mkdir -p "$OUT"
 
 need=()
-python3 -c "import websockets" >/dev/null 2>&1 || need+=(python3-websockets)
+# The distribution's python3 (apt installs python3-websockets for it; a pyenv or venv python3
+# earlier on PATH may lack it).
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY="$(command -v python3)"
+"$PY" -c "import websockets" >/dev/null 2>&1 || need+=(python3-websockets)
 [ -x /usr/bin/time ] || need+=(time)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 if [ "${#need[@]}" -gt 0 ]; then
@@ -62,7 +66,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 # The third-party echo server.
-taskset -c "$SERVER_CPU" python3 - "$PORT" >"$OUT/server.log" 2>&1 <<'PY' &
+taskset -c "$SERVER_CPU" "$PY" - "$PORT" >"$OUT/server.log" 2>&1 <<'PY' &
 import asyncio, sys, websockets
 async def echo(ws):
     async for m in ws:

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use blaster_tests::{
-    ChildGuard, free_port, require, run_json, run_json_output, start_serve, wait_for_port,
-};
+use blaster_tests::{ChildGuard, free_port, run_json, run_json_output, start_serve, wait_for_port};
 use serde_json::Value;
 
 fn validator() -> jsonschema::Validator {
@@ -237,16 +235,23 @@ fn ten_thousand_websocket_connections_open_in_under_thirty_seconds() {
 /// A third-party server (Python `websockets`, installed by CI): echo with zero loss.
 #[test]
 fn echo_against_python_websockets() {
-    let python = require!(tool "python3");
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import websockets"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
+    // The distribution's interpreter first: apt installs python3-websockets for it, and a
+    // python3 earlier on PATH (pyenv, a venv) may lack the module.
+    let candidates = [
+        Some(std::path::PathBuf::from("/usr/bin/python3")),
+        blaster_tests::find_program("python3"),
+    ];
+    let Some(python) = candidates.into_iter().flatten().find(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import websockets"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }) else {
         blaster_tests::skip!(
-            "python3 module websockets is not installed (apt install python3-websockets)"
+            "no python3 with the websockets module (apt install python3-websockets)"
         );
-    }
+    };
     let port = free_port();
     let script = format!(
         r#"
