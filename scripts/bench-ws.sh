@@ -114,7 +114,7 @@ a_sent=$(jq '[.aggregate.counters["websocket.messages_sent"] // 0] | add' "$OUT/
 a_cpu=$(cpu_of "$OUT/artillery.time")
 
 # blaster's CPU per HTTP request at the same payload and total rate, against blaster serve.
-"$BLASTER" serve --listen "$HOST:$((PORT + 1))" -t 1 >"$OUT/serve.log" 2>&1 &
+taskset -c "$SERVER_CPU" "$BLASTER" serve --listen "$HOST:$((PORT + 1))" -t 1 >"$OUT/serve.log" 2>&1 &
 pids+=($!)
 sleep 0.5
 body=$(head -c "$PAYLOAD" /dev/zero | tr '\0' 'x')
@@ -123,6 +123,12 @@ body=$(head -c "$PAYLOAD" /dev/zero | tr '\0' 'x')
     --rate "$((CONNS * RATE))" -d "${DURATION}s" -t 1 -q --json "$OUT/http.json"
 h_reqs=$(jq '.responses' "$OUT/http.json")
 h_cpu=$(cpu_of "$OUT/http.time")
+# ... and blaster's WebSocket echo against the same server, for the like-for-like goal.
+/usr/bin/time -f "%U %S %M" -o "$OUT/echo-serve.time" taskset -c "$CLIENT_CPU" \
+    "$BLASTER" run "ws://$HOST:$((PORT + 1))/ws/echo" --mode echo -c "$CONNS" \
+    --message-rate "$RATE" --payload "$PAYLOAD" -d "${DURATION}s" -t 1 -q --json "$OUT/echo-serve.json"
+e_sent=$(jq '.ws.msgs_sent' "$OUT/echo-serve.json")
+e_cpu=$(cpu_of "$OUT/echo-serve.time")
 
 # Client RSS of HOLD held WebSocket sessions (against blaster serve, which holds them).
 "$BLASTER" run "ws://$HOST:$((PORT + 1))/ws/echo" --mode hold -c "$HOLD" -d 8s -t 1 -q \
@@ -134,6 +140,7 @@ per() { awk -v c="$1" -v n="$2" 'BEGIN{ if (n > 0) printf "%.2f", c * 1e6 / n; e
 b_per=$(per "$b_cpu" "$b_sent")
 a_per=$(per "$a_cpu" "$a_sent")
 h_per=$(per "$h_cpu" "$h_reqs")
+e_per=$(per "$e_cpu" "$e_sent")
 ratio=$(awk -v a="$b_per" -v b="$a_per" 'BEGIN{ if (b > 0) printf "%.3f", a / b; else print "n/a" }')
 echo
 echo "WebSocket echo, $CONNS connections x $RATE msg/s, $PAYLOAD B, ${DURATION}s (client on CPU $CLIENT_CPU, Python websockets on CPU $SERVER_CPU)"
@@ -142,6 +149,8 @@ printf '%-34s %12s %12s %14s\n' "blaster (echo p99 ${b_p99} µs)" "$b_sent" "$b_
 printf '%-34s %12s %12s %14s\n' "artillery" "$a_sent" "$a_cpu" "$a_per"
 echo "blaster / artillery CPU per message: $ratio"
 echo "blaster received $b_recv of $b_sent echoes"
-echo "blaster HTTP POST at the same payload and rate: $h_per µs CPU/request ($h_reqs requests)"
+echo "against blaster serve (pinned to CPU $SERVER_CPU), same payload and rate:"
+echo "  blaster WebSocket echo: $e_per µs CPU/message ($e_sent messages)"
+echo "  blaster HTTP POST:      $h_per µs CPU/request ($h_reqs requests)"
 echo "held WebSocket sessions: $h_sessions, client RSS peak $((h_rss / 1048576)) MiB"
 echo "raw results: $OUT"
