@@ -1977,9 +1977,12 @@ impl VuWorker {
                     self.close(v)?;
                     return self.end_iteration(v, now, false);
                 }
-                self.flow
-                    .ws
-                    .error(if err.is_some() { "reset" } else { "eof" });
+                let mid_frame = matches!(&vu.proto, Proto::Ws(dec) if dec.in_progress());
+                self.flow.ws.error(match (err, mid_frame) {
+                    (Some(_), _) => "reset",
+                    (None, true) => "closed_mid_frame",
+                    (None, false) => "eof",
+                });
                 self.session_lost(v, now)
             }
             _ => self.close(v),
