@@ -705,4 +705,5 @@ fn serve_for_benchmark() {
     );
 }
 
+mod mock;
 mod ws;
