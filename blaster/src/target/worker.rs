@@ -1356,8 +1356,8 @@ impl Worker {
             .multi(true)
             .build()
             .user_data(Token::new(0, 0, OP_WAKE).encode());
-        // SAFETY: a poll points at no memory; the eventfd belongs to the mock's broker, which
-        // outlives this worker and its ring.
+        // SAFETY: a poll points at no memory, and the kernel holds its own reference to the
+        // eventfd's file while the poll is armed.
         unsafe { self.ring.push(&entry) }?;
         self.wake_armed = true;
         Ok(())
