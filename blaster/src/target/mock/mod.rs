@@ -256,6 +256,21 @@ impl MockWorker {
     fn respond(&mut self, server: &MockServer, index: usize, req: &Request<'_, '_, '_>) -> Reply {
         let route = &server.spec.routes[index];
         let state = &server.routes[index];
+        // A request that cannot upgrade takes no stock and counts against no limit.
+        let knobs = match &route.kind {
+            RouteKind::WebSocket(_) => {
+                let upgrade =
+                    http::websocket_reply(req.head.raw, req.head.headers, req.head.body_len);
+                if upgrade != Reply::WebSocket {
+                    return upgrade;
+                }
+                match http::ws_knobs(req.query) {
+                    Ok(knobs) => knobs,
+                    Err(why) => return Reply::BadParam(why),
+                }
+            }
+            RouteKind::Http(_) => http::WsTarget::default(),
+        };
         let delay = route
             .latency
             .as_ref()
@@ -358,15 +373,6 @@ impl MockWorker {
                 }))
             }
             RouteKind::WebSocket(w) => {
-                let upgrade =
-                    http::websocket_reply(req.head.raw, req.head.headers, req.head.body_len);
-                if upgrade != Reply::WebSocket {
-                    return upgrade;
-                }
-                let knobs = match http::ws_knobs(req.query) {
-                    Ok(knobs) => knobs,
-                    Err(why) => return Reply::BadParam(why),
-                };
                 let offered = req
                     .head
                     .header("sec-websocket-protocol")

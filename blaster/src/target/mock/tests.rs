@@ -337,6 +337,25 @@ protocol = "chat.v1"
 }
 
 #[test]
+fn a_request_that_cannot_upgrade_takes_no_stock() {
+    let (_, mut w) = worker(
+        r#"
+[stocks]
+seats = 1
+[[routes]]
+path = "/live"
+websocket = "echo"
+stock = "seats"
+"#,
+        1,
+    );
+    let upgrade = "GET /live HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    assert_eq!(get(&mut w, "/live", ""), Reply::UpgradeRequired);
+    assert!(matches!(ask(&mut w, upgrade, None), Reply::MockUpgrade(_)));
+    assert_eq!(status(&ask(&mut w, upgrade, None)), 409);
+}
+
+#[test]
 fn websocket_messages_subscribe_reply_or_forward() {
     let (_, mut w) = worker(
         r#"
