@@ -318,68 +318,84 @@ fn drain(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> Joi
 /// `listening on http://ADDR/` line. Returns the guard and the address it listens on.
 /// Retries with another port if the chosen one was taken in the meantime.
 pub fn start_serve(threads: usize) -> (ChildGuard, SocketAddr) {
+    start_serve_with(&["-t", &threads.to_string()])
+}
+
+/// `blaster serve --listen 127.0.0.1:PORT ARGS` (for example `--mock FILE -t 2`), like
+/// [`start_serve`].
+pub fn start_serve_with(args: &[&str]) -> (ChildGuard, SocketAddr) {
     let mut last_error = String::new();
     for _attempt in 0..3 {
-        let port = free_port();
-        let mut cmd = Command::new(blaster_bin());
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["-t", &threads.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn blaster serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let mut guard = ChildGuard::new(child);
-        guard.readers.push(drain(stderr, guard.stderr.clone()));
-        let (tx, rx) = mpsc::channel::<String>();
-        let sink = guard.stdout.clone();
-        // Reads lines until the child closes stdout (it is killed at the latest when the
-        // guard drops), reporting each one and keeping them for diagnostics.
-        guard.readers.push(thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            loop {
-                line.clear();
-                match reader.read_line(&mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        sink.lock().unwrap().extend_from_slice(line.as_bytes());
-                        let _ = tx.send(line.clone());
-                    }
-                }
-            }
-        }));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
-                Ok(line) => {
-                    if let Some(addr) = parse_listening(&line) {
-                        return (guard, addr);
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    thread::sleep(Duration::from_millis(20));
-                    last_error = format!(
-                        "blaster serve exited before listening: {:?}\nstderr:\n{}",
-                        guard.wait_timeout(Duration::from_secs(1)),
-                        guard.stderr_text()
-                    );
-                    break;
-                }
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "blaster serve printed no `listening on` line within 15 s.\nstdout:\n{}\nstderr:\n{}",
-                    guard.stdout_text(),
-                    guard.stderr_text()
-                );
-            }
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut all = vec!["--listen", listen.as_str()];
+        all.extend_from_slice(args);
+        match spawn_serve(&all) {
+            Ok(started) => return started,
+            Err(e) => last_error = e,
         }
     }
     panic!("could not start blaster serve: {last_error}");
+}
+
+/// `blaster serve ARGS`, waiting (at most 15 s) for its `listening on http://ADDR/` line.
+/// Returns the guard and the (first) address, or what went wrong when it exited first.
+pub fn spawn_serve(args: &[&str]) -> Result<(ChildGuard, SocketAddr), String> {
+    let mut cmd = Command::new(blaster_bin());
+    cmd.arg("serve")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn blaster serve");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut guard = ChildGuard::new(child);
+    guard.readers.push(drain(stderr, guard.stderr.clone()));
+    let (tx, rx) = mpsc::channel::<String>();
+    let sink = guard.stdout.clone();
+    // Reads lines until the child closes stdout (it is killed at the latest when the guard
+    // drops), reporting each one and keeping them for diagnostics.
+    guard.readers.push(thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    sink.lock().unwrap().extend_from_slice(line.as_bytes());
+                    let _ = tx.send(line.clone());
+                }
+            }
+        }
+    }));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+            Ok(line) => {
+                if let Some(addr) = parse_listening(&line) {
+                    return Ok((guard, addr));
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                thread::sleep(Duration::from_millis(20));
+                return Err(format!(
+                    "blaster serve exited before listening: {:?}\nstderr:\n{}",
+                    guard.wait_timeout(Duration::from_secs(1)),
+                    guard.stderr_text()
+                ));
+            }
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "blaster serve printed no `listening on` line within 15 s.\nstdout:\n{}\nstderr:\n{}",
+                guard.stdout_text(),
+                guard.stderr_text()
+            );
+        }
+    }
 }
 
 /// Extracts `ADDR` from a line containing `listening on http://ADDR/`.

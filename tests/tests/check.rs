@@ -15,6 +15,8 @@ fn examples() -> Vec<PathBuf> {
         .expect("examples/scenarios exists")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        // The mock target's file (blaster serve --mock), not a scenario.
+        .filter(|p| !p.ends_with("mock.toml"))
         .collect();
     files.sort();
     files

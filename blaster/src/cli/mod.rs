@@ -38,7 +38,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a load test against one or more URLs.
     Run(Box<RunArgs>),
-    /// Serve the built-in HTTP/1.1 target (routes: /, /delay/{ms}, /status/{code}, /bytes/{n}, /chunked/{n}).
+    /// Serve the built-in HTTP/1.1 target (routes: /, /delay/{ms}, /status/{code}, /bytes/{n},
+    /// /chunked/{n}, /ws/echo, /ws/pubsub/{topic}), or with --mock the routes of a mock file.
     Serve(ServeArgs),
     /// Start the built-in target on a loopback port, run a short load against it, print the report.
     Demo(DemoArgs),
@@ -264,9 +265,16 @@ pub struct RunArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Address to listen on; a port range (127.0.0.1:9000-9015) listens on every port of it
+    /// (each thread accepts on each port), so clients can spread past the ephemeral ports
+    /// one (source, destination) pair allows.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR[:PORT-PORT]", value_parser = parse_listen)]
+    pub listen: ListenSpec,
+    /// Serve the routes of this mock file (TOML; see docs/mock.md) instead of the built-in
+    /// ones: statuses, body templates, latency distributions, rate limits, stock counters,
+    /// WebSocket echo and pub/sub.
+    #[arg(long, value_name = "FILE.toml")]
+    pub mock: Option<PathBuf>,
     /// Server threads (default: every CPU this process may use).
     #[arg(short = 't', long, value_parser = parse_count_usize)]
     pub threads: Option<usize>,
@@ -497,14 +505,64 @@ pub fn parse_sources(raw: &str) -> Result<Vec<IpAddr>> {
     Ok(out)
 }
 
+/// `--listen`: an address and how many consecutive ports from its port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenSpec {
+    pub addr: SocketAddr,
+    pub ports: u16,
+}
+
+/// Parses `--listen`: `IP:PORT` or `IP:FIRST-LAST` (IPv6 in brackets: `[::1]:9000-9015`).
+pub fn parse_listen(s: &str) -> Result<ListenSpec, String> {
+    let bad = |why: &str| {
+        format!(
+            "invalid --listen \"{s}\": {why}; expected IP:PORT or IP:FIRST-LAST, such as 127.0.0.1:8080 or 127.0.0.1:9000-9015"
+        )
+    };
+    let Some((host, ports)) = s.rsplit_once(':') else {
+        return Err(bad("no port"));
+    };
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| bad("not an IP address"))?;
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .map_err(|_| bad("a port is 0 to 65535"))
+    };
+    let (first, count) = match ports.split_once('-') {
+        None => (port(ports)?, 1),
+        Some((a, b)) => {
+            let (a, b) = (port(a)?, port(b)?);
+            if a == 0 || b < a {
+                return Err(bad("a port range goes upward from a port above 0"));
+            }
+            (a, b - a + 1)
+        }
+    };
+    Ok(ListenSpec {
+        addr: SocketAddr::new(ip, first),
+        ports: count,
+    })
+}
+
 impl ServeArgs {
-    pub fn to_config(&self) -> ServeConfig {
-        ServeConfig {
-            listen: self.listen,
+    /// Validates the flags (and reads the mock file) into the server's configuration.
+    pub fn to_config(&self) -> Result<ServeConfig> {
+        let mock = match &self.mock {
+            Some(path) => Some(Arc::new(crate::target::mock::load(path)?)),
+            None => None,
+        };
+        Ok(ServeConfig {
+            listen: self.listen.addr,
+            ports: self.listen.ports,
             threads: self.threads.unwrap_or_else(available_cpus),
             max_connections_per_thread: self.max_connections,
             pin: self.pin,
-        }
+            mock,
+        })
     }
 }
 
@@ -730,12 +788,29 @@ fn compare_command(args: &CompareArgs) -> Result<i32> {
 }
 
 fn serve_command(args: &ServeArgs) -> Result<i32> {
-    let config = args.to_config();
+    let config = args.to_config()?;
     let stop = install_stop_signals()?;
-    crate::target::serve(&config, Arc::clone(&stop), |addr| {
+    crate::target::serve(&config, Arc::clone(&stop), |addrs| {
+        let more = match addrs {
+            [_, .., last] => format!(
+                " (and {} more ports up to {})",
+                addrs.len() - 1,
+                last.port()
+            ),
+            _ => String::new(),
+        };
+        let mock = match &config.mock {
+            Some(spec) => format!(
+                ", mock {} ({} route{})",
+                spec.path,
+                spec.routes.len(),
+                if spec.routes.len() == 1 { "" } else { "s" }
+            ),
+            None => String::new(),
+        };
         println!(
-            "blaster serve: listening on http://{addr}/ with {} thread(s) (Ctrl-C stops)",
-            config.threads
+            "blaster serve: listening on http://{}/{more} with {} thread(s){mock} (Ctrl-C stops)",
+            addrs[0], config.threads
         );
     })?;
     Ok(EXIT_OK)
@@ -924,6 +999,53 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("127.0.0.2-127.0.0.200")
+        );
+    }
+
+    #[test]
+    fn listen_takes_an_address_or_a_port_range() {
+        let l = parse_listen("127.0.0.1:8080").unwrap();
+        assert_eq!((l.addr, l.ports), ("127.0.0.1:8080".parse().unwrap(), 1));
+        let l = parse_listen("127.0.0.1:9000-9015").unwrap();
+        assert_eq!((l.addr.port(), l.ports), (9000, 16));
+        let l = parse_listen("[::1]:9000-9001").unwrap();
+        assert_eq!((l.addr, l.ports), ("[::1]:9000".parse().unwrap(), 2));
+        assert_eq!(parse_listen("0.0.0.0:0").unwrap().ports, 1);
+        for bad in [
+            "127.0.0.1",
+            "localhost:80",
+            "127.0.0.1:9010-9000",
+            "127.0.0.1:0-5",
+            "1.2.3.4:70000",
+        ] {
+            let e = parse_listen(bad).unwrap_err();
+            assert!(e.contains(bad) && e.contains("127.0.0.1:9000-9015"), "{e}");
+        }
+        let cli =
+            Cli::try_parse_from(["blaster", "serve", "--listen", "127.0.0.1:9000-9003"]).unwrap();
+        let Command::Serve(a) = cli.command else {
+            unreachable!()
+        };
+        let c = a.to_config().unwrap();
+        assert_eq!((c.listen.port(), c.ports, c.mock), (9000, 4, None));
+    }
+
+    #[test]
+    fn a_bad_mock_file_names_its_line() {
+        let dir = std::env::temp_dir().join(format!("blaster-cli-mock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, "[[routes]]\npath = \"/x\"\nstauts = 200\n").unwrap();
+        let cli =
+            Cli::try_parse_from(["blaster", "serve", "--mock", file.to_str().unwrap()]).unwrap();
+        let Command::Serve(a) = cli.command else {
+            unreachable!()
+        };
+        let e = a.to_config().unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            e.contains("bad.toml:3:1:") && e.contains("did you mean \"status\""),
+            "{e}"
         );
     }
 

@@ -100,10 +100,15 @@ pub fn share(total: usize, parts: usize, index: usize) -> usize {
 }
 
 /// Configuration of the built-in target server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServeConfig {
     /// Address every worker's `SO_REUSEPORT` listening socket binds (port 0: pick a free one).
+    /// With `ports` > 1, the first of a range of consecutive ports.
     pub listen: SocketAddr,
+    /// How many consecutive ports from `listen`'s port to listen on (each worker accepts on
+    /// every one), so clients can spread over more (source, destination) pairs than one port
+    /// gives. At least 1; more than 1 needs a port other than 0.
+    pub ports: u16,
     /// Worker threads, each with its own io_uring, listening socket and connections.
     pub threads: usize,
     /// Connections one worker holds at once (the size of its direct-descriptor table); the
@@ -111,6 +116,8 @@ pub struct ServeConfig {
     pub max_connections_per_thread: usize,
     /// Pin worker `i` to CPU `i` (modulo the CPUs available).
     pub pin: bool,
+    /// Mock mode: the routes of a mock file instead of the built-in ones.
+    pub mock: Option<std::sync::Arc<crate::target::mock::MockSpec>>,
 }
 
 impl ServeConfig {
@@ -122,9 +129,11 @@ impl Default for ServeConfig {
     fn default() -> ServeConfig {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ports: 1,
             threads: 1,
             max_connections_per_thread: ServeConfig::DEFAULT_MAX_CONNECTIONS_PER_THREAD,
             pin: false,
+            mock: None,
         }
     }
 }

@@ -1,12 +1,17 @@
 //! Request parsing and routing for the target server: bytes in, a [`Request`] (what to answer
 //! and how to frame the connection) out.
 //!
-//! Pure: no sockets, no clocks, no allocation. [`parse`] looks at the start of a buffer that
-//! may hold a partial request, one request, or several pipelined ones, and says how many bytes
-//! the first request's head took; the caller skips its body ([`Request::body_len`]) and calls
-//! again. Heads are parsed with `httparse`; routes are matched on the path (the query string
-//! only matters to `/chunked` and the WebSocket routes).
+//! Pure: no sockets, no clocks, no allocation for the built-in routes. [`parse`] looks at the
+//! start of a buffer that may hold a partial request, one request, or several pipelined ones,
+//! and says how many bytes the first request's head took; the caller skips its body
+//! ([`Request::body_len`]) and calls again. Heads are parsed with `httparse`; routes are
+//! matched on the path (the query string only matters to `/chunked` and the WebSocket routes).
+//! [`parse_with`] is the same parser with another router: the mock mode's
+//! (`super::mock`).
 
+use std::time::Duration;
+
+use super::mock::{MockReply, MockUpgrade};
 use crate::proto::ws;
 
 /// Longest request head accepted; a longer one is answered with 431 and the connection closed.
@@ -19,7 +24,7 @@ pub const MAX_BODY: u64 = 1 << 30;
 pub const MAX_DELAY_MS: u32 = 3_600_000;
 
 /// What to answer one request with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// `/`: 200 with the body `ok`.
     Ok,
@@ -49,6 +54,15 @@ pub enum Reply {
     WebSocket,
     /// A WebSocket route requested without `Upgrade: websocket`: 426.
     UpgradeRequired,
+    /// Mock mode: a rendered response (boxed, so the built-in replies stay 16 bytes).
+    Mock(Box<MockReply>),
+    /// Mock mode: a valid upgrade on a WebSocket route.
+    MockUpgrade(Box<MockUpgrade>),
+    /// Mock mode: which route answers depends on the request body: read it, then route
+    /// the request again with it.
+    ReadBody,
+    /// Mock mode: a body the mock would have to read is larger than its `max_body`: 413.
+    BodyTooLarge { max: u64 },
 }
 
 impl Reply {
@@ -60,10 +74,20 @@ impl Reply {
             Reply::Malformed(_) | Reply::HeadTooLarge | Reply::ChunkedBody
         )
     }
+
+    /// How long the answer waits before it is sent (`None`: at once).
+    #[inline]
+    pub fn delay(&self) -> Option<Duration> {
+        match self {
+            Reply::Delay { ms } if *ms > 0 => Some(Duration::from_millis(u64::from(*ms))),
+            Reply::Mock(mock) if !mock.delay.is_zero() => Some(mock.delay),
+            _ => None,
+        }
+    }
 }
 
 /// One parsed request, reduced to what the server needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub reply: Reply,
     /// HEAD: send the head only.
@@ -93,7 +117,7 @@ impl Request {
 }
 
 /// What the start of a buffer holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     /// A complete head of `len` bytes (the body, if any, follows).
     Complete { request: Request, len: usize },
@@ -103,8 +127,50 @@ pub enum Parsed {
     Reject(Reply),
 }
 
-/// Parses the request head at the start of `buf`.
+/// A complete request head, as a router sees it.
+pub struct Head<'h, 'b> {
+    pub method: &'b str,
+    /// The request target: path and optional query.
+    pub target: &'b str,
+    pub headers: &'h [httparse::Header<'b>],
+    /// The head's bytes, from the request line to the blank line.
+    pub raw: &'b [u8],
+    /// Body bytes following the head (Content-Length).
+    pub body_len: u64,
+}
+
+impl<'b> Head<'_, 'b> {
+    /// The value of the first header field called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'b [u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+}
+
+/// Parses the request head at the start of `buf` and routes it to a built-in route.
 pub fn parse(buf: &[u8]) -> Parsed {
+    parse_with(buf, builtin_reply)
+}
+
+/// The built-in routes' answer to a complete head.
+pub fn builtin_reply(head: &Head<'_, '_>) -> Reply {
+    let reply = if head.method == "HEAD" || matches!(head.method, "GET" | "POST" | "PUT") {
+        route(head.target)
+    } else {
+        Reply::MethodNotAllowed
+    };
+    if reply == Reply::WebSocket {
+        return websocket_reply(head.raw, head.headers, head.body_len);
+    }
+    reply
+}
+
+/// Parses the request head at the start of `buf`; `answer` decides the reply of a complete
+/// head (framing, limits and malformed input are handled here, the same for every router).
+#[inline]
+pub fn parse_with(buf: &[u8], answer: impl FnOnce(&Head<'_, '_>) -> Reply) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -150,14 +216,13 @@ pub fn parse(buf: &[u8]) -> Parsed {
     }
     let keep_alive = !saw_close && (!http10 || saw_keep_alive);
     let head = method == "HEAD";
-    let mut reply = if head || matches!(method, "GET" | "POST" | "PUT") {
-        route(target)
-    } else {
-        Reply::MethodNotAllowed
-    };
-    if reply == Reply::WebSocket {
-        reply = websocket_reply(&buf[..len], req.headers, body_len.unwrap_or(0));
-    }
+    let reply = answer(&Head {
+        method,
+        target,
+        headers: req.headers,
+        raw: &buf[..len],
+        body_len: body_len.unwrap_or(0),
+    });
     let request = Request {
         reply,
         head,
@@ -171,7 +236,7 @@ pub fn parse(buf: &[u8]) -> Parsed {
 
 /// The answer to a request for a WebSocket route: the upgrade (checked by the WebSocket
 /// codec's server handshake), 426 without `Upgrade: websocket`, or 400 for a bad upgrade.
-fn websocket_reply(head: &[u8], headers: &[httparse::Header<'_>], body_len: u64) -> Reply {
+pub fn websocket_reply(head: &[u8], headers: &[httparse::Header<'_>], body_len: u64) -> Reply {
     let upgrading = headers.iter().any(|h| {
         h.name.eq_ignore_ascii_case("upgrade")
             && h.value
@@ -221,10 +286,12 @@ pub fn ws_target(target: &str) -> Option<Result<WsTarget<'_>, &'static str>> {
         }
         Some(topic)
     };
-    let mut parsed = WsTarget {
-        topic,
-        ..WsTarget::default()
-    };
+    Some(ws_knobs(query).map(|knobs| WsTarget { topic, ..knobs }))
+}
+
+/// The misbehaviour knobs of a WebSocket route's query string (`topic` stays `None`).
+pub fn ws_knobs(query: &str) -> Result<WsTarget<'static>, &'static str> {
+    let mut parsed = WsTarget::default();
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let n = parse_decimal(value.as_bytes());
@@ -234,20 +301,20 @@ pub fn ws_target(target: &str) -> Option<Result<WsTarget<'_>, &'static str>> {
         match key {
             "close_after" => match n {
                 Some(n) if n > 0 => parsed.close_after = Some(n),
-                _ => return Some(Err("close_after takes a message count of 1 or more")),
+                _ => return Err("close_after takes a message count of 1 or more"),
             },
             "delay_ms" => match ms {
                 Some(ms) => parsed.delay_ms = Some(ms),
-                None => return Some(Err("delay_ms takes milliseconds from 0 to 3600000")),
+                None => return Err("delay_ms takes milliseconds from 0 to 3600000"),
             },
             "drop_at_ms" => match ms {
                 Some(ms) => parsed.drop_at_ms = Some(ms),
-                None => return Some(Err("drop_at_ms takes milliseconds from 0 to 3600000")),
+                None => return Err("drop_at_ms takes milliseconds from 0 to 3600000"),
             },
             _ => {}
         }
     }
-    Some(Ok(parsed))
+    Ok(parsed)
 }
 
 fn parse_error(e: httparse::Error) -> &'static str {

@@ -1,5 +1,6 @@
-//! Listening sockets for the target server: one per worker thread, all bound to the same
-//! address with `SO_REUSEPORT` so the kernel spreads incoming connections over the threads.
+//! Listening sockets for the target server: one per worker thread and port, all bound to the
+//! same address with `SO_REUSEPORT` so the kernel spreads incoming connections over the
+//! threads. With a port range every worker listens on every port of it.
 //!
 //! Plain libc socket calls (no io_uring here); errors say what is wrong with the address and
 //! what to do about it. Accepted sockets inherit `TCP_NODELAY` from the listener, which is why
@@ -29,12 +30,43 @@ pub enum ListenError {
         "cannot listen on {addr}: the address does not belong to this machine; use 127.0.0.1, 0.0.0.0 or an address from `ip addr`"
     )]
     NotLocal { addr: SocketAddr },
+    #[error(
+        "cannot listen on {ports} ports from {addr}: a port range needs a first port other than 0 and must end at 65535 at the latest"
+    )]
+    Range { addr: SocketAddr, ports: u16 },
     #[error("cannot listen on {addr}: {op} failed: {source}")]
     Other {
         addr: SocketAddr,
         op: &'static str,
         source: io::Error,
     },
+}
+
+/// Binds `count` listening sockets to each of `ports` consecutive ports from `addr`'s port.
+/// Returns each worker's sockets (one per port, in port order) and the bound addresses.
+pub fn bind_ports(
+    addr: SocketAddr,
+    ports: u16,
+    count: usize,
+) -> Result<(Vec<Vec<OwnedFd>>, Vec<SocketAddr>), ListenError> {
+    let last = u32::from(addr.port()) + u32::from(ports.max(1)) - 1;
+    if ports == 0 || (ports > 1 && (addr.port() == 0 || last > u32::from(u16::MAX))) {
+        return Err(ListenError::Range { addr, ports });
+    }
+    let mut workers: Vec<Vec<OwnedFd>> = (0..count)
+        .map(|_| Vec::with_capacity(ports.into()))
+        .collect();
+    let mut bound = Vec::with_capacity(ports.into());
+    for port in u32::from(addr.port())..=last {
+        let mut at = addr;
+        at.set_port(port as u16);
+        let (sockets, addr) = bind_all(at, count)?;
+        for (worker, socket) in workers.iter_mut().zip(sockets) {
+            worker.push(socket);
+        }
+        bound.push(addr);
+    }
+    Ok((workers, bound))
 }
 
 /// Binds `count` listening sockets to `addr` (port 0: the first picks a free port and the
@@ -259,6 +291,46 @@ mod tests {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("std bind");
         let err = bind_all(std_listener.local_addr().expect("addr"), 2).expect_err("port is taken");
         assert!(matches!(err, ListenError::InUse { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_port_range_gives_every_worker_every_port() {
+        // Find a free run of ports: bind port 0 once, then try the ports after it.
+        for _ in 0..20 {
+            let (_probe, first) = bind_all("127.0.0.1:0".parse().expect("addr"), 1).expect("bind");
+            drop(_probe);
+            if first.port() > 65000 {
+                continue;
+            }
+            let Ok((workers, addrs)) = bind_ports(first, 4, 2) else {
+                continue; // some port of the run was taken meanwhile: try another run
+            };
+            assert_eq!(workers.len(), 2);
+            assert_eq!(addrs.len(), 4);
+            for (i, addr) in addrs.iter().enumerate() {
+                assert_eq!(addr.port(), first.port() + i as u16);
+            }
+            for sockets in &workers {
+                assert_eq!(sockets.len(), 4);
+                for (socket, addr) in sockets.iter().zip(&addrs) {
+                    assert_eq!(local_addr(socket).expect("name"), *addr);
+                }
+            }
+            return;
+        }
+        panic!("found no run of 4 free ports");
+    }
+
+    #[test]
+    fn bad_port_ranges_are_refused() {
+        for (addr, ports) in [
+            ("127.0.0.1:0", 2),
+            ("127.0.0.1:65535", 2),
+            ("127.0.0.1:9000", 0),
+        ] {
+            let err = bind_ports(addr.parse().expect("addr"), ports, 1).expect_err("bad range");
+            assert!(matches!(err, ListenError::Range { .. }), "{err:?}");
+        }
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //!
 //! Boundary: this module starts and stops worker threads and validates the configuration; it
 //! prints nothing (the CLI reports). Each worker ([`worker`]) owns one ring, one
-//! `SO_REUSEPORT` listening socket ([`listener`]) and its connections; nothing is shared
-//! between workers except the stop flag. Requests are parsed and routed by [`http`] and
-//! answered by [`respond`], both pure.
+//! `SO_REUSEPORT` listening socket per port ([`listener`]; `--listen 127.0.0.1:9000-9015`
+//! gives every worker sixteen) and its connections; nothing is shared between workers except
+//! the stop flag. Requests are parsed and routed by [`http`] and answered by [`respond`],
+//! both pure. In mock mode (`blaster serve --mock FILE.toml`) the routes of a file answer
+//! instead ([`mock`]; its counters, stocks, rate limits and pub/sub are shared by the
+//! workers).
 //!
 //! Routes (GET, HEAD, POST, PUT; HEAD answers with the head only):
 //! - `/`: 200 `ok`
@@ -37,6 +40,7 @@
 
 mod http;
 mod listener;
+pub mod mock;
 mod respond;
 mod worker;
 
@@ -87,15 +91,16 @@ impl ServeStats {
 
 /// Runs the server until `stop` becomes true; blocking. Prints nothing itself.
 ///
-/// `on_ready` is called with the bound address once every worker is accepting. If a worker
-/// fails, `stop` is set so the others end too, and the first error is returned.
+/// `on_ready` is called with the bound addresses (one per port) once every worker is
+/// accepting. If a worker fails, `stop` is set so the others end too, and the first error is
+/// returned.
 pub fn serve(
     config: &ServeConfig,
     stop: Arc<AtomicBool>,
-    on_ready: impl FnOnce(SocketAddr),
+    on_ready: impl FnOnce(&[SocketAddr]),
 ) -> anyhow::Result<()> {
     let running = start(config, &stop)?;
-    on_ready(running.addr);
+    on_ready(&running.addrs);
     join_all(running.workers).map(|_| ())
 }
 
@@ -105,7 +110,7 @@ pub fn spawn(config: ServeConfig) -> anyhow::Result<ServerHandle> {
     let running = start(&config, &stop)?;
     Ok(ServerHandle {
         stop,
-        addr: running.addr,
+        addrs: running.addrs,
         workers: running.workers,
     })
 }
@@ -113,14 +118,20 @@ pub fn spawn(config: ServeConfig) -> anyhow::Result<ServerHandle> {
 /// A server started by [`spawn`].
 pub struct ServerHandle {
     stop: Arc<AtomicBool>,
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     workers: Vec<JoinHandle<anyhow::Result<ServeStats>>>,
 }
 
 impl ServerHandle {
-    /// The address the server listens on (with the real port when 0 was asked for).
+    /// The address the server listens on (with the real port when 0 was asked for); with a
+    /// port range, its first port.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Every address the server listens on, one per port.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     /// Stops the server, waits for its threads, and returns what it did (or a worker's error).
@@ -159,7 +170,7 @@ pub fn connection_limit(config: &ServeConfig) -> anyhow::Result<usize> {
 }
 
 struct Running {
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     workers: Vec<JoinHandle<anyhow::Result<ServeStats>>>,
 }
 
@@ -169,7 +180,11 @@ fn start(config: &ServeConfig, stop: &Arc<AtomicBool>) -> anyhow::Result<Running
         bail!("the server needs at least one thread: use 1 or more threads");
     }
     let capacity = connection_limit(config)?;
-    let (listeners, addr) = listener::bind_all(config.listen, config.threads)?;
+    let mock = match &config.mock {
+        Some(spec) => Some(mock::MockServer::new(Arc::clone(spec), config.threads)?),
+        None => None,
+    };
+    let (listeners, addrs) = listener::bind_ports(config.listen, config.ports, config.threads)?;
     let cores = if config.pin {
         core_affinity::get_core_ids().unwrap_or_default()
     } else {
@@ -181,6 +196,7 @@ fn start(config: &ServeConfig, stop: &Arc<AtomicBool>) -> anyhow::Result<Running
         let worker_stop = Arc::clone(stop);
         let ready = ready_tx.clone();
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+        let mock = mock.as_ref().map(|m| m.worker(index));
         let spawned = std::thread::Builder::new()
             .name(format!("blaster-serve-{index}"))
             .spawn(move || {
@@ -188,7 +204,7 @@ fn start(config: &ServeConfig, stop: &Arc<AtomicBool>) -> anyhow::Result<Running
                     // Pinning is an optimisation; an unpinned worker still serves correctly.
                     let _ = core_affinity::set_for_current(core);
                 }
-                let worker = match Worker::new(listener, capacity) {
+                let worker = match Worker::new(listener, capacity, mock) {
                     Ok(worker) => worker,
                     Err(e) => {
                         let _ = ready.send(Err(e));
@@ -233,7 +249,7 @@ fn start(config: &ServeConfig, stop: &Arc<AtomicBool>) -> anyhow::Result<Running
         let _ = join_all(workers);
         return Err(e);
     }
-    Ok(Running { addr, workers })
+    Ok(Running { addrs, workers })
 }
 
 /// Joins every worker; returns the summed counters or the first error.

@@ -10,6 +10,7 @@
 //! body's checksum ([`body_sum`]) is known without reading it.
 
 use super::http::Reply;
+use super::mock::MockReply;
 
 /// The repeating body pattern.
 pub const PATTERN: &[u8; 64] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
@@ -180,7 +181,7 @@ impl Stream {
 
 /// The whole keep-alive `GET /` response, the hot path.
 const OK_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nServer: blaster\r\nContent-Length: 2\r\n\r\nok";
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// How a response body is framed.
 enum Framing {
@@ -198,6 +199,10 @@ pub fn encode(out: &mut Vec<u8>, reply: &Reply, meta: Meta) -> Option<Stream> {
         out.extend_from_slice(CONTINUE);
     }
     match *reply {
+        Reply::Mock(ref mock) => {
+            mock_response(out, mock, meta);
+            None
+        }
         Reply::Ok | Reply::Delay { .. } => {
             if !meta.head && !meta.close && !meta.http10 {
                 out.extend_from_slice(OK_RESPONSE);
@@ -288,8 +293,25 @@ pub fn encode(out: &mut Vec<u8>, reply: &Reply, meta: Meta) -> Option<Stream> {
             );
             None
         }
-        // The worker answers a valid upgrade itself; this is only reached if it could not.
-        Reply::WebSocket => {
+        Reply::BodyTooLarge { max } => {
+            let mut limit = Vec::new();
+            put_decimal(&mut limit, max);
+            text(
+                out,
+                413,
+                meta,
+                &[
+                    b"request body too large for this mock: at most ",
+                    &limit,
+                    b" bytes (raise max_body in the mock file)\n",
+                ],
+                b"",
+            );
+            None
+        }
+        // The worker answers a valid upgrade itself and reads the body a route needs; these
+        // are only reached if it could not.
+        Reply::WebSocket | Reply::MockUpgrade(_) | Reply::ReadBody => {
             text(
                 out,
                 400,
@@ -303,6 +325,22 @@ pub fn encode(out: &mut Vec<u8>, reply: &Reply, meta: Meta) -> Option<Stream> {
             text(out, 501, meta, &[b"chunked request bodies are not supported: send the body with Content-Length\n"], b"");
             None
         }
+    }
+}
+
+/// A mock route's rendered response: its status, its header lines, and its body (none for
+/// HEAD, 1xx, 204 and 304).
+fn mock_response(out: &mut Vec<u8>, mock: &MockReply, meta: Meta) {
+    let (headers, body) = mock.bytes.split_at(mock.body_at.min(mock.bytes.len()));
+    let bodiless = matches!(mock.status, 100..=199 | 204 | 304);
+    let framing = if bodiless {
+        Framing::None
+    } else {
+        Framing::Length(body.len() as u64)
+    };
+    head(out, mock.status, framing, meta, headers);
+    if !meta.head && !bodiless {
+        out.extend_from_slice(body);
     }
 }
 
@@ -414,7 +452,7 @@ pub fn reason(code: u16) -> &'static str {
     }
 }
 
-fn put_decimal(out: &mut Vec<u8>, mut n: u64) {
+pub(super) fn put_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

@@ -27,7 +27,7 @@ fn config(threads: usize) -> ServeConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         threads,
         max_connections_per_thread: 1024,
-        pin: false,
+        ..ServeConfig::default()
     }
 }
 
@@ -536,8 +536,8 @@ fn serve_blocks_until_stopped() {
     let (tx, rx) = mpsc::channel();
     let flag = Arc::clone(&stop);
     let thread = std::thread::spawn(move || {
-        serve(&config(2), flag, move |addr| {
-            tx.send(addr).expect("send addr")
+        serve(&config(2), flag, move |addrs| {
+            tx.send(addrs[0]).expect("send addr")
         })
     });
     let addr = rx.recv_timeout(IO_TIMEOUT).expect("ready");
@@ -679,7 +679,7 @@ fn serve_for_benchmark() {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         threads,
         max_connections_per_thread: ServeConfig::DEFAULT_MAX_CONNECTIONS_PER_THREAD,
-        pin: false,
+        ..ServeConfig::default()
     })
     .expect("server");
     eprintln!("serving on {} for {secs} s", server.addr());
@@ -705,4 +705,5 @@ fn serve_for_benchmark() {
     );
 }
 
+mod mock;
 mod ws;

@@ -29,6 +29,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::mem;
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -37,6 +38,7 @@ use io_uring::{cqueue, opcode, squeue, types};
 
 use super::ServeStats;
 use super::http::{self, Parsed, Reply, Request};
+use super::mock::{Mail, MockUpgrade, MockWorker};
 use super::respond::{self, Meta, Piece, Stream};
 use crate::engine::ring::{BufRing, GENERATION_MASK, Ring, RingConfig, Token};
 use crate::proto::ws::{
@@ -92,9 +94,8 @@ const OP_CANCEL_ACCEPT: u8 = 7;
 const OP_CANCEL_RECV: u8 = 8;
 const OP_CANCEL_SEND: u8 = 9;
 const OP_CANCEL_TIMER: u8 = 10;
-
-/// Slot of the listener's accept in its token.
-const LISTENER_SLOT: u32 = u32::MAX;
+/// The pub/sub wake-up eventfd of mock mode became readable.
+const OP_WAKE: u8 = 11;
 
 // Operations of a connection in flight (`Conn::ops`).
 const IN_RECV: u8 = 1;
@@ -112,6 +113,8 @@ const CLOSE_AFTER: u8 = 2;
 const PAUSED: u8 = 4;
 /// A cancel of the receive (for backpressure) is in flight.
 const RECV_CANCELLING: u8 = 8;
+/// Mock mode: the body of the current request is being kept (in `Cx::collects`).
+const COLLECTING: u8 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -162,6 +165,24 @@ struct Conn {
     ws: Option<Box<Ws>>,
 }
 
+/// Mock mode: a request head kept while its body is read.
+struct Collect {
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
+/// What the connections of one worker share: its counters and, in mock mode, the mock.
+pub(super) struct Cx {
+    pub(super) stats: ServeStats,
+    pub(super) mock: Option<MockWorker>,
+    /// Mock mode with an `ip` rate limit: each slot's peer address.
+    peers: Vec<Option<IpAddr>>,
+    /// Mock mode: requests whose body is being read (slot -> head and body so far; the
+    /// connection has `COLLECTING` set). Kept here rather than in `Conn`, which stays small
+    /// for the connections that never need it.
+    collects: HashMap<u32, Collect>,
+}
+
 /// An upgraded connection (`/ws/echo` or `/ws/pubsub/{topic}`).
 ///
 /// Echo streams: every payload piece the decoder reports ([`DataChunk`]) is sent back at once
@@ -196,9 +217,37 @@ struct Ws {
     timer_at: Option<Instant>,
     /// A cancel of that timer was sent.
     timer_cancelling: bool,
+    /// Mock mode: the index of the connection's WebSocket route.
+    mock: Option<u32>,
 }
 
 impl Ws {
+    fn new(topic: Box<str>, pubsub: bool, mock: Option<u32>, knobs: http::WsTarget<'_>) -> Ws {
+        let limits = WsLimits {
+            max_frame: WS_MAX_MESSAGE,
+            max_message: WS_MAX_MESSAGE,
+        };
+        let ms = |ms: u32| Duration::from_millis(u64::from(ms));
+        Ws {
+            decoder: FrameDecoder::server(limits, true),
+            topic,
+            pubsub,
+            subscribed: false,
+            msg: Vec::new(),
+            publish: Vec::new(),
+            messages: 0,
+            close_after: knobs.close_after,
+            delay: knobs.delay_ms.filter(|&d| d > 0).map(ms),
+            drop_at: knobs.drop_at_ms.map(|d| Instant::now() + ms(d)),
+            delayed: Vec::new(),
+            due: VecDeque::new(),
+            covered: 0,
+            timer_at: None,
+            timer_cancelling: false,
+            mock,
+        }
+    }
+
     /// Output for the peer, behind whatever is delayed.
     fn out<'a>(&'a mut self, wbuf: &'a mut Vec<u8>) -> &'a mut Vec<u8> {
         if self.delay.is_some() {
@@ -274,27 +323,27 @@ impl Conn {
     }
 
     /// Handles received bytes (the buffer is recycled by the caller afterwards).
-    fn on_data(&mut self, data: &[u8], stats: &mut ServeStats) {
+    fn on_data(&mut self, data: &[u8], slot: u32, cx: &mut Cx) {
         if self.state != State::Open || self.flags & CLOSE_AFTER != 0 {
             return; // lingering or closing: input is discarded
         }
         if self.inbuf.is_empty() && self.flags & PAUSED == 0 {
             // The common case: parse straight from the provided buffer, keep only a tail.
-            let used = self.feed(data, stats);
+            let used = self.feed(data, slot, cx);
             if used < data.len() {
                 self.inbuf.extend_from_slice(&data[used..]);
             }
         } else {
             self.inbuf.extend_from_slice(data);
             if self.flags & PAUSED == 0 {
-                self.feed_inbuf(stats);
+                self.feed_inbuf(slot, cx);
             }
         }
     }
 
-    fn feed_inbuf(&mut self, stats: &mut ServeStats) {
+    fn feed_inbuf(&mut self, slot: u32, cx: &mut Cx) {
         let mut input = mem::take(&mut self.inbuf);
-        let used = self.feed(&input, stats);
+        let used = self.feed(&input, slot, cx);
         input.drain(..used);
         if input.is_empty() && input.capacity() > KEEP_CAPACITY {
             input = Vec::new();
@@ -304,18 +353,31 @@ impl Conn {
 
     /// Parses and queues the requests at the start of `buf`; returns how many bytes were
     /// consumed (the rest is a partial head, or input held back while paused).
-    fn feed(&mut self, buf: &[u8], stats: &mut ServeStats) -> usize {
+    fn feed(&mut self, buf: &[u8], slot: u32, cx: &mut Cx) -> usize {
         let mut pos = 0;
         loop {
             if self.ws.is_some() {
-                return pos + self.ws_feed(&buf[pos..], stats);
+                return pos + self.ws_feed(&buf[pos..], cx);
             }
             if self.body_left > 0 {
                 let skip = ((buf.len() - pos) as u64).min(self.body_left);
+                if self.flags & COLLECTING != 0
+                    && let Some(collect) = cx.collects.get_mut(&slot)
+                {
+                    collect
+                        .body
+                        .extend_from_slice(&buf[pos..pos + skip as usize]);
+                }
                 pos += skip as usize;
                 self.body_left -= skip;
                 if self.body_left > 0 {
                     return pos;
+                }
+                if self.flags & COLLECTING != 0 {
+                    self.flags &= !COLLECTING;
+                    if let Some(collect) = cx.collects.remove(&slot) {
+                        self.answer_collected(collect, slot, cx);
+                    }
                 }
             }
             if self.flags & CLOSE_AFTER != 0 {
@@ -326,27 +388,75 @@ impl Conn {
             }
             if self.output_high() {
                 self.flags |= PAUSED;
-                stats.input_pauses += 1;
+                cx.stats.input_pauses += 1;
                 return pos;
             }
-            match http::parse(&buf[pos..]) {
+            let parsed = match cx.mock.as_mut() {
+                None => http::parse(&buf[pos..]),
+                Some(mock) => {
+                    let peer = cx.peers.get(slot as usize).copied().flatten();
+                    http::parse_with(&buf[pos..], |head| mock.answer(head, None, peer))
+                }
+            };
+            match parsed {
                 Parsed::Partial => return pos,
                 Parsed::Complete { request, len } => {
                     pos += len;
                     self.body_left = request.body_len;
-                    stats.requests += 1;
-                    if request.reply == Reply::WebSocket {
-                        self.upgrade(&buf[pos - len..pos]);
-                    } else {
-                        self.enqueue(request);
+                    cx.stats.requests += 1;
+                    let head = &buf[pos - len..pos];
+                    match request.reply {
+                        Reply::WebSocket => self.upgrade(head),
+                        Reply::MockUpgrade(plan) => self.upgrade_mock(head, *plan),
+                        Reply::ReadBody => self.start_collect(head, &request, slot, cx),
+                        reply => self.enqueue(Request { reply, ..request }),
                     }
                 }
                 Parsed::Reject(reply) => {
-                    stats.requests += 1;
+                    cx.stats.requests += 1;
                     self.enqueue(Request::reject(reply));
                     return buf.len();
                 }
             }
+        }
+    }
+
+    /// Mock mode: the route depends on the body, so keep the head and read the body (the
+    /// request is answered when its last byte arrived, by [`Conn::answer_collected`]).
+    fn start_collect(&mut self, head: &[u8], request: &Request, slot: u32, cx: &mut Cx) {
+        if request.expect_continue && self.stream.is_none() && self.backlog.is_empty() {
+            // The client waits for this before it sends the body we wait for.
+            self.wbuf.extend_from_slice(respond::CONTINUE);
+        }
+        let collect = Collect {
+            head: head.to_vec(),
+            body: Vec::with_capacity(request.body_len.min(1 << 20) as usize),
+        };
+        cx.collects.insert(slot, collect);
+        self.flags |= COLLECTING;
+    }
+
+    /// Mock mode: routes a request again now that its body is complete.
+    fn answer_collected(&mut self, collect: Collect, slot: u32, cx: &mut Cx) {
+        let Some(mock) = cx.mock.as_mut() else {
+            return;
+        };
+        let peer = cx.peers.get(slot as usize).copied().flatten();
+        let parsed = http::parse_with(&collect.head, |head| {
+            mock.answer(head, Some(&collect.body), peer)
+        });
+        if let Parsed::Complete { request, .. } = parsed {
+            let reply = match request.reply {
+                Reply::ReadBody | Reply::MockUpgrade(_) | Reply::WebSocket => {
+                    Reply::Malformed("a request body cannot be routed here")
+                }
+                reply => reply,
+            };
+            self.enqueue(Request {
+                reply,
+                expect_continue: false,
+                ..request
+            });
         }
     }
 
@@ -362,12 +472,7 @@ impl Conn {
             http10: request.http10,
             expect_continue: request.expect_continue && request.body_len > 0,
         };
-        let deadline = match request.reply {
-            Reply::Delay { ms } if ms > 0 => {
-                Some(Instant::now() + Duration::from_millis(u64::from(ms)))
-            }
-            _ => None,
-        };
+        let deadline = request.reply.delay().map(|delay| Instant::now() + delay);
         if deadline.is_none() && self.stream.is_none() && self.backlog.is_empty() {
             self.stream = respond::encode(&mut self.wbuf, &request.reply, meta);
         } else {
@@ -394,33 +499,46 @@ impl Conn {
             return self.enqueue(Request::reject(Reply::Malformed(why)));
         }
         upgrade.encode_accept(None, &mut self.wbuf);
-        let limits = WsLimits {
-            max_frame: WS_MAX_MESSAGE,
-            max_message: WS_MAX_MESSAGE,
+        self.ws = Some(Box::new(Ws::new(
+            target.topic.unwrap_or_default().into(),
+            target.topic.is_some(),
+            None,
+            target,
+        )));
+    }
+
+    /// Mock mode: answers a valid upgrade on a mock WebSocket route with 101 (and its
+    /// welcome message) and switches the connection to WebSocket.
+    fn upgrade_mock(&mut self, head: &[u8], plan: MockUpgrade) {
+        let checked = ws::check_upgrade_request(head);
+        let Ok(Some((_, upgrade))) = checked else {
+            return self.enqueue(Request::reject(Reply::Malformed("bad upgrade request")));
         };
-        let ms = |ms: u32| Duration::from_millis(u64::from(ms));
-        self.ws = Some(Box::new(Ws {
-            decoder: FrameDecoder::server(limits, true),
-            topic: target.topic.unwrap_or_default().into(),
-            pubsub: target.topic.is_some(),
-            subscribed: false,
-            msg: Vec::new(),
-            publish: Vec::new(),
-            messages: 0,
-            close_after: target.close_after,
-            delay: target.delay_ms.filter(|&d| d > 0).map(ms),
-            drop_at: target.drop_at_ms.map(|d| Instant::now() + ms(d)),
-            delayed: Vec::new(),
-            due: VecDeque::new(),
-            covered: 0,
-            timer_at: None,
-            timer_cancelling: false,
-        }));
+        if self.stream.is_some() || !self.backlog.is_empty() {
+            let why = "a WebSocket upgrade must not be pipelined behind unanswered requests";
+            return self.enqueue(Request::reject(Reply::Malformed(why)));
+        }
+        upgrade.encode_accept(plan.protocol.as_deref(), &mut self.wbuf);
+        if let Some(text) = &plan.welcome {
+            ws::encode_server_frame(OpCode::Data(Data::Text), text, true, &mut self.wbuf);
+        }
+        let knobs = http::WsTarget {
+            topic: None,
+            close_after: plan.close_after,
+            delay_ms: plan.delay_ms,
+            drop_at_ms: plan.drop_at_ms,
+        };
+        self.ws = Some(Box::new(Ws::new(
+            plan.topic.unwrap_or_default(),
+            plan.pubsub,
+            Some(plan.route),
+            knobs,
+        )));
     }
 
     /// Decodes WebSocket frames at the start of `buf` and queues what they call for; returns
     /// how many bytes were used (the rest is held back while paused).
-    fn ws_feed(&mut self, buf: &[u8], stats: &mut ServeStats) -> usize {
+    fn ws_feed(&mut self, buf: &[u8], cx: &mut Cx) -> usize {
         let mut pos = 0;
         while pos < buf.len() {
             if self.flags & CLOSE_AFTER != 0 {
@@ -428,7 +546,7 @@ impl Conn {
             }
             if self.output_high() {
                 self.flags |= PAUSED;
-                stats.input_pauses += 1;
+                cx.stats.input_pauses += 1;
                 return pos;
             }
             let Some(ws) = self.ws.as_mut() else {
@@ -449,7 +567,7 @@ impl Conn {
             pos += used;
             match event {
                 None | Some(ChunkEvent::Control(Event::Pong(_))) => {}
-                Some(ChunkEvent::Data(chunk)) => self.ws_data(chunk),
+                Some(ChunkEvent::Data(chunk)) => self.ws_data(chunk, cx),
                 Some(ChunkEvent::Control(Event::Ping(payload))) => {
                     // Straight to the output, even ahead of delayed echoes: a control frame
                     // may go between any two frames.
@@ -466,12 +584,45 @@ impl Conn {
         pos
     }
 
-    /// A piece of a message: echoed at once (or behind the delay), or collected for pubsub.
-    fn ws_data(&mut self, chunk: DataChunk<'_>) {
+    /// A piece of a message: echoed at once (or behind the delay), or collected for pubsub
+    /// (and for every mock route, whose messages are looked at whole).
+    fn ws_data(&mut self, chunk: DataChunk<'_>, cx: &mut Cx) {
         let Some(ws) = self.ws.as_mut() else {
             return;
         };
-        if ws.pubsub {
+        if let (Some(route), Some(mock)) = (ws.mock, cx.mock.as_mut()) {
+            if chunk.first {
+                ws.msg.clear();
+            }
+            chunk.unmask_into(&mut ws.msg);
+            if chunk.last {
+                let action = mock.ws_message(route, &ws.msg, !ws.topic.is_empty());
+                if let Some(topic) = action.subscribe
+                    && ws.topic.is_empty()
+                {
+                    ws.topic = topic;
+                }
+                let kind = OpCode::Data(chunk.opcode);
+                if let Some(reply) = &action.reply {
+                    let out = ws.out(&mut self.wbuf);
+                    ws::encode_server_frame(OpCode::Data(Data::Text), reply, true, out);
+                }
+                if action.forward && !ws.pubsub {
+                    let msg = mem::take(&mut ws.msg);
+                    ws::encode_server_frame(kind, &msg, true, ws.out(&mut self.wbuf));
+                    ws.msg = msg;
+                } else if action.forward && !ws.topic.is_empty() {
+                    ws::encode_server_frame(kind, &ws.msg, true, &mut ws.publish);
+                }
+                if action.reply.is_some() || (action.forward && !ws.pubsub) {
+                    ws.seal_delayed();
+                }
+                ws.msg.clear();
+                if ws.msg.capacity() > KEEP_CAPACITY {
+                    ws.msg = Vec::new();
+                }
+            }
+        } else if ws.pubsub {
             if chunk.first {
                 ws.msg.clear();
             }
@@ -580,14 +731,14 @@ impl Conn {
 
     /// Moves an open connection forward after any event: sends, resumes paused input,
     /// re-arms the receive, or starts closing when everything is answered.
-    fn drive(&mut self, ring: &mut Ring, slot: u32, stats: &mut ServeStats) -> io::Result<()> {
+    fn drive(&mut self, ring: &mut Ring, slot: u32, cx: &mut Cx) -> io::Result<()> {
         if self.state != State::Open {
             return Ok(());
         }
         self.pump(ring, slot)?;
         while self.flags & PAUSED != 0 && self.output_low() {
             self.flags &= !PAUSED;
-            self.feed_inbuf(stats);
+            self.feed_inbuf(slot, cx);
             self.pump(ring, slot)?;
         }
         if self.ws.is_some() {
@@ -693,13 +844,7 @@ impl Conn {
         Ok(())
     }
 
-    fn on_send(
-        &mut self,
-        res: i32,
-        ring: &mut Ring,
-        slot: u32,
-        stats: &mut ServeStats,
-    ) -> io::Result<()> {
+    fn on_send(&mut self, res: i32, ring: &mut Ring, slot: u32, cx: &mut Cx) -> io::Result<()> {
         self.ops &= !IN_SEND;
         match self.state {
             State::Open => {}
@@ -723,7 +868,7 @@ impl Conn {
         if self.flight.capacity() > KEEP_CAPACITY {
             self.flight.shrink_to(KEEP_CAPACITY);
         }
-        self.drive(ring, slot, stats)
+        self.drive(ring, slot, cx)
     }
 
     fn arm_timer(&mut self, ring: &mut Ring, slot: u32, after: Duration) -> io::Result<()> {
@@ -740,7 +885,7 @@ impl Conn {
         Ok(())
     }
 
-    fn on_timer(&mut self, ring: &mut Ring, slot: u32, stats: &mut ServeStats) -> io::Result<()> {
+    fn on_timer(&mut self, ring: &mut Ring, slot: u32, cx: &mut Cx) -> io::Result<()> {
         self.ops &= !IN_TIMER;
         match self.state {
             State::Open => {
@@ -751,7 +896,7 @@ impl Conn {
                     ws.timer_at = None;
                     ws.timer_cancelling = false;
                 }
-                self.drive(ring, slot, stats)
+                self.drive(ring, slot, cx)
             }
             State::Linger => self.begin_close(ring, slot), // the peer never closed
             State::Draining => self.maybe_finish_close(ring, slot),
@@ -765,7 +910,7 @@ impl Conn {
         more: bool,
         ring: &mut Ring,
         slot: u32,
-        stats: &mut ServeStats,
+        cx: &mut Cx,
     ) -> io::Result<()> {
         if !more {
             self.ops &= !IN_RECV;
@@ -779,7 +924,7 @@ impl Conn {
         if res == 0 {
             self.flags |= PEER_CLOSED;
         } else if res == -libc::ENOBUFS {
-            stats.recv_no_buffers += 1; // re-armed below, after this batch's buffers are recycled
+            cx.stats.recv_no_buffers += 1; // re-armed below, after this batch's buffers are recycled
         } else if res < 0 && res != -libc::ECANCELED {
             return self.begin_close(ring, slot);
         }
@@ -792,7 +937,7 @@ impl Conn {
             }
             return Ok(());
         }
-        self.drive(ring, slot, stats)
+        self.drive(ring, slot, cx)
     }
 
     /// Everything is answered after a `Connection: close`: send FIN, then wait (bounded) for
@@ -897,6 +1042,22 @@ impl Conn {
     }
 }
 
+/// One listening socket of a worker and its accept.
+struct Listener {
+    fd: OwnedFd,
+    /// An accept is in flight.
+    armed: bool,
+    /// Mock mode with an `ip` rate limit: the peer address buffer of a single-shot accept
+    /// (boxed: the kernel writes it until the accept completes, so it must not move).
+    peer: Option<Box<PeerAddr>>,
+}
+
+/// Where a single-shot accept writes the peer's address.
+struct PeerAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
 /// One server thread's state.
 pub(super) struct Worker {
     ring: Ring,
@@ -904,8 +1065,8 @@ pub(super) struct Worker {
     /// Connection slots, indexed by direct descriptor; never resized (buffers the kernel
     /// reads, like timespecs, live inside).
     conns: Box<[Conn]>,
-    listener: OwnedFd,
-    accept_armed: bool,
+    /// One listening socket per port of the server, each with its own accept.
+    listeners: Vec<Listener>,
     /// Accepting paused after a resource error (ENFILE: the descriptor table is full).
     accept_paused: Option<Instant>,
     /// A slot was freed since accepting paused.
@@ -913,33 +1074,66 @@ pub(super) struct Worker {
     /// Slots not `Free`.
     live: usize,
     stopping: bool,
-    stats: ServeStats,
+    cx: Cx,
     cqes: Vec<(u64, i32, u32)>,
     /// Pubsub topics of this thread: topic -> subscribed (slot, generation).
     topics: HashMap<Box<str>, Vec<(u32, u32)>>,
+    /// Mock mode: the multishot poll on the pub/sub wake-up eventfd is armed.
+    wake_armed: bool,
+    /// Mock mode: pub/sub mail taken from the inbox (kept for its capacity).
+    mail: Vec<Mail>,
 }
 
 impl Worker {
     /// Sets up the ring (a table of `capacity` direct descriptors) and the receive buffers;
     /// must run on the thread that will call [`Worker::run`] (the ring is single-issuer).
-    pub(super) fn new(listener: OwnedFd, capacity: usize) -> anyhow::Result<Worker> {
+    pub(super) fn new(
+        listeners: Vec<OwnedFd>,
+        capacity: usize,
+        mock: Option<MockWorker>,
+    ) -> anyhow::Result<Worker> {
         let ring = Ring::new(RingConfig::for_connections(capacity))?;
         let entries = (capacity / 4).clamp(256, 4096).next_power_of_two() as u16;
         let bufs = ring.register_buf_ring(BGID, entries, BUF_SIZE)?;
         let conns: Box<[Conn]> = (0..capacity).map(|_| Conn::new()).collect();
+        let needs_peer = mock.as_ref().is_some_and(MockWorker::needs_peer);
+        let listeners = listeners
+            .into_iter()
+            .map(|fd| Listener {
+                fd,
+                armed: false,
+                peer: needs_peer.then(|| {
+                    Box::new(PeerAddr {
+                        // SAFETY: sockaddr_storage is plain old data; all-zero bytes are valid.
+                        storage: unsafe { mem::zeroed() },
+                        len: 0,
+                    })
+                }),
+            })
+            .collect();
         Ok(Worker {
             ring,
             bufs,
             conns,
-            listener,
-            accept_armed: false,
+            listeners,
             accept_paused: None,
             freed: false,
             live: 0,
             stopping: false,
-            stats: ServeStats::default(),
+            cx: Cx {
+                stats: ServeStats::default(),
+                mock,
+                peers: if needs_peer {
+                    vec![None; capacity]
+                } else {
+                    Vec::new()
+                },
+                collects: HashMap::new(),
+            },
             cqes: Vec::with_capacity(1024),
             topics: HashMap::new(),
+            wake_armed: false,
+            mail: Vec::new(),
         })
     }
 
@@ -947,21 +1141,30 @@ impl Worker {
     pub(super) fn run(mut self, stop: &AtomicBool) -> anyhow::Result<ServeStats> {
         let served = self.serve_until(stop);
         let clean = self.drain();
-        let mut stats = self.stats;
+        let mut stats = self.cx.stats;
         if !clean {
-            stats.stuck_at_stop = self.live as u64 + u64::from(self.accept_armed);
+            stats.stuck_at_stop = self.live as u64 + self.accepts_armed() as u64;
         }
         self.finish(clean);
         served?;
         Ok(stats)
     }
 
+    fn accepts_armed(&self) -> usize {
+        self.listeners.iter().filter(|l| l.armed).count()
+    }
+
     fn serve_until(&mut self, stop: &AtomicBool) -> io::Result<()> {
         self.rearm_accept()?;
+        self.arm_wake()?;
         while !stop.load(Ordering::Relaxed) {
             self.ring.submit_and_wait(Some(WAIT))?;
             self.complete_batch()?;
+            if self.cx.mock.as_ref().is_some_and(MockWorker::has_mail) {
+                self.deliver_mail()?;
+            }
             self.rearm_accept()?;
+            self.arm_wake()?;
         }
         Ok(())
     }
@@ -986,15 +1189,16 @@ impl Worker {
     fn dispatch(&mut self, user_data: u64, res: i32, flags: u32) -> io::Result<()> {
         let token = Token::decode(user_data);
         match token.op {
-            OP_ACCEPT => return self.on_accept(res, flags),
+            OP_ACCEPT => return self.on_accept(token.slot as usize, res, flags),
             OP_RECV => return self.on_recv(token, res, flags),
-            OP_CANCEL_ACCEPT => return self.on_accept_cancel_missed(),
+            OP_CANCEL_ACCEPT => return self.on_accept_cancel_missed(token.slot as usize),
+            OP_WAKE => return self.on_wake(flags),
             _ => {}
         }
         let Worker {
             ring,
             conns,
-            stats,
+            cx,
             live,
             freed,
             topics,
@@ -1009,11 +1213,11 @@ impl Worker {
         }
         match token.op {
             OP_SEND => {
-                conn.on_send(res, ring, slot, stats)?;
+                conn.on_send(res, ring, slot, cx)?;
                 self.ws_fan_out(slot)
             }
             OP_TIMER => {
-                conn.on_timer(ring, slot, stats)?;
+                conn.on_timer(ring, slot, cx)?;
                 self.ws_fan_out(slot)
             }
             OP_SHUTDOWN => conn.on_shutdown(res, ring, slot),
@@ -1023,6 +1227,9 @@ impl Worker {
             OP_CLOSE => {
                 if conn.state == State::Closing {
                     unsubscribe(topics, slot, conn);
+                    if conn.flags & COLLECTING != 0 {
+                        cx.collects.remove(&slot);
+                    }
                     conn.state = State::Free;
                     *live -= 1;
                     *freed = true;
@@ -1038,7 +1245,7 @@ impl Worker {
             ring,
             bufs,
             conns,
-            stats,
+            cx,
             ..
         } = self;
         let bid = cqueue::buffer_select(flags);
@@ -1053,22 +1260,22 @@ impl Worker {
         };
         if let Some(bid) = bid {
             if res > 0 {
-                conn.on_data(bufs.get(bid, res as usize), stats);
+                conn.on_data(bufs.get(bid, res as usize), token.slot, cx);
             }
             bufs.recycle(bid);
         }
-        conn.on_recv_done(res, cqueue::more(flags), ring, token.slot, stats)?;
+        conn.on_recv_done(res, cqueue::more(flags), ring, token.slot, cx)?;
         self.ws_fan_out(token.slot)
     }
 
     /// After an event of a pubsub connection: lists it under its topic once, and copies the
     /// messages it published to every subscriber of the topic on this thread (itself
-    /// included).
+    /// included), or, on a mock route, hands them to the broker for every thread.
     fn ws_fan_out(&mut self, slot: u32) -> io::Result<()> {
         let Worker {
             ring,
             conns,
-            stats,
+            cx,
             topics,
             ..
         } = self;
@@ -1080,7 +1287,7 @@ impl Worker {
         let Some(ws) = conn.ws.as_mut().filter(|ws| ws.pubsub) else {
             return Ok(());
         };
-        if !ws.subscribed && open {
+        if !ws.subscribed && open && !ws.topic.is_empty() {
             ws.subscribed = true;
             topics
                 .entry(ws.topic.clone())
@@ -1093,23 +1300,11 @@ impl Worker {
         let publish = mem::take(&mut ws.publish);
         let topic = mem::take(&mut ws.topic);
         let mut result = Ok(());
-        if let Some(subscribers) = topics.get(&topic) {
-            for &(sub, sub_generation) in subscribers {
-                let Some(conn) = conns.get_mut(sub as usize) else {
-                    continue;
-                };
-                let live = conn.generation == sub_generation && conn.state == State::Open;
-                if !live || conn.flags & CLOSE_AFTER != 0 {
-                    continue;
-                }
-                let step = if conn.wbuf.len() > WS_SUBSCRIBER_LIMIT {
-                    conn.begin_close(ring, sub) // it does not read: drop it
-                } else {
-                    conn.wbuf.extend_from_slice(&publish);
-                    conn.drive(ring, sub, stats)
-                };
-                if result.is_ok() {
-                    result = step;
+        match (&cx.mock, ws.mock) {
+            (Some(mock), Some(_)) => mock.publish(&topic, &publish),
+            _ => {
+                if let Some(subscribers) = topics.get(&topic) {
+                    result = fan_out(ring, conns, cx, subscribers, &publish);
                 }
             }
         }
@@ -1124,13 +1319,70 @@ impl Worker {
         result
     }
 
-    fn on_accept(&mut self, res: i32, flags: u32) -> io::Result<()> {
+    /// Mock mode: delivers the pub/sub mail of this thread's inbox to its subscribers.
+    fn deliver_mail(&mut self) -> io::Result<()> {
+        let Worker {
+            ring,
+            conns,
+            cx,
+            topics,
+            mail,
+            ..
+        } = self;
+        if let Some(mock) = &cx.mock {
+            mock.take_mail(mail);
+        }
+        let mut result = Ok(());
+        for m in mail.drain(..) {
+            if let Some(subscribers) = topics.get(&*m.topic) {
+                let step = fan_out(ring, conns, cx, subscribers, &m.frames);
+                if result.is_ok() {
+                    result = step;
+                }
+            }
+        }
+        result
+    }
+
+    /// Mock mode: arms the multishot poll on the pub/sub wake-up eventfd (if there is one).
+    fn arm_wake(&mut self) -> io::Result<()> {
+        if self.wake_armed || self.stopping {
+            return Ok(());
+        }
+        let Some(fd) = self.cx.mock.as_ref().and_then(MockWorker::wake_fd) else {
+            return Ok(());
+        };
+        let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(Token::new(0, 0, OP_WAKE).encode());
+        // SAFETY: a poll points at no memory, and the kernel holds its own reference to the
+        // eventfd's file while the poll is armed.
+        unsafe { self.ring.push(&entry) }?;
+        self.wake_armed = true;
+        Ok(())
+    }
+
+    fn on_wake(&mut self, flags: u32) -> io::Result<()> {
         if !cqueue::more(flags) {
-            self.accept_armed = false;
+            self.wake_armed = false;
+        }
+        if let Some(mock) = &self.cx.mock {
+            mock.clear_wake();
+        }
+        Ok(())
+    }
+
+    fn on_accept(&mut self, index: usize, res: i32, flags: u32) -> io::Result<()> {
+        let Some(listener) = self.listeners.get_mut(index) else {
+            return Ok(());
+        };
+        if !cqueue::more(flags) {
+            listener.armed = false;
         }
         if res < 0 {
             if res != -libc::ECANCELED {
-                self.stats.accept_errors += 1;
+                self.cx.stats.accept_errors += 1;
             }
             if matches!(
                 -res,
@@ -1143,6 +1395,7 @@ impl Worker {
             return Ok(());
         }
         let slot = res as u32;
+        let peer = listener.peer.as_deref().and_then(peer_ip);
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             return Err(io::Error::other(format!(
                 "accept returned direct descriptor {slot} outside the table"
@@ -1158,17 +1411,26 @@ impl Worker {
                 )));
             }
         }
-        self.stats.accepted += 1;
+        if let Some(entry) = self.cx.peers.get_mut(slot as usize) {
+            *entry = peer;
+        }
+        self.cx.stats.accepted += 1;
         conn.open(&mut self.ring, slot)?;
         if self.stopping {
             conn.begin_close(&mut self.ring, slot)?;
         }
+        if self.listeners[index].peer.is_some() {
+            // A single-shot accept: take the next connection at once.
+            self.rearm_accept()?;
+        }
         Ok(())
     }
 
-    /// Arms the multishot accept unless it is armed, stopping, or paused for lack of room.
+    /// Arms each listener's accept unless it is armed, stopping, or paused for lack of room.
+    /// Multishot into direct descriptors; single-shot (with the peer address) when a mock
+    /// rate limit is keyed by client IP.
     fn rearm_accept(&mut self) -> io::Result<()> {
-        if self.accept_armed || self.stopping {
+        if self.stopping {
             return Ok(());
         }
         if let Some(since) = self.accept_paused {
@@ -1178,15 +1440,35 @@ impl Worker {
             }
             self.accept_paused = None;
         }
-        let entry = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
-            .allocate_file_index(true)
-            .build()
-            .user_data(Token::new(LISTENER_SLOT, 0, OP_ACCEPT).encode());
-        // SAFETY: a multishot accept into direct descriptors is given no address buffer, so it
-        // points at no memory; the listening socket stays open until the accept completed
-        // (`drain` waits for it before `finish` closes the socket).
-        unsafe { self.ring.push(&entry) }?;
-        self.accept_armed = true;
+        for (index, listener) in self.listeners.iter_mut().enumerate() {
+            if listener.armed {
+                continue;
+            }
+            let token = Token::new(index as u32, 0, OP_ACCEPT).encode();
+            let entry = match listener.peer.as_deref_mut() {
+                None => opcode::AcceptMulti::new(types::Fd(listener.fd.as_raw_fd()))
+                    .allocate_file_index(true)
+                    .build(),
+                Some(peer) => {
+                    peer.len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                    opcode::Accept::new(
+                        types::Fd(listener.fd.as_raw_fd()),
+                        (&mut peer.storage as *mut libc::sockaddr_storage).cast(),
+                        &mut peer.len,
+                    )
+                    .file_index(Some(types::DestinationSlot::auto_target()))
+                    .build()
+                }
+            };
+            // SAFETY: a multishot accept into direct descriptors is given no address buffer,
+            // so it points at no memory. A single-shot accept writes the peer address into
+            // `peer`, a box owned by the listener that is neither moved nor dropped before the
+            // accept completed (`drain` waits for every accept before `finish` drops the
+            // listeners, and a worker that cannot drain leaks them). The listening socket
+            // stays open until its accept completed, for the same reason.
+            unsafe { self.ring.push(&entry.user_data(token)) }?;
+            listener.armed = true;
+        }
         Ok(())
     }
 
@@ -1196,16 +1478,18 @@ impl Worker {
         self.stopping = true;
         let mut ok = self.begin_drain().is_ok();
         let deadline = Instant::now() + DRAIN_LIMIT;
-        while ok && (self.live > 0 || self.accept_armed) && Instant::now() < deadline {
+        while ok && (self.live > 0 || self.accepts_armed() > 0) && Instant::now() < deadline {
             ok = self.ring.submit_and_wait(Some(WAIT)).is_ok();
             ok &= self.complete_batch().is_ok();
         }
-        ok && self.live == 0 && !self.accept_armed
+        ok && self.live == 0 && self.accepts_armed() == 0
     }
 
     fn begin_drain(&mut self) -> io::Result<()> {
-        if self.accept_armed {
-            self.cancel_accept()?;
+        for index in 0..self.listeners.len() {
+            if self.listeners[index].armed {
+                self.cancel_accept(index)?;
+            }
         }
         for (slot, conn) in self.conns.iter_mut().enumerate() {
             conn.begin_close(&mut self.ring, slot as u32)?;
@@ -1213,45 +1497,105 @@ impl Worker {
         Ok(())
     }
 
-    fn cancel_accept(&mut self) -> io::Result<()> {
+    fn cancel_accept(&mut self, index: usize) -> io::Result<()> {
         let cancel =
-            types::CancelBuilder::user_data(Token::new(LISTENER_SLOT, 0, OP_ACCEPT).encode());
+            types::CancelBuilder::user_data(Token::new(index as u32, 0, OP_ACCEPT).encode());
         let entry = opcode::AsyncCancel2::new(cancel)
             .build()
             .flags(squeue::Flags::SKIP_SUCCESS)
-            .user_data(Token::new(LISTENER_SLOT, 0, OP_CANCEL_ACCEPT).encode());
+            .user_data(Token::new(index as u32, 0, OP_CANCEL_ACCEPT).encode());
         // SAFETY: a cancel points at no memory.
         unsafe { self.ring.push(&entry) }
     }
 
-    fn on_accept_cancel_missed(&mut self) -> io::Result<()> {
-        if self.stopping && self.accept_armed {
-            return self.cancel_accept();
+    fn on_accept_cancel_missed(&mut self, index: usize) -> io::Result<()> {
+        if self.stopping && self.listeners.get(index).is_some_and(|l| l.armed) {
+            return self.cancel_accept(index);
         }
         Ok(())
     }
 
     /// Releases the worker's resources. When some operation never completed, the kernel may
-    /// still read a send buffer or write a receive buffer, so that memory is leaked rather than
-    /// freed under it; dropping the ring makes the kernel cancel whatever is left.
+    /// still read a send buffer or write a receive buffer (or a peer address), so that
+    /// memory is leaked rather than freed under it; dropping the ring makes the kernel cancel
+    /// whatever is left.
     fn finish(self, clean: bool) {
         let Worker {
             ring,
             bufs,
             conns,
-            listener,
+            listeners,
             ..
         } = self;
         if clean {
             ring.unregister_buf_ring(&bufs);
             drop(bufs);
             drop(conns);
+            drop(ring);
+            drop(listeners);
         } else {
             mem::forget(bufs);
             mem::forget(conns);
+            drop(ring);
+            // The sockets close; their address buffers stay allocated.
+            for listener in listeners {
+                drop(listener.fd);
+                mem::forget(listener.peer);
+            }
         }
-        drop(ring);
-        drop(listener);
+    }
+}
+
+/// Appends `frames` to the output of every live subscriber in `subscribers` (dropping one
+/// that does not read) and sends it.
+fn fan_out(
+    ring: &mut Ring,
+    conns: &mut [Conn],
+    cx: &mut Cx,
+    subscribers: &[(u32, u32)],
+    frames: &[u8],
+) -> io::Result<()> {
+    let mut result = Ok(());
+    for &(sub, sub_generation) in subscribers {
+        let Some(conn) = conns.get_mut(sub as usize) else {
+            continue;
+        };
+        let live = conn.generation == sub_generation && conn.state == State::Open;
+        if !live || conn.flags & CLOSE_AFTER != 0 {
+            continue;
+        }
+        let step = if conn.wbuf.len() > WS_SUBSCRIBER_LIMIT {
+            conn.begin_close(ring, sub) // it does not read: drop it
+        } else {
+            conn.wbuf.extend_from_slice(frames);
+            conn.drive(ring, sub, cx)
+        };
+        if result.is_ok() {
+            result = step;
+        }
+    }
+    result
+}
+
+/// The IP address a single-shot accept wrote.
+fn peer_ip(peer: &PeerAddr) -> Option<IpAddr> {
+    match i32::from(peer.storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the kernel wrote a sockaddr_in, and sockaddr_storage is
+            // large enough and aligned for it.
+            let sin = unsafe {
+                &*(&peer.storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
+            Some(IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes()))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for a sockaddr_in6.
+            let sin6 = unsafe {
+                &*(&peer.storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            Some(IpAddr::from(sin6.sin6_addr.s6_addr))
+        }
+        _ => None,
     }
 }
 
