@@ -232,7 +232,8 @@ fn ten_thousand_websocket_connections_open_in_under_thirty_seconds() {
     assert!(t <= 30.0, "all open after {t} s");
 }
 
-/// A third-party server (Python `websockets`, installed by CI): echo with zero loss.
+/// A third-party server (Python `websockets`, installed by CI) that speaks the `chat`
+/// subprotocol: the handshake offers and checks it, echo with zero loss.
 #[test]
 fn echo_against_python_websockets() {
     // The distribution's interpreter first: apt installs python3-websockets for it, and a
@@ -260,7 +261,7 @@ async def echo(ws):
     async for m in ws:
         await ws.send(m)
 async def main():
-    async with websockets.serve(echo, "127.0.0.1", {port}, ping_interval=None, max_size=None):
+    async with websockets.serve(echo, "127.0.0.1", {port}, ping_interval=None, max_size=None, subprotocols=["chat"]):
         await asyncio.sleep(60)
 asyncio.run(main())
 "#
@@ -280,6 +281,8 @@ asyncio.run(main())
         &format!("ws://127.0.0.1:{port}/"),
         "--mode",
         "echo",
+        "--subprotocol",
+        "chat",
         "-c",
         "10",
         "--message-rate",

@@ -252,6 +252,10 @@ pub struct RunArgs {
     /// WebSocket pub/sub: topics; connection i uses topic i mod N (path URL + "t<topic>").
     #[arg(long, default_value = "1", value_parser = parse_count_usize)]
     pub topics: usize,
+    /// WebSocket: offer this subprotocol in the Upgrade request (repeatable, in order of
+    /// preference); the server's choice is checked against them.
+    #[arg(long = "subprotocol", value_name = "NAME")]
+    pub subprotocols: Vec<String>,
     /// WebSocket: wait before reconnecting a dropped session: `none`, a fixed duration
     /// (`1s`) or exponential with jitter (`exp:100ms..5s`).
     #[arg(long, default_value = "exp:100ms..5s", value_parser = vu::parse_backoff)]

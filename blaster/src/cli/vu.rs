@@ -255,6 +255,7 @@ pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
                     .collect(),
             },
             topics,
+            protocols: args.subprotocols.clone(),
         });
         // Connection storms: VUs start at --connect-rate (split by the share of each role).
         let start_rate = args.connect_rate.map(|r| r * vus as f64 / c as f64);

@@ -98,6 +98,9 @@ pub struct StepInfo {
     pub kind: StepKind,
     /// The ws:// quick modes' topic split: connect to `url` + `t{vu % topics}`.
     pub topics: Option<u32>,
+    /// WebSocket subprotocols to offer (`--subprotocol`; scenario files use a
+    /// `Sec-WebSocket-Protocol` header).
+    pub protocols: Vec<String>,
 }
 
 impl StepInfo {
@@ -366,6 +369,7 @@ impl Ctx<'_> {
             tags: tags.into_iter().collect(),
             kind: kind.clone(),
             topics: None,
+            protocols: Vec::new(),
         });
         (self.steps.len() - 1) as u32
     }

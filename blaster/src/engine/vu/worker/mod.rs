@@ -179,6 +179,8 @@ struct Vu {
     next_send: u64,
     /// Subscriber: next expected sequence per publisher VU.
     publishers: Vec<(u64, u64)>,
+    /// Subprotocols offered by the current session's Upgrade request.
+    offered: Vec<String>,
     state: VuState,
     rng: u64,
 }
@@ -367,6 +369,7 @@ impl VuWorker {
                     seq_expected: 0,
                     next_send: 0,
                     publishers: Vec::new(),
+                    offered: Vec::new(),
                     state,
                     rng: (s.seed ^ number.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1,
                 });

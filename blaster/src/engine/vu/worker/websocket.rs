@@ -47,7 +47,25 @@ impl VuWorker {
         {
             extra.push((name.clone(), vu.state.render_string(value, &shared)));
         }
-        let mut request = match UpgradeRequest::new(&path, &authority, &[], &extra) {
+        // Subprotocols: the step's own (`--subprotocol`) and any Sec-WebSocket-Protocol
+        // header, offered in the request and checked against the answer.
+        vu.offered.clear();
+        vu.offered.extend(step.protocols.iter().cloned());
+        extra.retain(|(name, value)| {
+            if name.eq_ignore_ascii_case("sec-websocket-protocol") {
+                vu.offered.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_owned),
+                );
+                false
+            } else {
+                true
+            }
+        });
+        let mut request = match UpgradeRequest::new(&path, &authority, &vu.offered, &extra) {
             Ok(r) => r,
             Err(_) => {
                 self.fail_step(v, id as usize, "bad_request");
@@ -107,7 +125,7 @@ impl VuWorker {
         while at < data.len() {
             let vu = &mut self.vus[v as usize];
             match &mut vu.proto {
-                Proto::Handshake(parser) => match parser.feed(&data[at..], &[]) {
+                Proto::Handshake(parser) => match parser.feed(&data[at..], &vu.offered) {
                     Ok((used, accepted)) => {
                         at += used;
                         if accepted.is_some() {
