@@ -21,7 +21,7 @@ use io_uring::{cqueue, opcode, squeue, types};
 use socket2::SockAddr;
 
 use super::clock::{Clock, ns_to_us};
-use super::conn::{Conn, State};
+use super::conn::{Conn, Starts, State};
 use super::pacing::Schedule;
 use super::ring::{BufRing, Ring, RingConfig, Token};
 use super::{EngineError, WorkerPlan};
@@ -48,6 +48,9 @@ const BGID: u16 = 0;
 const RECV_BUF_SIZE: u32 = 4096;
 /// Most receive buffers per worker (8 MiB of 4 KiB buffers).
 const MAX_RECV_BUFFERS: usize = 2048;
+/// Receive buffers per worker in hold mode: held connections receive only keep-alive
+/// responses, a few per loop turn (when the ring runs dry the receive is re-armed).
+const HOLD_RECV_BUFFERS: u16 = 128;
 /// Delay before reconnecting after a failed connect.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest the loop sleeps when nothing is scheduled (it still wakes on completions).
@@ -80,6 +83,8 @@ pub struct Worker {
     ring: Ring,
     bufs: BufRing,
     conns: Vec<Conn>,
+    /// Start times of requests in flight for pipelines deeper than one.
+    starts: Starts,
     /// Pre-encoded request of each target, repeated `pipeline` times (closed model batches).
     requests: Vec<Vec<u8>>,
     /// Length of one request of each target.
@@ -89,7 +94,10 @@ pub struct Worker {
     /// Connect deadlines in start order (the timeout is one value, so appending keeps the
     /// order): (deadline, slot, generation).
     connect_deadlines: VecDeque<(u64, u32, u32)>,
-    /// Slots waiting to (re)connect, by the time they may.
+    /// Slots below this have been opened at least once; the ones from here on wait for their
+    /// first connect in slot order (a cursor, not a queue entry per slot).
+    next_new: u32,
+    /// Slots waiting to reconnect, by the time they may.
     to_open: BinaryHeap<Reverse<(u64, u32)>>,
     /// Request deadlines in send order: (deadline, slot, generation, sequence).
     timeouts: VecDeque<(u64, u32, u32, u32)>,
@@ -135,12 +143,25 @@ impl Worker {
         snapshots: Option<Sender<IntervalSnapshot>>,
     ) -> Result<Worker, EngineError> {
         let conns_n = plan.connections;
-        let ring = Ring::new(RingConfig::for_connections(conns_n))?;
+        let hold = matches!(config.model, LoadModel::Hold { .. });
+        // Held connections are mostly idle: queues sized for one loop turn's connects and
+        // closes rather than a request per connection keep the ring's memory (mapped into this
+        // process, 64 bytes per submission entry) small.
+        let ring_config = if hold {
+            RingConfig::for_held_connections(conns_n)
+        } else {
+            RingConfig::for_connections(conns_n)
+        };
+        let ring = Ring::new(ring_config)?;
         // A buffer is held only from a receive's completion until that batch is parsed, so the
         // ring needs about one batch's worth, not one per connection; when it runs dry the
         // receive re-arms (counted as recv_buffer_exhausted). Capped so that idle connections
         // cost little memory.
-        let entries = conns_n.clamp(64, MAX_RECV_BUFFERS).next_power_of_two() as u16;
+        let entries = if hold {
+            HOLD_RECV_BUFFERS
+        } else {
+            conns_n.clamp(64, MAX_RECV_BUFFERS).next_power_of_two() as u16
+        };
         let bufs = ring.register_buf_ring(BGID, entries, RECV_BUF_SIZE)?;
         let mut requests = Vec::with_capacity(config.targets.len());
         let mut request_len = Vec::with_capacity(config.targets.len());
@@ -166,23 +187,15 @@ impl Worker {
             .iter()
             .map(|&ip| SockAddr::from(SocketAddr::new(ip, 0)))
             .collect();
-        let t_count = config.targets.len();
-        let s_count = config.sources.len().max(1);
-        let conns = (0..conns_n)
-            .map(|i| {
-                // Spread over targets and sources with the worker's global connection index.
-                let global = plan.first_connection + i;
-                Conn::new(
-                    (global % t_count) as u32,
-                    (global % s_count) as u32,
-                    config.pipeline,
-                )
-            })
-            .collect();
-        let mut to_open = BinaryHeap::with_capacity(conns_n);
-        for slot in 0..conns_n as u32 {
-            to_open.push(Reverse((0, slot)));
-        }
+        let conns = (0..conns_n).map(|_| Conn::new()).collect();
+        let starts = Starts::new(config.pipeline, conns_n);
+        let timeouts = if hold {
+            // A held connection has no request in flight most of the time.
+            VecDeque::new()
+        } else {
+            // The request models have requests in flight on every connection from the start.
+            VecDeque::with_capacity(conns_n * config.pipeline)
+        };
         let timeout_ns = config.timeout.as_nanos() as u64;
         let config_method = config.request.method.clone();
         let schedule = match config.model {
@@ -215,12 +228,18 @@ impl Worker {
             request_len,
             targets,
             sources,
-            to_open,
-            timeouts: VecDeque::with_capacity(conns_n),
-            free: Vec::with_capacity(conns_n),
+            starts,
+            next_new: 0,
+            to_open: BinaryHeap::new(),
+            timeouts,
+            free: if schedule.is_some() {
+                Vec::with_capacity(conns_n)
+            } else {
+                Vec::new()
+            },
             schedule,
             plan,
-            cqes: Vec::with_capacity(65536),
+            cqes: Vec::with_capacity(ring_config.cq_entries as usize),
             metrics: WorkerMetrics::new(),
             sent: 0,
             connects_started: 0,
@@ -365,8 +384,8 @@ impl Worker {
             self.plan.end_ns
         };
         if !self.draining {
-            if let Some(Reverse((ready, _))) = self.to_open.peek() {
-                at = at.min((*ready).max(self.next_connect_token(now)));
+            if let Some(ready) = self.next_open_at() {
+                at = at.min(ready.max(self.next_connect_token(now)));
             }
             if let Some(s) = self.schedule
                 && !self.free.is_empty()
@@ -438,24 +457,58 @@ impl Worker {
     /// publishing progress) for seconds and inflated every connect latency by the whole batch.
     fn open_due(&mut self, now: u64) -> Result<(), EngineError> {
         let mut started = 0;
-        while let Some(&Reverse((ready, slot))) = self.to_open.peek() {
+        while let Some(ready) = self.next_open_at() {
             if ready > now || self.next_connect_token(now) > now || started == CONNECTS_PER_LOOP {
                 break;
             }
-            self.to_open.pop();
+            let slot = if (self.next_new as usize) < self.conns.len() {
+                self.next_new += 1;
+                self.next_new - 1
+            } else {
+                let Some(Reverse((_, slot))) = self.to_open.pop() else {
+                    break;
+                };
+                slot
+            };
             self.start_connect(slot, now)?;
             started += 1;
         }
         Ok(())
     }
 
+    /// When the next slot waiting to connect may: slots never opened first (time 0), then
+    /// reconnects by their time.
+    fn next_open_at(&self) -> Option<u64> {
+        if (self.next_new as usize) < self.conns.len() {
+            return Some(0);
+        }
+        self.to_open.peek().map(|Reverse((ready, _))| *ready)
+    }
+
+    /// Index of the target (and of its pre-encoded request) slot `slot` connects to: the
+    /// worker's connections continue the run's global numbering, spread round-robin.
+    #[inline]
+    fn target_of(&self, slot: u32) -> usize {
+        match self.targets.len() {
+            1 => 0,
+            n => (self.plan.first_connection + slot as usize) % n,
+        }
+    }
+
+    /// The source address slot `slot` binds, if sources were given (spread like targets).
+    fn source_of(&self, slot: u32) -> Option<&SockAddr> {
+        match self.sources.len() {
+            0 => None,
+            n => Some(&self.sources[(self.plan.first_connection + slot as usize) % n]),
+        }
+    }
+
     fn start_connect(&mut self, slot: u32, now: u64) -> Result<(), EngineError> {
         self.connects_started += 1;
-        let conn = &mut self.conns[slot as usize];
-        let generation = conn.begin(now);
+        let generation = self.conns[slot as usize].begin(now);
         let fixed = types::Fixed(slot);
         let tok = |op| Token::new(slot, generation, op).encode();
-        let target = &self.targets[conn.target as usize];
+        let target = &self.targets[self.target_of(slot)];
         let domain = if target.is_ipv6() {
             libc::AF_INET6
         } else {
@@ -472,7 +525,7 @@ impl Worker {
             .flags(squeue::Flags::IO_LINK)
             .user_data(tok(op::SOCKET));
         n += 1;
-        if let Some(source) = self.sources.get(conn.source as usize) {
+        if let Some(source) = self.source_of(slot) {
             chain[n] = opcode::SetSockOpt::new(
                 fixed,
                 libc::IPPROTO_IP as u32,
@@ -494,7 +547,7 @@ impl Worker {
             .build()
             .user_data(tok(op::CONNECT));
         n += 1;
-        conn.ops += n as u16;
+        self.conns[slot as usize].ops += n as u8;
         // The connect's deadline is kept here rather than as a linked timeout: one fewer
         // operation and no kernel timer armed and cancelled per connection.
         self.connect_deadlines
@@ -525,7 +578,7 @@ impl Worker {
             let intended = schedule.intended(self.sent);
             if now.saturating_sub(intended) > late_after {
                 self.metrics.late += 1;
-                if conn.idle_since <= intended {
+                if conn.idle_since() <= intended {
                     self.metrics.late_by_generator += 1;
                 }
             }
@@ -542,9 +595,11 @@ impl Worker {
         start_ns: u64,
         now: u64,
     ) -> Result<(), EngineError> {
+        let target = self.target_of(slot);
         let conn = &mut self.conns[slot as usize];
+        let deeper = self.starts.of(slot);
         for _ in 0..count {
-            conn.push_start(start_ns);
+            conn.push_start(start_ns, deeper);
             self.timeouts.push_back((
                 now + self.timeout_ns,
                 slot,
@@ -554,15 +609,15 @@ impl Worker {
         }
         self.sent += u64::from(count);
         self.metrics.requests += u64::from(count);
-        conn.send_len = self.request_len[conn.target as usize] * count;
+        conn.send_len = self.request_len[target] * count;
         conn.send_done = 0;
         self.push_send(slot)
     }
 
     /// Submits a send of the rest of the connection's current request bytes.
     fn push_send(&mut self, slot: u32) -> Result<(), EngineError> {
+        let buf = &self.requests[self.target_of(slot)];
         let conn = &mut self.conns[slot as usize];
-        let buf = &self.requests[conn.target as usize];
         let rest = &buf[conn.send_done as usize..conn.send_len as usize];
         let entry = opcode::Send::new(types::Fixed(slot), rest.as_ptr(), rest.len() as u32)
             .build()
@@ -630,8 +685,7 @@ impl Worker {
     /// Ends every request in flight on a connection with `kind`, then closes it.
     fn fail_connection(&mut self, slot: u32, kind: ErrorKind) -> Result<(), EngineError> {
         let conn = &mut self.conns[slot as usize];
-        let n = conn.in_flight();
-        conn.seq_done = conn.seq_sent;
+        let n = conn.drop_in_flight();
         self.metrics.errors[kind as usize] += u64::from(n);
         self.metrics.closed_on_error += 1;
         self.close(slot)
@@ -701,6 +755,7 @@ impl Worker {
                 let data = self.bufs.get(bid, res as usize);
                 after = on_data(
                     &mut self.conns[slot as usize],
+                    self.starts.of(slot),
                     data,
                     self.head,
                     now,
@@ -736,15 +791,14 @@ impl Worker {
             self.metrics.closed_by_peer += 1;
             match conn.parser.eof() {
                 Ok(Some(resp)) => {
-                    let start = conn.pop_start();
+                    let start = conn.pop_start(self.starts.of(slot));
                     self.metrics
                         .record_response(resp.status, ns_to_us(now.saturating_sub(start)));
                 }
                 Ok(None) => {}
                 Err(_) => {}
             }
-            let outstanding = conn.in_flight();
-            conn.seq_done = conn.seq_sent;
+            let outstanding = conn.drop_in_flight();
             self.metrics.errors[ErrorKind::ClosedMidResponse as usize] += u64::from(outstanding);
             return self.close(slot);
         }
@@ -793,7 +847,7 @@ impl Worker {
             Some(_) => {
                 if (conn.in_flight() as usize) < self.config.pipeline && !conn.in_free_list {
                     conn.in_free_list = true;
-                    conn.idle_since = now;
+                    conn.set_idle_since(now, self.config.pipeline);
                     self.free.push(slot);
                 }
             }
@@ -823,15 +877,15 @@ impl Worker {
                 if res < 0 {
                     return self.connect_failed(slot, -res, now);
                 }
+                self.metrics
+                    .connect_latency
+                    .saturating_record(ns_to_us(now.saturating_sub(conn.connect_started())));
                 conn.state = State::Ready;
                 conn.ever_connected = true;
                 conn.connect_failures = 0;
                 self.any_connected = true;
                 self.open_now += 1;
                 self.metrics.conns_opened += 1;
-                self.metrics
-                    .connect_latency
-                    .saturating_record(ns_to_us(now.saturating_sub(conn.connect_started)));
                 if let Some(every) = self.keepalive_ns {
                     // Spread the first keep-alives over one period by slot, so connections
                     // opened together do not all send at the same instant.
@@ -880,7 +934,7 @@ impl Worker {
         if !conn.ever_connected && conn.connect_failures == 0 && !self.any_connected {
             self.first_connects_failed += 1;
         }
-        conn.connect_failures += 1;
+        conn.connect_failures = conn.connect_failures.saturating_add(1);
         self.close(slot)?;
         self.maybe_release(slot, now)
     }
@@ -940,8 +994,7 @@ impl Worker {
             let conn = &mut self.conns[slot as usize];
             if conn.state == State::Ready {
                 self.metrics.open_at_end += 1;
-                self.metrics.in_flight_at_end += u64::from(conn.in_flight());
-                conn.seq_done = conn.seq_sent;
+                self.metrics.in_flight_at_end += u64::from(conn.drop_in_flight());
             }
             if matches!(conn.state, State::Ready | State::Connecting) && self.close(slot).is_err() {
                 break;
@@ -977,6 +1030,7 @@ impl Worker {
 /// Feeds received bytes to a connection's parser and records every complete response.
 fn on_data(
     conn: &mut Conn,
+    deeper: &mut [u64],
     mut data: &[u8],
     head_request: bool,
     now: u64,
@@ -993,11 +1047,10 @@ fn on_data(
             Ok(progress) => {
                 data = &data[progress.consumed..];
                 if let Some(resp) = progress.response {
-                    let start = conn.pop_start();
+                    let start = conn.pop_start(deeper);
                     metrics.record_response(resp.status, ns_to_us(now.saturating_sub(start)));
                     if resp.close {
-                        let outstanding = conn.in_flight();
-                        conn.seq_done = conn.seq_sent;
+                        let outstanding = conn.drop_in_flight();
                         metrics.errors[ErrorKind::ClosedMidResponse as usize] +=
                             u64::from(outstanding);
                         return After::Close { by_peer: true };
@@ -1006,8 +1059,7 @@ fn on_data(
             }
             Err(e) => {
                 let kind = response_error_kind(&e);
-                let outstanding = conn.in_flight();
-                conn.seq_done = conn.seq_sent;
+                let outstanding = conn.drop_in_flight();
                 metrics.errors[kind as usize] += u64::from(outstanding);
                 metrics.closed_on_error += 1;
                 return After::Close { by_peer: false };

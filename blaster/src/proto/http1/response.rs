@@ -53,14 +53,14 @@ pub struct Progress {
 }
 
 /// Where the parser is within the current response.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Reading a head (its first bytes may be in `head_buf`).
+    /// Reading a head (its first bytes may be in the spill's head buffer).
     Head,
-    /// Skipping a Content-Length body.
-    Length { remaining: u64 },
-    /// Skipping a chunked body.
-    Chunked(ChunkedDecoder),
+    /// Skipping a Content-Length body (`remaining` bytes to go).
+    Length,
+    /// Skipping a chunked body (the decoder is in the spill).
+    Chunked,
     /// Counting a body that ends when the connection does.
     UntilClose,
 }
@@ -70,31 +70,56 @@ enum State {
 /// small (hundreds of thousands of them are held at once), and most heads arrive whole.
 const INITIAL_HEAD_CAPACITY: usize = 4096;
 
+/// What a parser needs only for split heads and chunked bodies, allocated the first time one
+/// of them arrives and kept for the connection's later responses (no per-response
+/// allocation), so that a connection that never sees either costs one pointer.
+#[derive(Debug, Clone)]
+struct Spill {
+    /// The start of a head that did not fit in one input.
+    head: Vec<u8>,
+    /// The chunked body being read (meaningful in [`State::Chunked`] only).
+    chunked: ChunkedDecoder,
+}
+
 /// Incremental parser of the responses on one connection. Create once, reuse for every
 /// response; call [`ResponseParser::reset`] after a reconnect. After an error it has already
 /// reset itself (the connection should be dropped anyway).
+///
+/// Laid out to stay small (48 bytes): one lives in every connection slot, idle or not.
 #[derive(Debug, Clone)]
 pub struct ResponseParser {
-    limits: Limits,
-    /// The start of a head that did not fit in one input.
-    head_buf: Vec<u8>,
+    /// [`Limits::max_body_bytes`].
+    max_body: u64,
+    /// [`Limits::max_head_bytes`], saturated to `u32` (heads of 4 GiB are not a use case).
+    max_head: u32,
     state: State,
-    /// The response being read (status and close are known once its head is parsed).
-    current: Response,
     /// An interim (1xx) response was skipped; the final one has not arrived yet.
     interim: bool,
+    /// Status and close flag of the response being read (known once its head is parsed).
+    status: u16,
+    close: bool,
+    /// Body bytes of the response being read: the Content-Length, or bytes so far until close.
+    body_bytes: u64,
+    /// [`State::Length`]: body bytes still to skip.
+    remaining: u64,
+    spill: Option<Box<Spill>>,
 }
 
 impl ResponseParser {
     /// A parser for one connection. It allocates nothing until a head arrives split across
-    /// reads; the buffer it then reserves is kept for the connection's later responses.
+    /// reads or a chunked body starts; what it then reserves is kept for the connection's
+    /// later responses.
     pub fn new(limits: Limits) -> Self {
         ResponseParser {
-            limits,
-            head_buf: Vec::new(),
+            max_body: limits.max_body_bytes,
+            max_head: u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX),
             state: State::Head,
-            current: EMPTY,
             interim: false,
+            status: 0,
+            close: false,
+            body_bytes: 0,
+            remaining: 0,
+            spill: None,
         }
     }
 
@@ -120,7 +145,7 @@ impl ResponseParser {
     /// The parser is reset either way.
     pub fn eof(&mut self) -> Result<Option<Response>, ResponseError> {
         let result = match self.state {
-            State::UntilClose => Ok(Some(self.current)),
+            State::UntilClose => Ok(Some(self.current())),
             _ if self.in_progress() => Err(ResponseError::Incomplete),
             _ => Ok(None),
         };
@@ -130,35 +155,65 @@ impl ResponseParser {
 
     /// Forget any partial state (after a reconnect).
     pub fn reset(&mut self) {
-        self.head_buf.clear();
+        if let Some(spill) = &mut self.spill {
+            spill.head.clear();
+        }
         self.state = State::Head;
-        self.current = EMPTY;
+        self.status = 0;
+        self.close = false;
+        self.body_bytes = 0;
+        self.remaining = 0;
         self.interim = false;
     }
 
     /// Some bytes of a response were consumed but it is not complete (this includes a
     /// skipped 1xx whose final response has not started yet).
     pub fn in_progress(&self) -> bool {
-        !matches!(self.state, State::Head) || !self.head_buf.is_empty() || self.interim
+        self.state != State::Head || self.head_len() > 0 || self.interim
+    }
+
+    /// Bytes of a split head buffered so far.
+    fn head_len(&self) -> usize {
+        self.spill.as_ref().map_or(0, |s| s.head.len())
+    }
+
+    /// Capacity of the split-head buffer (0 before the first split head).
+    #[cfg(test)]
+    fn head_capacity(&self) -> usize {
+        self.spill.as_ref().map_or(0, |s| s.head.capacity())
+    }
+
+    /// The response being read, as it stands.
+    fn current(&self) -> Response {
+        Response {
+            status: self.status,
+            body_bytes: self.body_bytes,
+            close: self.close,
+        }
     }
 
     fn feed_inner(&mut self, input: &[u8], head_request: bool) -> Result<Progress, ResponseError> {
         let mut consumed = 0;
         while consumed < input.len() {
             let rest = &input[consumed..];
-            let (used, response) = match &mut self.state {
+            let (used, response) = match self.state {
                 State::Head => self.read_head(rest, head_request)?,
-                State::Length { remaining } => {
-                    let used = (*remaining).min(rest.len() as u64);
-                    *remaining -= used;
-                    let done = *remaining == 0;
+                State::Length => {
+                    let used = self.remaining.min(rest.len() as u64);
+                    self.remaining -= used;
+                    let done = self.remaining == 0;
                     (used as usize, done.then(|| self.finish()))
                 }
-                State::Chunked(decoder) => {
+                State::Chunked => {
+                    let decoder = &mut self
+                        .spill
+                        .as_mut()
+                        .expect("a chunked body has its decoder in the spill")
+                        .chunked;
                     let decoded = decoder.decode(rest)?;
                     let body_bytes = decoder.data_total();
                     let response = decoded.done.then(|| {
-                        self.current.body_bytes = body_bytes;
+                        self.body_bytes = body_bytes;
                         self.finish()
                     });
                     (decoded.consumed, response)
@@ -187,8 +242,8 @@ impl ResponseParser {
         input: &[u8],
         head_request: bool,
     ) -> Result<(usize, Option<Response>), ResponseError> {
-        let max = self.limits.max_head_bytes;
-        if self.head_buf.is_empty() {
+        let max = self.max_head as usize;
+        if self.head_len() == 0 {
             // Common case: the whole head is in `input`; parse it in place.
             return match parse_head(input, head_request)? {
                 Some((len, head)) if len <= max => Ok((len, self.start(head)?)),
@@ -203,13 +258,18 @@ impl ResponseParser {
 
         // The head started in an earlier input: copy up to where it may end (the next empty
         // line) and parse the buffer again. Body bytes after the head are never copied.
-        let before = self.head_buf.len();
+        let before = self.head_len();
         let room = &input[..input.len().min(max - before)];
-        let end = empty_line_end(&self.head_buf, room);
+        let end = empty_line_end(self.spill.as_ref().map_or(&[][..], |s| &s.head), room);
         let appended = &room[..end.unwrap_or(room.len())];
         self.buffer_head(appended);
-        let parsed = if end.is_some() || self.head_buf.len() >= max {
-            parse_head(&self.head_buf, head_request)?
+        let head_buf = &mut self
+            .spill
+            .as_mut()
+            .expect("buffer_head made the spill")
+            .head;
+        let parsed = if end.is_some() || head_buf.len() >= max {
+            parse_head(head_buf, head_request)?
         } else {
             None
         };
@@ -217,28 +277,39 @@ impl ResponseParser {
             Some((len, head)) => {
                 // Earlier bytes held no complete head, so it ends in `appended`.
                 debug_assert!(len > before);
-                self.head_buf.clear();
+                head_buf.clear();
                 Ok((len - before, self.start(head)?))
             }
-            None if self.head_buf.len() >= max => {
-                Err(ResponseError::HeadersTooLarge { limit: max })
-            }
+            None if head_buf.len() >= max => Err(ResponseError::HeadersTooLarge { limit: max }),
             // Not the end after all (an empty line before the status line): go on after it.
             None => Ok((appended.len(), None)),
         }
     }
 
+    /// The spill space, allocated on first use.
+    fn spill(&mut self) -> &mut Spill {
+        let (max_body, max_trailer) = (self.max_body, self.max_head as usize);
+        self.spill.get_or_insert_with(|| {
+            Box::new(Spill {
+                head: Vec::new(),
+                chunked: ChunkedDecoder::new(max_body, max_trailer),
+            })
+        })
+    }
+
     /// Appends to the partial head, growing the buffer by doubling but never beyond
     /// [`Limits::max_head_bytes`] (callers never append past it).
     fn buffer_head(&mut self, bytes: &[u8]) {
-        let needed = self.head_buf.len() + bytes.len();
-        if needed > self.head_buf.capacity() {
-            let target = (self.head_buf.capacity() * 2)
+        let max = self.max_head as usize;
+        let head = &mut self.spill().head;
+        let needed = head.len() + bytes.len();
+        if needed > head.capacity() {
+            let target = (head.capacity() * 2)
                 .max(INITIAL_HEAD_CAPACITY)
-                .clamp(needed, self.limits.max_head_bytes.max(needed));
-            self.head_buf.reserve_exact(target - self.head_buf.len());
+                .clamp(needed, max.max(needed));
+            head.reserve_exact(target - head.len());
         }
-        self.head_buf.extend_from_slice(bytes);
+        head.extend_from_slice(bytes);
     }
 
     /// A head was parsed: skip it if interim, else set up its body. Returns the response if
@@ -248,29 +319,28 @@ impl ResponseParser {
             self.interim = true;
             return Ok(None);
         }
-        self.current = Response {
-            status: head.status,
-            body_bytes: 0,
-            close: head.close,
-        };
+        self.status = head.status;
+        self.body_bytes = 0;
+        self.close = head.close;
         Ok(match head.framing {
             Framing::None | Framing::Length(0) => Some(self.finish()),
             Framing::Length(length) => {
-                if length > self.limits.max_body_bytes {
+                if length > self.max_body {
                     return Err(ResponseError::BodyTooLarge {
                         size: length,
-                        limit: self.limits.max_body_bytes,
+                        limit: self.max_body,
                     });
                 }
                 // Counted up front: an incomplete body is an error, never a response.
-                self.current.body_bytes = length;
-                self.state = State::Length { remaining: length };
+                self.body_bytes = length;
+                self.remaining = length;
+                self.state = State::Length;
                 None
             }
             Framing::Chunked => {
-                let decoder =
-                    ChunkedDecoder::new(self.limits.max_body_bytes, self.limits.max_head_bytes);
-                self.state = State::Chunked(decoder);
+                let (max_body, max_trailer) = (self.max_body, self.max_head as usize);
+                self.spill().chunked = ChunkedDecoder::new(max_body, max_trailer);
+                self.state = State::Chunked;
                 None
             }
             Framing::UntilClose => {
@@ -281,22 +351,24 @@ impl ResponseParser {
     }
 
     fn count_until_close(&mut self, len: usize) -> Result<(), ResponseError> {
-        let size = self.current.body_bytes.saturating_add(len as u64);
-        if size > self.limits.max_body_bytes {
+        let size = self.body_bytes.saturating_add(len as u64);
+        if size > self.max_body {
             return Err(ResponseError::BodyTooLarge {
                 size,
-                limit: self.limits.max_body_bytes,
+                limit: self.max_body,
             });
         }
-        self.current.body_bytes = size;
+        self.body_bytes = size;
         Ok(())
     }
 
     /// The current response is complete: hand it out and get ready for the next head.
     fn finish(&mut self) -> Response {
-        let response = self.current;
+        let response = self.current();
         self.state = State::Head;
-        self.current = EMPTY;
+        self.status = 0;
+        self.close = false;
+        self.body_bytes = 0;
         self.interim = false;
         response
     }
@@ -319,12 +391,6 @@ fn empty_line_end(earlier: &[u8], new: &[u8]) -> Option<usize> {
         })
         .map(|i| i + 1)
 }
-
-const EMPTY: Response = Response {
-    status: 0,
-    body_bytes: 0,
-    close: false,
-};
 
 #[cfg(test)]
 mod tests;

@@ -322,7 +322,7 @@ fn whole_heads_are_parsed_in_place() {
         Ok(vec![ok(200, 0, false)])
     );
     assert_eq!(
-        parser.head_buf.capacity(),
+        parser.head_capacity(),
         0,
         "head was not copied (nothing is reserved until a head is split)"
     );
@@ -333,13 +333,13 @@ fn whole_heads_are_parsed_in_place() {
         drive(&mut parser, [a, b], false),
         Ok(vec![ok(200, 0, false)])
     );
-    let grown = parser.head_buf.capacity();
+    let grown = parser.head_capacity();
     assert!(grown >= head.len() - 10);
     assert_eq!(
         drive(&mut parser, [a, b], false),
         Ok(vec![ok(200, 0, false)])
     );
-    assert_eq!(parser.head_buf.capacity(), grown, "no new allocation");
+    assert_eq!(parser.head_capacity(), grown, "no new allocation");
 }
 
 #[test]
@@ -351,7 +351,7 @@ fn split_heads_copy_only_head_bytes() {
     assert_eq!(progress.consumed, 10);
     let progress = parser.feed(&bytes[10..], false).unwrap();
     assert_eq!(progress.response, Some(ok(200, 50_000, false)));
-    assert_eq!(parser.head_buf.capacity(), INITIAL_HEAD_CAPACITY);
+    assert_eq!(parser.head_capacity(), INITIAL_HEAD_CAPACITY);
 }
 
 #[test]
@@ -364,7 +364,7 @@ fn head_buffer_never_grows_past_the_limit() {
     let long = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &[b'x'; 6000]].concat();
     let err = drive(&mut parser, long.chunks(100), false).unwrap_err();
     assert_eq!(err.kind(), "headers_too_large");
-    assert_eq!(parser.head_buf.capacity(), 5000);
+    assert_eq!(parser.head_capacity(), 5000);
 }
 
 #[test]
@@ -618,4 +618,14 @@ fn eof_mid_response() {
         "connection closed mid-response (before the response was complete)"
     );
     assert!(!parser.in_progress());
+}
+
+#[test]
+fn an_idle_parser_is_small() {
+    // One parser lives in every connection slot; a million held connections multiply it.
+    assert!(
+        std::mem::size_of::<ResponseParser>() <= 48,
+        "ResponseParser is {} bytes",
+        std::mem::size_of::<ResponseParser>()
+    );
 }
