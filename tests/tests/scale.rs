@@ -1,10 +1,13 @@
 //! Scale: 50,000 connections held against `blaster serve`, every one counted open (more than
-//! one ring's direct-descriptor table, more than one source address's comfortable port range).
+//! one ring's direct-descriptor table, more than one source address's comfortable port range);
+//! churn (connections closed and reopened at a rate) on top of held connections.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use blaster_tests::{ChildGuard, blaster_bin, free_port, run_json_output, u, wait_for_port};
+use blaster_tests::{
+    ChildGuard, blaster_bin, f, free_port, run_json_output, serial, start_serve, u, wait_for_port,
+};
 
 #[test]
 fn fifty_thousand_held_connections_are_all_open() {
@@ -23,6 +26,7 @@ fn fifty_thousand_held_connections_are_all_open() {
         "serve did not listen"
     );
 
+    let _serial = serial();
     let run = run_json_output(
         &[
             "run",
@@ -60,4 +64,73 @@ fn fifty_thousand_held_connections_are_all_open() {
         u(&r, &["responses"]) + u(&r, &["in_flight_at_end"]),
         "{r:#}"
     );
+}
+
+#[test]
+fn churn_closes_and_reopens_at_the_rate_while_every_connection_stays_held() {
+    const N: u64 = 1_000;
+    const RATE: f64 = 2_000.0;
+    let (_serve, addr) = start_serve(1);
+    let _serial = serial();
+    let run = run_json_output(
+        &[
+            "run",
+            &format!("http://{addr}/"),
+            "--mode",
+            "hold",
+            "-c",
+            &N.to_string(),
+            "-t",
+            "2",
+            "--churn",
+            "2k",
+            "-d",
+            "4s",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.output.status.code(), Some(0), "{}", run.stderr());
+    let r = run.report;
+    let churned = u(&r, &["connections", "churned"]);
+    let expected = RATE * f(&r, &["duration_s"]);
+    assert!(
+        (churned as f64 - expected).abs() <= expected * 0.1,
+        "churned {churned}, expected {expected:.0} +-10%:\n{r:#}"
+    );
+    // Every churned connection was reopened, and every connect (first or again) was timed.
+    assert_eq!(u(&r, &["connections", "reconnects"]), churned, "{r:#}");
+    assert_eq!(u(&r, &["connections", "opened"]), N + churned, "{r:#}");
+    assert_eq!(
+        u(&r, &["connect_latency_us", "count"]),
+        N + churned,
+        "{r:#}"
+    );
+    assert_eq!(u(&r, &["connections", "failed"]), 0, "{r:#}");
+    assert_eq!(u(&r, &["errors", "total"]), 0, "{r:#}");
+    assert_eq!(u(&r, &["connections", "open_at_end"]), N, "{r:#}");
+    // Churn is a steady load, not a burst: every whole second after the first opened about
+    // RATE connections, and the open count stayed at N (less the few being reopened).
+    let points = r["timeseries"].as_array().expect("timeseries");
+    let whole: Vec<_> = points
+        .iter()
+        .filter(|p| {
+            let t = p["t_s"].as_f64().unwrap();
+            t >= 1.5 && (t - t.round()).abs() < 1e-6
+        })
+        .collect();
+    assert!(whole.len() >= 2, "{r:#}");
+    for p in whole {
+        let opened = u(p, &["connections_opened"]) as f64;
+        assert!(
+            (opened - RATE).abs() <= RATE * 0.25,
+            "interval ending at {} s opened {opened} connections, expected {RATE} +-25%:\n{r:#}",
+            p["t_s"]
+        );
+        assert!(
+            u(p, &["open_connections"]) >= N * 95 / 100,
+            "interval ending at {} s had {} open:\n{r:#}",
+            p["t_s"],
+            p["open_connections"]
+        );
+    }
 }

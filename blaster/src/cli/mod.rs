@@ -194,9 +194,16 @@ pub struct RunArgs {
     /// request's intended send time.
     #[arg(long, value_parser = units::parse_rate)]
     pub rate: Option<f64>,
-    /// New connections per second in total (default: as fast as possible).
+    /// New connections per second in total (default: as fast as possible). In hold mode the
+    /// open connections ramp up linearly at this rate until -c is reached.
     #[arg(long, value_parser = units::parse_rate)]
     pub connect_rate: Option<f64>,
+    /// Close and reopen this many connections per second in total, across the run (hold or
+    /// request mode): a load of connection setup and teardown on top of the model. A
+    /// connection with a request in flight closes after its response. Reconnects are timed in
+    /// the connect latency.
+    #[arg(long, value_name = "RATE", value_parser = units::parse_rate)]
+    pub churn: Option<f64>,
     /// HTTP method.
     #[arg(short = 'm', long, default_value = "GET")]
     pub method: String,
@@ -415,6 +422,7 @@ impl RunArgs {
                 requests: self.requests,
             },
             connect_rate: self.connect_rate,
+            churn: self.churn,
             pipeline: self.pipeline,
             timeout: self.timeout,
             request: RequestSpec {
@@ -919,6 +927,20 @@ mod tests {
                 .to_config(vec![])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn churn_is_a_rate_on_top_of_any_mode() {
+        let c = args(&["--mode", "hold", "--churn", "500"])
+            .to_config(vec![])
+            .unwrap();
+        assert_eq!(c.churn, Some(500.0));
+        let c = args(&["--churn", "2k/s"]).to_config(vec![]).unwrap();
+        assert_eq!((c.model, c.churn), (LoadModel::Closed, Some(2000.0)));
+        assert_eq!(args(&[]).to_config(vec![]).unwrap().churn, None);
+        let err = Cli::try_parse_from(["blaster", "run", "http://127.0.0.1:8080/", "--churn", "0"])
+            .expect_err("a zero churn rate is refused");
+        assert!(err.to_string().contains("\"0\""), "{err}");
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub struct RunConfig {
     pub stop: StopCondition,
     /// New connections per second in total, `None` for as fast as possible.
     pub connect_rate: Option<f64>,
+    /// Churn: connections closed and reopened per second in total across the run (on top of
+    /// any model), `None` for none.
+    pub churn: Option<f64>,
     /// Requests in flight per connection.
     pub pipeline: usize,
     /// A request not answered within this time ends as a `timeout` error.

@@ -45,6 +45,8 @@ pub struct Conn {
     pub in_free_list: bool,
     /// Churn picked this connection: close it once its requests in flight are answered.
     pub churn_pending: bool,
+    /// Churn closed this slot and it has not connected again yet (kept across `begin`).
+    pub reopening: bool,
     /// Bytes of the current send buffer already sent, and its length.
     pub send_done: u32,
     pub send_len: u32,
@@ -78,6 +80,7 @@ impl Conn {
             ever_connected: false,
             in_free_list: false,
             churn_pending: false,
+            reopening: false,
             send_done: 0,
             send_len: 0,
             seq_sent: 0,

@@ -83,6 +83,7 @@ fn config(addr: SocketAddr, connections: usize, stop: StopCondition) -> RunConfi
         model: LoadModel::Closed,
         stop,
         connect_rate: None,
+        churn: None,
         pipeline: 1,
         timeout: Duration::from_secs(5),
         request: RequestSpec {
@@ -264,4 +265,37 @@ fn connects_that_hang_end_as_connect_failures_after_the_timeout() {
         "the run ended on time"
     );
     drop(socket);
+}
+
+#[test]
+fn churn_in_the_closed_model_reopens_connections_without_errors() {
+    let server = TinyServer::start(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let mut cfg = config(
+        server.addr,
+        10,
+        StopCondition {
+            duration: Some(Duration::from_millis(1500)),
+            requests: None,
+        },
+    );
+    cfg.churn = Some(400.0);
+    let out = run(&cfg, Arc::new(AtomicBool::new(false))).unwrap();
+    let m = &out.metrics;
+    let expected = 400.0 * out.duration.as_secs_f64();
+    assert!(
+        (m.churned as f64 - expected).abs() <= expected * 0.15,
+        "churned {} in {:?}, expected about {expected:.0}",
+        m.churned,
+        out.duration
+    );
+    // Churn waits for the response in flight, so it causes no error.
+    assert_eq!(m.total_errors(), 0);
+    assert_eq!(m.reconnects, m.churned);
+    assert_eq!(m.conns_opened, 10 + m.churned);
+    assert_eq!(m.open_at_end, 10);
+    assert!(m.responses > m.churned, "requests went on between closes");
+    assert_eq!(
+        m.requests,
+        m.responses + m.request_errors() + m.in_flight_at_end
+    );
 }

@@ -128,6 +128,16 @@ pub struct Worker {
     open_now: u64,
     /// Hold model: send one request per connection this often.
     keepalive_ns: Option<u64>,
+    /// --churn: this worker's share of the close-and-reopen schedule.
+    churn: Option<Schedule>,
+    /// Churn closes taken from the schedule so far (closed, waiting for a response to close,
+    /// or skipped because no connection was open).
+    churn_taken: u64,
+    /// Where the search for the next connection to churn goes on (round-robin over slots).
+    churn_cursor: u32,
+    /// Slots closed by churn whose reconnect has not succeeded yet; the drain at the end of
+    /// the run waits for them so the run ends with every connection open again.
+    churn_reopening: u64,
     /// Hold model: when each connection sends its next keep-alive request, soonest first:
     /// (due, slot, generation). A heap, not a FIFO: the first ones are spread over a period.
     keepalives: BinaryHeap<Reverse<(u64, u32, u32)>>,
@@ -209,6 +219,16 @@ impl Worker {
             )),
             LoadModel::Closed | LoadModel::Hold { .. } => None,
         };
+        let churn = config.churn.map(|rate| {
+            Schedule::new(
+                rate,
+                config.threads,
+                index,
+                plan.start_ns,
+                plan.end_ns,
+                u64::MAX,
+            )
+        });
         let keepalive_ns = match config.model {
             LoadModel::Hold {
                 keepalive: Some(every),
@@ -254,6 +274,10 @@ impl Worker {
             open_now: 0,
             keepalive_ns,
             keepalives: BinaryHeap::new(),
+            churn,
+            churn_taken: 0,
+            churn_cursor: 0,
+            churn_reopening: 0,
         })
     }
 
@@ -296,7 +320,9 @@ impl Worker {
             } else if self.stop.load(Ordering::Relaxed) {
                 drain_until = now;
             }
-            if self.draining && (self.in_flight() == 0 || now >= drain_until) {
+            if self.draining
+                && ((self.in_flight() == 0 && self.churn_reopening == 0) || now >= drain_until)
+            {
                 self.metrics.ended_ns = now;
                 return Ok(());
             }
@@ -306,6 +332,10 @@ impl Worker {
                     self.send_due(now)?;
                 }
                 self.send_keepalives(now)?;
+                self.churn_due(now)?;
+            } else if self.churn_reopening > 0 {
+                // Connections churn closed just before the end are reopened in the drain.
+                self.open_due(now)?;
             }
             self.expire_timeouts(now)?;
             self.expire_connects(now)?;
@@ -383,9 +413,14 @@ impl Worker {
         } else {
             self.plan.end_ns
         };
+        if (!self.draining || self.churn_reopening > 0)
+            && let Some(ready) = self.next_open_at()
+        {
+            at = at.min(ready.max(self.next_connect_token(now)));
+        }
         if !self.draining {
-            if let Some(ready) = self.next_open_at() {
-                at = at.min(ready.max(self.next_connect_token(now)));
+            if let Some(churn) = self.churn {
+                at = at.min(churn.intended(self.churn_taken));
             }
             if let Some(s) = self.schedule
                 && !self.free.is_empty()
@@ -431,6 +466,47 @@ impl Worker {
                 .push(Reverse((now + every, slot, generation)));
         }
         Ok(())
+    }
+
+    /// Churn: closes the connections whose turn has come (round-robin over the open ones); each
+    /// is reopened as soon as its close completes. A connection with a request in flight is
+    /// marked and closes after its response, so churn itself causes no errors. When no
+    /// connection is open, the closes due are skipped rather than saved up for a burst.
+    fn churn_due(&mut self, now: u64) -> Result<(), EngineError> {
+        let Some(schedule) = self.churn else {
+            return Ok(());
+        };
+        let due = schedule.due(now);
+        let slots = self.conns.len() as u32;
+        let mut scanned = 0;
+        while self.churn_taken < due {
+            if scanned == slots {
+                self.churn_taken = due;
+                break;
+            }
+            let slot = self.churn_cursor;
+            self.churn_cursor = if slot + 1 == slots { 0 } else { slot + 1 };
+            scanned += 1;
+            let conn = &mut self.conns[slot as usize];
+            if conn.state != State::Ready || conn.churn_pending {
+                continue;
+            }
+            self.churn_taken += 1;
+            if conn.in_flight() == 0 && !conn.sending {
+                self.churn_close(slot)?;
+            } else {
+                conn.churn_pending = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes a ready connection for churn; it is reopened once the close completes.
+    fn churn_close(&mut self, slot: u32) -> Result<(), EngineError> {
+        self.metrics.churned += 1;
+        self.churn_reopening += 1;
+        self.conns[slot as usize].reopening = true;
+        self.close(slot)
     }
 
     /// When the connect-rate limit next allows a connect.
@@ -571,6 +647,7 @@ impl Worker {
             conn.in_free_list = false;
             if conn.state != State::Ready
                 || conn.sending
+                || conn.churn_pending
                 || conn.in_flight() as usize >= self.config.pipeline
             {
                 continue;
@@ -831,6 +908,12 @@ impl Worker {
         if conn.state != State::Ready || conn.sending || self.draining {
             return Ok(());
         }
+        if conn.churn_pending {
+            if conn.in_flight() == 0 {
+                return self.churn_close(slot);
+            }
+            return Ok(());
+        }
         if matches!(self.config.model, LoadModel::Hold { .. }) {
             // Held connections send only their keep-alive requests.
             return Ok(());
@@ -883,6 +966,10 @@ impl Worker {
                 conn.state = State::Ready;
                 conn.ever_connected = true;
                 conn.connect_failures = 0;
+                if conn.reopening {
+                    conn.reopening = false;
+                    self.churn_reopening -= 1;
+                }
                 self.any_connected = true;
                 self.open_now += 1;
                 self.metrics.conns_opened += 1;
@@ -953,7 +1040,7 @@ impl Worker {
             return Ok(());
         }
         conn.state = State::Free;
-        if self.draining {
+        if self.draining && !conn.reopening {
             return Ok(());
         }
         let ready = if conn.connect_failures > 0 {

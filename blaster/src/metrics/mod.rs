@@ -123,6 +123,8 @@ pub struct WorkerMetrics {
     pub closed_by_peer: u64,
     pub closed_on_error: u64,
     pub reconnects: u64,
+    /// Connections closed by --churn (each one is reopened).
+    pub churned: u64,
     pub open_at_end: u64,
     pub in_flight_at_end: u64,
     pub late: u64,
@@ -165,6 +167,7 @@ impl WorkerMetrics {
             closed_by_peer: 0,
             closed_on_error: 0,
             reconnects: 0,
+            churned: 0,
             open_at_end: 0,
             in_flight_at_end: 0,
             late: 0,
@@ -249,6 +252,7 @@ impl WorkerMetrics {
         self.closed_by_peer += other.closed_by_peer;
         self.closed_on_error += other.closed_on_error;
         self.reconnects += other.reconnects;
+        self.churned += other.churned;
         self.open_at_end += other.open_at_end;
         self.in_flight_at_end += other.in_flight_at_end;
         self.late += other.late;

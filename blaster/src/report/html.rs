@@ -769,6 +769,7 @@ fn details(out: &mut String, r: &Report) {
         &format_thousands(cn.closed_on_error),
     );
     kv(out, "reconnects", &format_thousands(cn.reconnects));
+    kv(out, "churned", &format_thousands(cn.churned));
     kv(out, "open at end", &format_thousands(cn.open_at_end));
     kv(
         out,

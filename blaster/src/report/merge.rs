@@ -160,6 +160,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
             closed_by_peer: sum(|r| r.connections.closed_by_peer),
             closed_on_error: sum(|r| r.connections.closed_on_error),
             reconnects: sum(|r| r.connections.reconnects),
+            churned: sum(|r| r.connections.churned),
             open_at_end: sum(|r| r.connections.open_at_end),
         },
         bytes: Bytes {

@@ -333,6 +333,10 @@ pub struct Connections {
     pub closed_on_error: u64,
     /// Reconnects after a close.
     pub reconnects: u64,
+    /// Connections closed by `--churn` to be reopened (their reconnects are in `reconnects`,
+    /// their connects in `connect_latency_us`).
+    #[serde(default)]
+    pub churned: u64,
     /// Connections open when the run ended.
     pub open_at_end: u64,
 }
@@ -443,6 +447,7 @@ impl Report {
                 closed_by_peer: m.closed_by_peer,
                 closed_on_error: m.closed_on_error,
                 reconnects: m.reconnects,
+                churned: m.churned,
                 open_at_end: m.open_at_end,
             },
             bytes: Bytes {
@@ -640,6 +645,7 @@ pub(crate) mod tests {
                 requests: None,
             },
             connect_rate: None,
+            churn: None,
             pipeline: 1,
             timeout: Duration::from_secs(5),
             request: RequestSpec {

@@ -115,6 +115,9 @@ pub fn render(report: &Report) -> String {
     if c.reconnects > 0 {
         let _ = write!(conns, "  {} reconnects", format_thousands(c.reconnects));
     }
+    if c.churned > 0 {
+        let _ = write!(conns, "  {} churned", format_thousands(c.churned));
+    }
     let _ = write!(conns, "  {} open at end", format_thousands(c.open_at_end));
     line(&mut out, "connections", &conns);
 
