@@ -55,6 +55,12 @@ fn fifty_thousand_held_connections_are_all_open() {
     assert_eq!(u(&r, &["memory", "peak_open_connections"]), N, "{r:#}");
     assert_eq!(u(&r, &["errors", "total"]), 0, "{r:#}");
     assert_eq!(u(&r, &["connect_latency_us", "count"]), N, "{r:#}");
+    // The storm's length: the seeds ask for 10,000 connections in under 30 s; here 50,000.
+    let all_open = f(&r, &["connections", "all_open_s"]);
+    assert!(
+        all_open > 0.0 && all_open < 30.0,
+        "all open after {all_open} s"
+    );
     // More connections than one ring's table holds (RLIMIT_NOFILE, 20,000 here): several rings.
     assert!(u(&r, &["threads"]) >= 3, "{r:#}");
     // Keep-alives went out on held connections and were answered.
@@ -108,6 +114,7 @@ fn churn_closes_and_reopens_at_the_rate_while_every_connection_stays_held() {
     assert_eq!(u(&r, &["connections", "failed"]), 0, "{r:#}");
     assert_eq!(u(&r, &["errors", "total"]), 0, "{r:#}");
     assert_eq!(u(&r, &["connections", "open_at_end"]), N, "{r:#}");
+    assert!(f(&r, &["connections", "all_open_s"]) < 2.0, "{r:#}");
     // Churn is a steady load, not a burst: every whole second after the first opened about
     // RATE connections, and the open count stayed at N (less the few being reopened).
     let points = r["timeseries"].as_array().expect("timeseries");
@@ -133,4 +140,55 @@ fn churn_closes_and_reopens_at_the_rate_while_every_connection_stays_held() {
             p["open_connections"]
         );
     }
+}
+
+#[test]
+fn connect_rate_ramps_the_held_connections_up_linearly() {
+    const N: u64 = 3_000;
+    const RATE: f64 = 1_500.0;
+    let (_serve, addr) = start_serve(1);
+    let _serial = serial();
+    let run = run_json_output(
+        &[
+            "run",
+            &format!("http://{addr}/"),
+            "--mode",
+            "hold",
+            "-c",
+            &N.to_string(),
+            "--connect-rate",
+            "1500",
+            "-d",
+            "3s",
+            "--report-interval",
+            "500ms",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.output.status.code(), Some(0), "{}", run.stderr());
+    let r = run.report;
+    assert_eq!(u(&r, &["connections", "opened"]), N, "{r:#}");
+    assert_eq!(u(&r, &["connections", "open_at_end"]), N, "{r:#}");
+    // Every connect of the ramp is in the connect latency histogram.
+    assert_eq!(u(&r, &["connect_latency_us", "count"]), N, "{r:#}");
+    let ramp = N as f64 / RATE;
+    let all_open = f(&r, &["connections", "all_open_s"]);
+    assert!(
+        (all_open - ramp).abs() <= ramp * 0.15,
+        "all open after {all_open} s, expected {ramp} s +-15%:\n{r:#}"
+    );
+    // Linear: halfway through the ramp about half are open.
+    let half = r["timeseries"]
+        .as_array()
+        .expect("timeseries")
+        .iter()
+        .find(|p| (p["t_s"].as_f64().unwrap() - ramp / 2.0).abs() < 1e-6)
+        .unwrap_or_else(|| panic!("no interval ends at {} s:\n{r:#}", ramp / 2.0));
+    let open = u(half, &["open_connections"]) as f64;
+    assert!(
+        (open - N as f64 / 2.0).abs() <= N as f64 * 0.1,
+        "{open} open halfway through the ramp, expected {} +-{}:\n{r:#}",
+        N / 2,
+        N / 10
+    );
 }

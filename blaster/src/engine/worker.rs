@@ -973,6 +973,12 @@ impl Worker {
                 self.any_connected = true;
                 self.open_now += 1;
                 self.metrics.conns_opened += 1;
+                if self.open_now == self.plan.connections as u64
+                    && self.metrics.workers_all_open == 0
+                {
+                    self.metrics.workers_all_open = 1;
+                    self.metrics.all_open_after_ns = now.saturating_sub(self.plan.start_ns);
+                }
                 if let Some(every) = self.keepalive_ns {
                     // Spread the first keep-alives over one period by slot, so connections
                     // opened together do not all send at the same instant.

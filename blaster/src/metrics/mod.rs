@@ -125,6 +125,11 @@ pub struct WorkerMetrics {
     pub reconnects: u64,
     /// Connections closed by --churn (each one is reopened).
     pub churned: u64,
+    /// Time from the start of the load until the worker first had all its connections open
+    /// at once, in ns (the latest worker's after a merge), and how many workers got there: a
+    /// connection storm's length is known when all of them did.
+    pub all_open_after_ns: u64,
+    pub workers_all_open: u64,
     pub open_at_end: u64,
     pub in_flight_at_end: u64,
     pub late: u64,
@@ -168,6 +173,8 @@ impl WorkerMetrics {
             closed_on_error: 0,
             reconnects: 0,
             churned: 0,
+            all_open_after_ns: 0,
+            workers_all_open: 0,
             open_at_end: 0,
             in_flight_at_end: 0,
             late: 0,
@@ -253,6 +260,8 @@ impl WorkerMetrics {
         self.closed_on_error += other.closed_on_error;
         self.reconnects += other.reconnects;
         self.churned += other.churned;
+        self.all_open_after_ns = self.all_open_after_ns.max(other.all_open_after_ns);
+        self.workers_all_open += other.workers_all_open;
         self.open_at_end += other.open_at_end;
         self.in_flight_at_end += other.in_flight_at_end;
         self.late += other.late;

@@ -770,6 +770,9 @@ fn details(out: &mut String, r: &Report) {
     );
     kv(out, "reconnects", &format_thousands(cn.reconnects));
     kv(out, "churned", &format_thousands(cn.churned));
+    if let Some(s) = cn.all_open_s {
+        kv(out, "all open after", &format!("{s:.2} s"));
+    }
     kv(out, "open at end", &format_thousands(cn.open_at_end));
     kv(
         out,

@@ -161,6 +161,11 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
             closed_on_error: sum(|r| r.connections.closed_on_error),
             reconnects: sum(|r| r.connections.reconnects),
             churned: sum(|r| r.connections.churned),
+            // The nodes started together; every node must have had all its connections open.
+            all_open_s: reports
+                .iter()
+                .map(|r| r.connections.all_open_s)
+                .try_fold(0.0f64, |max, s| s.map(|s| max.max(s))),
             open_at_end: sum(|r| r.connections.open_at_end),
         },
         bytes: Bytes {

@@ -337,6 +337,10 @@ pub struct Connections {
     /// their connects in `connect_latency_us`).
     #[serde(default)]
     pub churned: u64,
+    /// Seconds from the start of the load until every connection was open at once (the end
+    /// of the initial connection storm or ramp); `None` if that never happened.
+    #[serde(default)]
+    pub all_open_s: Option<f64>,
     /// Connections open when the run ended.
     pub open_at_end: u64,
 }
@@ -448,6 +452,8 @@ impl Report {
                 closed_on_error: m.closed_on_error,
                 reconnects: m.reconnects,
                 churned: m.churned,
+                all_open_s: (m.workers_all_open == outcome.threads as u64)
+                    .then(|| m.all_open_after_ns as f64 / 1e9),
                 open_at_end: m.open_at_end,
             },
             bytes: Bytes {

@@ -119,6 +119,9 @@ pub fn render(report: &Report) -> String {
         let _ = write!(conns, "  {} churned", format_thousands(c.churned));
     }
     let _ = write!(conns, "  {} open at end", format_thousands(c.open_at_end));
+    if let Some(s) = c.all_open_s {
+        let _ = write!(conns, "  all open after {s:.2}s");
+    }
     line(&mut out, "connections", &conns);
 
     line(
