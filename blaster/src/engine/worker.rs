@@ -537,7 +537,7 @@ impl Worker {
             if ready > now || self.next_connect_token(now) > now || started == CONNECTS_PER_LOOP {
                 break;
             }
-            let slot = if (self.next_new as usize) < self.conns.len() {
+            let slot = if self.first_connects_left() {
                 self.next_new += 1;
                 self.next_new - 1
             } else {
@@ -555,10 +555,16 @@ impl Worker {
     /// When the next slot waiting to connect may: slots never opened first (time 0), then
     /// reconnects by their time.
     fn next_open_at(&self) -> Option<u64> {
-        if (self.next_new as usize) < self.conns.len() {
+        if self.first_connects_left() {
             return Some(0);
         }
         self.to_open.peek().map(|Reverse((ready, _))| *ready)
+    }
+
+    /// Slots that never connected are still waiting, and the load phase goes on (the drain
+    /// only reopens connections churn closed).
+    fn first_connects_left(&self) -> bool {
+        !self.draining && (self.next_new as usize) < self.conns.len()
     }
 
     /// Index of the target (and of its pre-encoded request) slot `slot` connects to: the
