@@ -141,7 +141,9 @@ impl VuWorker {
             self.open_now -= 1;
         }
         vu.link = Link::Closing;
-        vu.queue.clear();
+        // The queue is kept: it may already hold the bytes for the VU's next connection (a
+        // ws_connect or a request to another host closes the old connection after queueing
+        // its Upgrade or request). Every step that starts a connection clears it first.
         let tok = |op| Token::new(v, vu.generation, op).encode();
         let close = opcode::Close::new(types::Fixed(v))
             .build()

@@ -36,7 +36,7 @@ impl VuWorker {
         q.clear();
         q.extend_from_slice(h.method.as_bytes());
         q.push(b' ');
-        q.extend_from_slice(path.as_bytes());
+        push_target(q, path.as_bytes());
         q.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         q.extend_from_slice(authority.as_bytes());
         q.extend_from_slice(b"\r\n");
@@ -262,5 +262,20 @@ pub(super) fn response_error_kind(kind: &str) -> ErrorKind {
         "body_too_large" => ErrorKind::BodyTooLarge,
         "closed_mid_response" => ErrorKind::ClosedMidResponse,
         _ => ErrorKind::MalformedResponse,
+    }
+}
+
+/// Appends a request target, percent-encoding the bytes a request line cannot carry (space,
+/// controls, non-ASCII, `"<>\\^`{|}`) so data such as "judo seminar" in a query works; `%`
+/// is kept, so already-encoded values pass through.
+pub(super) fn push_target(out: &mut Vec<u8>, target: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in target {
+        let bad = b <= b' ' || b >= 0x7F || b"\"<>\\^`{|}".contains(&b);
+        if bad {
+            out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        } else {
+            out.push(b);
+        }
     }
 }

@@ -181,6 +181,9 @@ struct Vu {
     publishers: Vec<(u64, u64)>,
     /// Subprotocols offered by the current session's Upgrade request.
     offered: Vec<String>,
+    /// The step received messages count for: the session's latest ws_subscribe, else its
+    /// ws_connect.
+    listen_step: u32,
     state: VuState,
     rng: u64,
 }
@@ -370,6 +373,7 @@ impl VuWorker {
                     next_send: 0,
                     publishers: Vec::new(),
                     offered: Vec::new(),
+                    listen_step: 0,
                     state,
                     rng: (s.seed ^ number.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1,
                 });
@@ -644,6 +648,10 @@ impl VuWorker {
                     }
                     let vu = &mut self.vus[v as usize];
                     vu.pc += 1;
+                    if matches!(op, Op::WsSubscribe(_)) {
+                        // Messages from now on count for this subscription.
+                        vu.listen_step = id;
+                    }
                     if let StepKind::WsSubscribe {
                         duration: Some(d), ..
                     } = &plan.steps[id as usize].kind
@@ -806,6 +814,13 @@ mod tests {
         assert_eq!(ws.lost, 1);
         assert_eq!(ws.duplicates, 2);
         assert_eq!(next, 5);
+    }
+
+    #[test]
+    fn request_targets_are_percent_encoded_where_needed() {
+        let mut out = Vec::new();
+        super::http::push_target(&mut out, "/search?q=judo seminar&x=\"é\"&y=%20".as_bytes());
+        assert_eq!(out, b"/search?q=judo%20seminar&x=%22%C3%A9%22&y=%20");
     }
 
     #[test]

@@ -219,6 +219,9 @@ impl VuWorker {
             vu.dropped_at = 0;
         }
         vu.ws_open_at = now;
+        vu.listen_step = vu.ws_step;
+        // ws_expect times from the last send of this session.
+        vu.last_send = 0;
         self.resume(v, now)
     }
 
@@ -274,7 +277,7 @@ impl VuWorker {
         let ws = &mut self.flow.ws;
         ws.msgs_received += 1;
         ws.bytes_received += vu.msg_len;
-        self.flow.steps[vu.ws_step as usize].msgs_received += 1;
+        self.flow.steps[vu.listen_step as usize].msgs_received += 1;
         match vu.wait {
             Wait::Builtin(b) => {
                 let Some((kind, from, seq, intended)) = parse_prefix(&vu.msg) else {
