@@ -14,6 +14,9 @@
 //! | [`MAP_CONNECTING`] | LRU hash | socket address `u64` | [`Pending`] | kernel only (SYN sent) |
 //! | [`MAP_ESTABLISHED`] | LRU hash | [`PeerKey`] | [`Pending`] | kernel only (awaiting accept) |
 //! | [`MAP_ACCEPTING`] | hash | pid_tgid `u64` | user pointer `u64` | kernel only (in accept) |
+//! | [`MAP_SOCKS`] | LRU hash | socket address `u64` | [`SockInfo`] | kernel only (passive opens on watched ports) |
+//! | [`MAP_OFFSETS`] | array (1) | `u32` 0 | [`KernelOffsets`] | user: struct offsets from the kernel's BTF |
+//! | [`MAP_STATE`] | array ([`state::COUNT`]) | `u32` | `u64` | kernel: [`state`] gauges |
 //!
 //! Histograms are pre-inserted by user space because a [`Histogram`] is larger than the
 //! 512-byte BPF stack: the kernel side only ever updates an entry in place, and counts a
@@ -28,10 +31,17 @@ pub const MAP_HIST: &str = "HIST";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Sockets in SYN_SENT: socket address -> [`Pending`].
 pub const MAP_CONNECTING: &str = "CONNECTING";
-/// Passively opened sockets not yet accepted: [`PeerKey`] -> [`Pending`].
+/// Passively opened sockets not yet accepted: [`PeerKey`] -> socket address `u64` (its
+/// entry in [`MAP_SOCKS`]).
 pub const MAP_ESTABLISHED: &str = "ESTABLISHED";
 /// Threads inside accept(2)/accept4(2): pid_tgid -> user `struct sockaddr *`.
 pub const MAP_ACCEPTING: &str = "ACCEPTING";
+/// Passively opened sockets on watched ports: socket address -> [`SockInfo`].
+pub const MAP_SOCKS: &str = "SOCKS";
+/// One [`KernelOffsets`] at index 0, written by user space before attaching.
+pub const MAP_OFFSETS: &str = "OFFSETS";
+/// Gauges the programs keep for themselves; see [`state`].
+pub const MAP_STATE: &str = "STATE";
 
 /// Most ports the probe watches at once (entries of [`MAP_WATCH`]).
 pub const MAX_PORTS: u32 = 64;
@@ -62,9 +72,12 @@ pub mod metric {
     /// ESTABLISHED) until `accept(2)`/`accept4(2)` returned it. Keyed by the local
     /// listening port.
     pub const ACCEPT_WAIT: u16 = 1;
-    /// (later) Data queued in the receive queue until the application read it.
+    /// Passive opens on this port: data became ready on an empty receive queue
+    /// (`sock:sk_data_ready`) until a read took data from it (`sock:sock_recv_length`,
+    /// which sees `read(2)`, `recv*(2)` and io_uring receives alike).
     pub const RECV_QUEUE_WAIT: u16 = 2;
-    /// (later) Smoothed RTT samples from `tcp:tcp_probe`.
+    /// Smoothed RTT (`tcp:tcp_probe`, one sample per received segment) of connections
+    /// with this port at either end.
     pub const RTT: u16 = 3;
     /// Number of metrics; [`super::MAX_HISTS`] reserves room for all of them.
     pub const COUNT: u16 = 4;
@@ -78,9 +91,10 @@ pub mod counter {
     pub const SEND_RESET: u16 = 1;
     /// `tcp:tcp_receive_reset`.
     pub const RECV_RESET: u16 = 2;
-    /// `tcp:tcp_retransmit_synack` (later).
+    /// `tcp:tcp_retransmit_synack` on this (listening) port.
     pub const SYNACK_RETRANSMIT: u16 = 3;
-    /// `skb:kfree_skb`; `detail` is the drop reason (later).
+    /// `skb:kfree_skb` of a TCP packet to or from this port; `detail` is the kernel's
+    /// `enum skb_drop_reason` number.
     pub const KFREE_SKB: u16 = 4;
     /// An accept returned a connection whose establishment the probe had not seen
     /// (started before the probe, or accept called without a peer address).
@@ -91,6 +105,92 @@ pub mod counter {
     pub const HIST_MISSING: u16 = 7;
     /// Active opens that failed (SYN_SENT to CLOSE: refused, timed out, reset).
     pub const CONNECT_FAILED: u16 = 8;
+    /// Passive opens: a connection to this port became established (entered the accept
+    /// queue).
+    pub const PASSIVE_OPEN: u16 = 9;
+    /// Accepts through io_uring (matched by the completion's descriptor); `detail` 0 for
+    /// a direct (fixed) descriptor, 1 for a regular one.
+    pub const URING_ACCEPT: u16 = 10;
+    /// Passive opens that closed before the application accepted them.
+    pub const CLOSED_UNACCEPTED: u16 = 11;
+}
+
+/// Indexes of [`MAP_STATE`].
+pub mod state {
+    /// Sockets in [`super::MAP_SOCKS`] established but not yet accepted. The io_uring
+    /// completion program does its descriptor lookups only while this is non-zero.
+    pub const UNACCEPTED: u32 = 0;
+    /// Entries of the map.
+    pub const COUNT: u32 = 1;
+}
+
+/// What the kernel side knows about a passively opened socket on a watched port (value
+/// of [`MAP_SOCKS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SockInfo {
+    /// `bpf_ktime_get_ns()` when it became established; 0 once accepted.
+    pub established: u64,
+    /// When data became ready on its empty receive queue; 0 when nothing is waiting.
+    pub ready: u64,
+    /// The watched port, host byte order.
+    pub port: u16,
+    /// Zero.
+    pub _pad: [u16; 3],
+}
+
+/// Byte offsets of kernel struct fields the programs follow with
+/// `bpf_probe_read_kernel`, read by the loader from the running kernel's BTF
+/// (`/sys/kernel/btf/vmlinux`). A group whose bit in `valid` is clear is not used.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// Bits of [`offsets`] telling which groups below are filled in.
+    pub valid: u32,
+    /// `struct file`: `private_data` (a `struct socket *` for sockets).
+    pub file_private_data: u32,
+    /// `struct socket`: `sk`.
+    pub socket_sk: u32,
+    /// `struct io_ring_ctx`: `file_table.data.nr` (`u32`).
+    pub ctx_files_nr: u32,
+    /// `struct io_ring_ctx`: `file_table.data.nodes` (`struct io_rsrc_node **`).
+    pub ctx_files_nodes: u32,
+    /// `struct io_rsrc_node`: `file_ptr` (a `struct file *` with flag bits in the low 2).
+    pub rsrc_node_file_ptr: u32,
+    /// `struct task_struct`: `files`.
+    pub task_files: u32,
+    /// `struct files_struct`: `fdt`.
+    pub files_fdt: u32,
+    /// `struct fdtable`: `max_fds` (`u32`).
+    pub fdt_max_fds: u32,
+    /// `struct fdtable`: `fd` (`struct file **`).
+    pub fdt_fd: u32,
+    /// `struct sk_buff`: `head`.
+    pub skb_head: u32,
+    /// `struct sk_buff`: `network_header` (`u16`).
+    pub skb_network_header: u32,
+    /// `struct sk_buff`: `transport_header` (`u16`).
+    pub skb_transport_header: u32,
+    /// `struct sock`: `__sk_common.skc_num` (local port, host order, `u16`).
+    pub sk_num: u32,
+    /// `struct sock`: `__sk_common.skc_dport` (remote port, network order, `u16`).
+    pub sk_dport: u32,
+    /// `struct sock`: `sk_protocol` (`u16`).
+    pub sk_protocol: u32,
+}
+
+/// Bits of [`KernelOffsets::valid`].
+pub mod offsets {
+    /// `file_private_data` and `socket_sk`: a `struct file` can be followed to its socket.
+    pub const FILE_SOCKET: u32 = 1;
+    /// `ctx_files_*` and `rsrc_node_file_ptr`: io_uring direct descriptors.
+    pub const URING_FIXED: u32 = 2;
+    /// `task_files`, `files_fdt`, `fdt_*`: the current task's descriptor table.
+    pub const FD_TABLE: u32 = 4;
+    /// `skb_*`: a dropped packet's TCP ports.
+    pub const SKB: u32 = 8;
+    /// `sk_*`: a socket's ports and protocol.
+    pub const SOCK: u32 = 16;
 }
 
 /// Key of [`MAP_HIST`].
@@ -278,6 +378,10 @@ mod user {
     unsafe impl aya::Pod for super::Pending {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PeerKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SockInfo {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KernelOffsets {}
 }
 
 #[cfg(test)]

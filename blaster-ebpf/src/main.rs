@@ -1,23 +1,36 @@
-//! blaster's eBPF probe: TCP handshake and accept-queue latency per watched port, plus
-//! retransmit and reset counters, aggregated in the kernel (see docs/PROBE.md and
-//! `blaster-common` for the maps).
+//! blaster's eBPF probe: per watched port, TCP handshake, accept-queue wait,
+//! receive-queue wait and smoothed RTT histograms, plus retransmit, reset and drop
+//! counters, aggregated in the kernel (see docs/PROBE.md and `blaster-common` for the
+//! maps).
 //!
 //! Only tracepoints are used (kprobes and fentry are not available everywhere blaster
 //! runs). Field offsets are those of the tracepoint formats in
-//! `/sys/kernel/tracing/events/{sock,tcp,syscalls}/*/format`, stable since Linux 5.x;
-//! the loader checks them against the running kernel before attaching.
+//! `/sys/kernel/tracing/events/{sock,tcp,skb,io_uring,syscalls}/*/format`, stable since
+//! Linux 5.x; the loader checks them against the running kernel before attaching. The
+//! few kernel structs followed by pointer (descriptor tables, `sk_buff` headers) are read
+//! with `bpf_probe_read_kernel` at offsets the loader takes from the kernel's BTF
+//! ([`KernelOffsets`]); without BTF those paths are off and the rest still works.
 #![no_std]
 #![no_main]
+// `atomic_xadd`: core's atomic types have no read-modify-write methods on the BPF target
+// (it has no compare-and-swap), but LLVM lowers a fetch-add to BPF's atomic add.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_user,
+    },
     macros::{map, tracepoint},
-    maps::{HashMap, LruHashMap, PerCpuHashMap},
+    maps::{Array, HashMap, LruHashMap, PerCpuHashMap},
     programs::TracePointContext,
 };
 use blaster_common::{
-    CounterKey, HistKey, Histogram, MAX_COUNTERS, MAX_HISTS, MAX_PORTS, MAX_TRACKED, PeerKey,
-    Pending, counter, metric,
+    CounterKey, HistKey, Histogram, KernelOffsets, MAX_COUNTERS, MAX_HISTS, MAX_PORTS,
+    MAX_TRACKED, PeerKey, Pending, SockInfo, counter, metric, offsets, state,
 };
 
 #[map(name = "WATCH")]
@@ -33,7 +46,16 @@ static COUNTERS: PerCpuHashMap<CounterKey, u64> = PerCpuHashMap::with_max_entrie
 static CONNECTING: LruHashMap<u64, Pending> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
 
 #[map(name = "ESTABLISHED")]
-static ESTABLISHED: LruHashMap<PeerKey, Pending> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
+static ESTABLISHED: LruHashMap<PeerKey, u64> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
+
+#[map(name = "SOCKS")]
+static SOCKS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
+
+#[map(name = "OFFSETS")]
+static OFFSETS: Array<KernelOffsets> = Array::with_max_entries(1, 0);
+
+#[map(name = "STATE")]
+static STATE: Array<u64> = Array::with_max_entries(state::COUNT, 0);
 
 #[map(name = "ACCEPTING")]
 static ACCEPTING: HashMap<u64, u64> = HashMap::with_max_entries(MAX_TRACKED, 0);
@@ -46,6 +68,14 @@ const TCP_ESTABLISHED: i32 = 1;
 const TCP_SYN_SENT: i32 = 2;
 const TCP_SYN_RECV: i32 = 3;
 const TCP_CLOSE: i32 = 7;
+
+/// `MSG_PEEK`: a read that leaves the data queued.
+const MSG_PEEK: i32 = 2;
+/// `ETH_P_IP` and `ETH_P_IPV6` (`skb:kfree_skb` records `skb->protocol` in host order).
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+/// `skb->transport_header` when no transport header is set.
+const NO_HEADER: u16 = 0xffff;
 
 /// Monotonic time, ns.
 #[inline(always)]
@@ -87,6 +117,120 @@ fn record(port: u16, which: u16, ns: u64) {
         Some(h) => unsafe { (*h).record(ns) },
         None => count(port, counter::HIST_MISSING, which as u32),
     }
+}
+
+/// Adds `delta` to gauge `which` of [`STATE`] (atomically: programs on every CPU share it).
+#[inline(always)]
+fn gauge_add(which: u32, delta: u64) {
+    if let Some(p) = STATE.get_ptr_mut(which) {
+        // SAFETY: a live, 8-byte aligned array map value; only ever accessed atomically.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, delta) };
+    }
+}
+
+#[inline(always)]
+fn gauge(which: u32) -> u64 {
+    match STATE.get_ptr_mut(which) {
+        // SAFETY: a live, aligned array map value. A plain (volatile) load: an aligned 8-byte
+        // load is atomic on every BPF JIT, and BPF v1 has no atomic-load instruction.
+        Some(p) => unsafe { core::ptr::read_volatile(p) },
+        None => 0,
+    }
+}
+
+/// The kernel struct offsets, if the loader found them in BTF.
+#[inline(always)]
+fn kernel_offsets() -> Option<&'static KernelOffsets> {
+    OFFSETS.get(0)
+}
+
+/// Reads a `T` at kernel address `base + off`.
+#[inline(always)]
+fn read_kernel<T>(base: u64, off: u32) -> Result<T, i32> {
+    // SAFETY: bpf_probe_read_kernel checks the address and fails instead of faulting.
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }
+}
+
+/// An accept returned socket `sk`: records its accept-queue wait if it is a passive open
+/// on a watched port that was still waiting. True if it was.
+#[inline(always)]
+fn accepted(sk: u64) -> bool {
+    let Some(info) = SOCKS.get_ptr_mut(sk) else {
+        return false;
+    };
+    // SAFETY: a live map value of the LRU hash; concurrent updates of the same socket
+    // are serialised by the socket itself (its state changes and accept).
+    let (established, port) = unsafe { ((*info).established, (*info).port) };
+    if established == 0 {
+        return false;
+    }
+    // SAFETY: as above.
+    unsafe { (*info).established = 0 };
+    gauge_add(state::UNACCEPTED, u64::MAX);
+    record(port, metric::ACCEPT_WAIT, now().saturating_sub(established));
+    true
+}
+
+/// The socket behind `struct file *file`, if the offsets are known (0 otherwise).
+#[inline(always)]
+fn file_sock(o: &KernelOffsets, file: u64) -> u64 {
+    if file == 0 || o.valid & offsets::FILE_SOCKET == 0 {
+        return 0;
+    }
+    let Ok(socket) = read_kernel::<u64>(file, o.file_private_data) else {
+        return 0;
+    };
+    if socket == 0 {
+        return 0;
+    }
+    read_kernel::<u64>(socket, o.socket_sk).unwrap_or(0)
+}
+
+/// The socket behind descriptor `fd` of the current task.
+#[inline(always)]
+fn fd_sock(o: &KernelOffsets, fd: u32) -> u64 {
+    if o.valid & offsets::FD_TABLE == 0 {
+        return 0;
+    }
+    // SAFETY: a helper without preconditions; the result is only used as an address
+    // for bpf_probe_read_kernel.
+    let task = unsafe { bpf_get_current_task() };
+    let Ok(files) = read_kernel::<u64>(task, o.task_files) else {
+        return 0;
+    };
+    let Ok(fdt) = read_kernel::<u64>(files, o.files_fdt) else {
+        return 0;
+    };
+    match read_kernel::<u32>(fdt, o.fdt_max_fds) {
+        Ok(max) if fd < max => {}
+        _ => return 0,
+    }
+    let Ok(fds) = read_kernel::<u64>(fdt, o.fdt_fd) else {
+        return 0;
+    };
+    let file = read_kernel::<u64>(fds, fd * 8).unwrap_or(0);
+    file_sock(o, file)
+}
+
+/// The socket behind direct descriptor `slot` of io_uring context `ctx`.
+#[inline(always)]
+fn fixed_sock(o: &KernelOffsets, ctx: u64, slot: u32) -> u64 {
+    if o.valid & offsets::URING_FIXED == 0 {
+        return 0;
+    }
+    match read_kernel::<u32>(ctx, o.ctx_files_nr) {
+        Ok(nr) if slot < nr => {}
+        _ => return 0,
+    }
+    let Ok(nodes) = read_kernel::<u64>(ctx, o.ctx_files_nodes) else {
+        return 0;
+    };
+    let node = read_kernel::<u64>(nodes, slot * 8).unwrap_or(0);
+    if node == 0 {
+        return 0;
+    }
+    let file = read_kernel::<u64>(node, o.rsrc_node_file_ptr).unwrap_or(0) & !3;
+    file_sock(o, file)
 }
 
 // ---- sock:inet_sock_set_state ---------------------------------------------------------
@@ -168,12 +312,29 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
                 } else {
                     return Ok(());
                 }
-                let p = Pending {
-                    ts: now(),
+                let info = SockInfo {
+                    established: now(),
+                    ready: 0,
                     port: sport,
                     _pad: [0; 3],
                 };
-                let _ = ESTABLISHED.insert(key, p, 0);
+                if SOCKS.insert(skaddr, info, 0).is_ok() {
+                    gauge_add(state::UNACCEPTED, 1);
+                }
+                let _ = ESTABLISHED.insert(key, skaddr, 0);
+                count(sport, counter::PASSIVE_OPEN, 0);
+            }
+        }
+        // Any other close: forget a passive open (and whether it was ever accepted).
+        (_, TCP_CLOSE) => {
+            if let Some(info) = SOCKS.get_ptr(skaddr) {
+                // SAFETY: a live map value; copied out before the remove below.
+                let info = unsafe { *info };
+                if info.established != 0 {
+                    gauge_add(state::UNACCEPTED, u64::MAX);
+                    count(info.port, counter::CLOSED_UNACCEPTED, 0);
+                }
+                let _ = SOCKS.remove(skaddr);
             }
         }
         _ => {}
@@ -183,14 +344,12 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
 
 // ---- accept(2) / accept4(2) ------------------------------------------------------------
 
-/// `syscalls:sys_enter_accept{,4}`: upeer_sockaddr@24.
+/// `syscalls:sys_enter_accept{,4}`: upeer_sockaddr@24 (0 when the caller passed none).
 #[inline(always)]
 fn accept_enter(ctx: &TracePointContext) -> u32 {
     // SAFETY: offset within the tracepoint's record, per its format file.
     if let Ok(addr) = unsafe { ctx.read_at::<u64>(24) } {
-        if addr != 0 {
-            let _ = ACCEPTING.insert(bpf_get_current_pid_tgid(), addr, 0);
-        }
+        let _ = ACCEPTING.insert(bpf_get_current_pid_tgid(), addr, 0);
     }
     0
 }
@@ -211,7 +370,16 @@ fn accept_exit(ctx: &TracePointContext) -> u32 {
     if ret < 0 {
         return 0;
     }
-    let _ = try_accept_exit(addr);
+    // The descriptor leads to the socket when BTF gave the offsets; else the peer
+    // address accept() wrote (if the caller asked for it) finds it.
+    if let Some(o) = kernel_offsets() {
+        if accepted(fd_sock(o, ret as u32)) {
+            return 0;
+        }
+    }
+    if addr != 0 {
+        let _ = try_accept_exit(addr);
+    }
     0
 }
 
@@ -238,13 +406,116 @@ fn try_accept_exit(addr: u64) -> Result<(), i32> {
     } else {
         return Ok(());
     }
-    if let Some(p) = ESTABLISHED.get_ptr(key) {
+    if let Some(sk) = ESTABLISHED.get_ptr(key) {
         // SAFETY: a live map value; copied out before the remove below.
-        let p = unsafe { *p };
-        record(p.port, metric::ACCEPT_WAIT, now().saturating_sub(p.ts));
+        let sk = unsafe { *sk };
         let _ = ESTABLISHED.remove(key);
+        accepted(sk);
     }
     Ok(())
+}
+
+// ---- io_uring accepts ------------------------------------------------------------------
+
+/// `io_uring:io_uring_complete`: ctx@8 res@32. io_uring accepts make no accept syscall,
+/// and a multishot accept's request was submitted long before (often before the probe
+/// started), so every completion with a non-negative result is tried as a descriptor:
+/// first as a direct descriptor of its ring, then as a regular one of the current task
+/// (the ring's owner, or an io-wq worker sharing its table). Only while some passive open
+/// waits to be accepted ([`state::UNACCEPTED`]), so steady keep-alive traffic costs one
+/// map read per completion. A result that is a byte count rather than a descriptor
+/// finds no waiting socket and records nothing.
+#[tracepoint(category = "io_uring", name = "io_uring_complete")]
+pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
+    if gauge(state::UNACCEPTED) == 0 {
+        return 0;
+    }
+    let Some(o) = kernel_offsets() else {
+        return 0;
+    };
+    // SAFETY: offsets within the tracepoint's record, per its format file.
+    let (ring, res): (u64, i32) = match unsafe { (ctx.read_at(8), ctx.read_at(32)) } {
+        (Ok(r), Ok(n)) => (r, n),
+        _ => return 0,
+    };
+    if res < 0 {
+        return 0;
+    }
+    let sk = fixed_sock(o, ring, res as u32);
+    if sk != 0 && accepted(sk) {
+        if let Some(i) = SOCKS.get_ptr(sk) {
+            // SAFETY: a live map value.
+            count(unsafe { (*i).port }, counter::URING_ACCEPT, 0);
+        }
+        return 0;
+    }
+    let sk = fd_sock(o, res as u32);
+    if sk != 0 && accepted(sk) {
+        if let Some(i) = SOCKS.get_ptr(sk) {
+            // SAFETY: a live map value.
+            count(unsafe { (*i).port }, counter::URING_ACCEPT, 1);
+        }
+    }
+    0
+}
+
+// ---- receive queue -----------------------------------------------------------------------
+
+/// `sock:sk_data_ready`: skaddr@8 protocol@18. Data (or a FIN) became ready; the wait
+/// starts when the queue had nothing unread.
+#[tracepoint(category = "sock", name = "sk_data_ready")]
+pub fn sk_data_ready(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets within the tracepoint's record, per its format file.
+    let (sk, protocol): (u64, u16) = match unsafe { (ctx.read_at(8), ctx.read_at(18)) } {
+        (Ok(s), Ok(p)) => (s, p),
+        _ => return 0,
+    };
+    if protocol != IPPROTO_TCP {
+        return 0;
+    }
+    if let Some(info) = SOCKS.get_ptr_mut(sk) {
+        // SAFETY: a live map value; the socket's receive path is serialised by its lock.
+        unsafe {
+            if (*info).ready == 0 {
+                (*info).ready = now();
+            }
+        }
+    }
+    0
+}
+
+/// `sock:sock_recv_length`: sk@8 protocol@18 ret@20 flags@24. A read returned: if it
+/// took data, the wait since the data became ready ends; if it saw the end of the
+/// stream, there is nothing left waiting.
+#[tracepoint(category = "sock", name = "sock_recv_length")]
+pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets within the tracepoint's record, per its format file.
+    let fields = unsafe {
+        (
+            ctx.read_at::<u64>(8),
+            ctx.read_at::<u16>(18),
+            ctx.read_at::<i32>(20),
+            ctx.read_at::<i32>(24),
+        )
+    };
+    let (Ok(sk), Ok(protocol), Ok(ret), Ok(flags)) = fields else {
+        return 0;
+    };
+    if protocol != IPPROTO_TCP || ret < 0 || flags & MSG_PEEK != 0 {
+        return 0;
+    }
+    if let Some(info) = SOCKS.get_ptr_mut(sk) {
+        // SAFETY: as above.
+        let (ready, port) = unsafe { ((*info).ready, (*info).port) };
+        if ready != 0 {
+            // SAFETY: as above.
+            unsafe { (*info).ready = 0 };
+            if ret > 0 {
+                record(port, metric::RECV_QUEUE_WAIT, now().saturating_sub(ready));
+            }
+        }
+    }
+    0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_accept4")]
@@ -323,6 +594,112 @@ pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
         }
     }
     0
+}
+
+/// `tcp:tcp_retransmit_synack`: sport@24 (the listening port).
+#[tracepoint(category = "tcp", name = "tcp_retransmit_synack")]
+pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
+    // SAFETY: offset within the tracepoint's record, per its format file.
+    if let Ok(s) = unsafe { ctx.read_at::<u16>(24) } {
+        if watched(s) {
+            count(s, counter::SYNACK_RETRANSMIT, 0);
+        }
+    }
+    0
+}
+
+/// `tcp:tcp_probe`: sport@64 dport@66 srtt@100 (µs). Once per received segment.
+#[tracepoint(category = "tcp", name = "tcp_probe")]
+pub fn tcp_probe(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets within the tracepoint's record, per its format file.
+    let fields = unsafe {
+        (
+            ctx.read_at::<u16>(64),
+            ctx.read_at::<u16>(66),
+            ctx.read_at::<u32>(100),
+        )
+    };
+    // srtt 0: no RTT measured yet on this connection.
+    if let (Ok(s), Ok(d), Ok(srtt)) = fields
+        && srtt != 0
+    {
+        if let Some(port) = watched_of(s, d) {
+            record(port, metric::RTT, srtt as u64 * 1000);
+        }
+    }
+    0
+}
+
+/// `skb:kfree_skb` (drops only; freed-after-use packets go to `consume_skb`):
+/// skbaddr@8 rx_sk@24 protocol@32 reason@36. The port comes from the receiving socket
+/// when there is one, else from the packet's TCP header.
+#[tracepoint(category = "skb", name = "kfree_skb")]
+pub fn kfree_skb(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets within the tracepoint's record, per its format file.
+    let fields = unsafe {
+        (
+            ctx.read_at::<u64>(8),
+            ctx.read_at::<u64>(24),
+            ctx.read_at::<u16>(32),
+            ctx.read_at::<u32>(36),
+        )
+    };
+    let (Ok(skb), Ok(rx_sk), Ok(l3), Ok(reason)) = fields else {
+        return 0;
+    };
+    let port = drop_port(skb, rx_sk, l3);
+    if port != 0 {
+        count(port, counter::KFREE_SKB, reason);
+    }
+    0
+}
+
+/// The watched port a dropped packet belongs to, or 0.
+#[inline(always)]
+fn drop_port(skb: u64, rx_sk: u64, l3: u16) -> u16 {
+    if rx_sk != 0 {
+        if let Some(info) = SOCKS.get_ptr(rx_sk) {
+            // SAFETY: a live map value.
+            return unsafe { (*info).port };
+        }
+    }
+    let Some(o) = kernel_offsets() else {
+        return 0;
+    };
+    if rx_sk != 0 {
+        if o.valid & offsets::SOCK == 0 {
+            return 0;
+        }
+        if read_kernel::<u16>(rx_sk, o.sk_protocol) != Ok(IPPROTO_TCP) {
+            return 0;
+        }
+        let local = read_kernel::<u16>(rx_sk, o.sk_num).unwrap_or(0);
+        let remote = u16::from_be(read_kernel::<u16>(rx_sk, o.sk_dport).unwrap_or(0));
+        return watched_of(local, remote).unwrap_or(0);
+    }
+    if o.valid & offsets::SKB == 0 {
+        return 0;
+    }
+    let Ok(head) = read_kernel::<u64>(skb, o.skb_head) else {
+        return 0;
+    };
+    let nh = read_kernel::<u16>(skb, o.skb_network_header).unwrap_or(NO_HEADER);
+    let th = read_kernel::<u16>(skb, o.skb_transport_header).unwrap_or(NO_HEADER);
+    if nh == NO_HEADER || th == NO_HEADER || th <= nh {
+        return 0;
+    }
+    // IPv4 protocol at +9; IPv6 next header at +6 (extension headers are not followed).
+    let proto_at = match l3 {
+        ETH_P_IP => 9,
+        ETH_P_IPV6 => 6,
+        _ => return 0,
+    };
+    if read_kernel::<u8>(head + nh as u64, proto_at) != Ok(IPPROTO_TCP as u8) {
+        return 0;
+    }
+    let src = u16::from_be(read_kernel::<u16>(head + th as u64, 0).unwrap_or(0));
+    let dst = u16::from_be(read_kernel::<u16>(head + th as u64, 2).unwrap_or(0));
+    watched_of(dst, src).unwrap_or(0)
 }
 
 #[cfg(not(test))]

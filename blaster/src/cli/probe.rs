@@ -75,6 +75,12 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
     for (what, why) in &probe.skipped {
         eprintln!("blaster probe: warning: {what} not attached: {why}");
     }
+    for what in &probe.offsets_missing {
+        eprintln!(
+            "blaster probe: warning: {what}: io_uring accepts, accepts without a peer address \
+             or the ports of some dropped packets are not seen"
+        );
+    }
     let latest = Arc::new(Mutex::new(ProbeSnapshot::default()));
     let _endpoint = match args.listen {
         Some(addr) => {
@@ -101,19 +107,12 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         if done || std::time::Instant::now() >= next {
             let snap = probe.snapshot()?;
             for p in &snap.ports {
+                println!("{}", summary_line(snap.elapsed_ms, p));
+            }
+            if snap.listen_overflows + snap.listen_drops > 0 {
                 println!(
-                    "[{:>6.1}s] port {:<5} handshakes {} (p50 {} p99 {})  accept wait {} (p50 {} p99 {})  retransmits {}  resets sent {} received {}",
-                    snap.elapsed_ms as f64 / 1e3,
-                    p.port,
-                    p.handshake.count,
-                    units::format_duration_us(p.handshake.p50_ns / 1_000),
-                    units::format_duration_us(p.handshake.p99_ns / 1_000),
-                    p.accept_wait.count,
-                    units::format_duration_us(p.accept_wait.p50_ns / 1_000),
-                    units::format_duration_us(p.accept_wait.p99_ns / 1_000),
-                    p.retransmits,
-                    p.resets_sent,
-                    p.resets_received,
+                    "           host: listen overflows {}  listen drops {} (all ports)",
+                    snap.listen_overflows, snap.listen_drops
                 );
             }
             *latest.lock().unwrap_or_else(|e| e.into_inner()) = snap;
@@ -136,4 +135,40 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
     } else {
         super::EXIT_OK
     })
+}
+
+/// One port's line of the live summary.
+#[cfg(feature = "probe")]
+fn summary_line(elapsed_ms: u64, p: &crate::probe::PortProbe) -> String {
+    use std::fmt::Write as _;
+    let us = |ns: u64| units::format_duration_us(ns / 1_000);
+    let mut line = format!(
+        "[{:>6.1}s] port {:<5} conns {}  accept wait p50 {} p99 {}  recv wait p50 {} p99 {}  srtt p50 {}  handshakes {} (p50 {})  retrans {} (SYN-ACK {})  resets sent {} recv {}",
+        elapsed_ms as f64 / 1e3,
+        p.port,
+        p.connections,
+        us(p.accept_wait.p50_ns),
+        us(p.accept_wait.p99_ns),
+        us(p.recv_queue_wait.p50_ns),
+        us(p.recv_queue_wait.p99_ns),
+        us(p.srtt.p50_ns),
+        p.handshake.count,
+        us(p.handshake.p50_ns),
+        p.retransmits,
+        p.synack_retransmits,
+        p.resets_sent,
+        p.resets_received,
+    );
+    if p.drops > 0 {
+        let _ = write!(line, "  drops {}", p.drops);
+        for d in p.drops_by_reason.iter().take(3) {
+            let name = if d.name.is_empty() {
+                d.reason.to_string()
+            } else {
+                d.name.clone()
+            };
+            let _ = write!(line, " {name}:{}", d.count);
+        }
+    }
+    line
 }

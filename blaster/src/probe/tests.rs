@@ -153,3 +153,156 @@ fn accept_queue_wait_matches_an_injected_delay() {
     );
     drop((clients, accepted));
 }
+
+/// The receive-queue test: the server reads each request 10 ms after it arrived;
+/// the probe's receive-queue wait p50 must be within 10% of that (same bucket slack as
+/// above). Also: the probe's connection count equals the connections the client made.
+#[test]
+fn recv_queue_wait_matches_an_injected_delay() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    const N: usize = 8;
+    const DELAY: Duration = Duration::from_millis(10);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    let mut pairs = Vec::new();
+    let mut buf = [0u8; 64];
+    for i in 0..N {
+        let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        // Two requests per connection: the wait restarts after each read.
+        for _ in 0..2 {
+            // On loopback the bytes are in the server's receive queue when write returns.
+            client.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+            let arrived = Instant::now();
+            std::thread::sleep(DELAY.saturating_sub(arrived.elapsed()));
+            let n = server.read(&mut buf).expect("read");
+            assert!(n > 0, "request {i} read");
+        }
+        pairs.push((client, server));
+    }
+    let snap = probe.snapshot().expect("snapshot");
+    let p = snap.port(port).expect("watched port");
+    eprintln!("{:?}", p.recv_queue_wait);
+    assert_eq!(
+        p.connections, N as u64,
+        "probe connections vs client connects"
+    );
+    assert_eq!(p.accept_wait.count, N as u64, "{:?}", p.accept_wait);
+    assert_eq!(
+        p.recv_queue_wait.count,
+        2 * N as u64,
+        "{:?}",
+        p.recv_queue_wait
+    );
+    let p50_ms = p.recv_queue_wait.p50_ns as f64 / 1e6;
+    let want = DELAY.as_secs_f64() * 1e3;
+    assert!(
+        p50_ms >= want * 0.95 && p50_ms <= want * 1.10 * 1.125,
+        "receive-queue wait p50 {p50_ms:.2} ms for an injected {want} ms: {:?}",
+        p.recv_queue_wait
+    );
+    // The smoothed RTT of loopback connections: sampled, and well under a millisecond.
+    assert!(p.srtt.count > 0, "{:?}", p.srtt);
+    assert!(p.srtt.p50_ns < 1_000_000, "{:?}", p.srtt);
+    drop(pairs);
+}
+
+/// A server that aborts a connection (SO_LINGER 0, then close) sends a RST: the probe
+/// counts it as sent on the watched port, and the client side's receipt of it.
+#[test]
+fn probe_counts_a_reset_sent_by_the_server() {
+    use std::io::Read;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    socket2::SockRef::from(&server)
+        .set_linger(Some(std::time::Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(server);
+    let mut buf = [0u8; 8];
+    let err = client
+        .read(&mut buf)
+        .expect_err("the server reset the connection");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    let snap = probe.snapshot().expect("snapshot");
+    let p = snap.port(port).expect("watched port");
+    eprintln!("{p:?}");
+    assert_eq!(p.resets_sent, 1, "the server's RST: {p:?}");
+    assert_eq!(p.resets_received, 1, "the client's receipt: {p:?}");
+    assert_eq!(p.connections, 1);
+}
+
+/// A SYN to a port nobody listens on is dropped with reason NO_SOCKET: counted, named.
+#[test]
+fn probe_counts_dropped_packets_by_reason() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("local addr").port()
+    };
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    for _ in 0..3 {
+        TcpStream::connect(("127.0.0.1", port)).expect_err("nothing listens there");
+    }
+    let snap = probe.snapshot().expect("snapshot");
+    let p = snap.port(port).expect("watched port");
+    eprintln!("{:?}", p.drops_by_reason);
+    let no_socket = p
+        .drops_by_reason
+        .iter()
+        .find(|d| d.name == "NO_SOCKET")
+        .unwrap_or_else(|| panic!("no NO_SOCKET drop: {p:?}"));
+    assert_eq!(no_socket.count, 3, "{p:?}");
+}
+
+/// blaster's own target accepts with io_uring (multishot accept into direct
+/// descriptors), which makes no accept syscall: the probe still measures the accept-queue
+/// wait of every connection, and the receive-queue wait of every request.
+#[test]
+fn accept_and_recv_waits_of_an_io_uring_server() {
+    use std::io::{Read, Write};
+    const N: u64 = 6;
+    let config = crate::config::ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        threads: 1,
+        ..crate::config::ServeConfig::default()
+    };
+    let server = crate::target::spawn(config).expect("start the built-in target");
+    let port = server.addr().port();
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    let mut clients = Vec::new();
+    for _ in 0..N {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).expect("response");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+        clients.push(c);
+    }
+    let snap = probe.snapshot().expect("snapshot");
+    let p = snap.port(port).expect("watched port");
+    eprintln!("{}", serde_json::to_string(p).expect("json"));
+    assert_eq!(p.connections, N);
+    assert_eq!(
+        p.accept_wait.count, N,
+        "io_uring accepts measured ({:?})",
+        snap.unavailable
+    );
+    assert_eq!(p.uring_accepts, N);
+    assert_eq!(p.recv_queue_wait.count, N, "{:?}", p.recv_queue_wait);
+    assert!(p.accept_wait.max_ns < 1_000_000_000);
+    drop(clients);
+    server.stop().expect("server stopped cleanly");
+}

@@ -1,0 +1,362 @@
+//! The loader: loads the embedded eBPF object, fills the maps user space owns (watched
+//! ports, pre-inserted histograms, kernel struct offsets from BTF), attaches the
+//! programs and reads the maps back into a [`ProbeSnapshot`].
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, PerCpuHashMap, PerCpuValues},
+    programs::TracePoint,
+};
+use blaster_common::{
+    CounterKey, HistKey, Histogram, KernelOffsets, MAP_COUNTERS, MAP_HIST, MAP_OFFSETS, MAP_WATCH,
+    MAX_PORTS, metric, offsets,
+};
+
+use super::btf::Btf;
+use super::check;
+use super::netstat::ListenCounters;
+use super::snapshot::{self, LatencyHist, PortProbe, ProbeSnapshot};
+
+/// The eBPF object, built by `cargo xtask build-ebpf`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!(
+    "BLASTER_PROBE_OBJ",
+    "BLASTER_PROBE_OBJ is not set: build blaster with the probe through `cargo xtask build` \
+     (it builds the eBPF object and sets BLASTER_PROBE_OBJ to its path)"
+));
+
+/// The programs of the object: (program name, tracepoint category, tracepoint name,
+/// required). Optional ones are skipped when the kernel lacks the tracepoint.
+const PROGRAMS: &[(&str, &str, &str, bool)] = &[
+    ("inet_sock_set_state", "sock", "inet_sock_set_state", true),
+    ("sys_enter_accept4", "syscalls", "sys_enter_accept4", false),
+    ("sys_exit_accept4", "syscalls", "sys_exit_accept4", false),
+    ("sys_enter_accept", "syscalls", "sys_enter_accept", false),
+    ("sys_exit_accept", "syscalls", "sys_exit_accept", false),
+    ("tcp_retransmit_skb", "tcp", "tcp_retransmit_skb", false),
+    ("tcp_send_reset", "tcp", "tcp_send_reset", false),
+    ("tcp_receive_reset", "tcp", "tcp_receive_reset", false),
+    (
+        "tcp_retransmit_synack",
+        "tcp",
+        "tcp_retransmit_synack",
+        false,
+    ),
+    ("tcp_probe", "tcp", "tcp_probe", false),
+    ("sk_data_ready", "sock", "sk_data_ready", false),
+    ("sock_recv_length", "sock", "sock_recv_length", false),
+    ("kfree_skb", "skb", "kfree_skb", false),
+    ("io_uring_complete", "io_uring", "io_uring_complete", false),
+];
+
+/// Histogram metrics the loader pre-inserts for every watched port.
+const METRICS: &[u16] = &[
+    metric::HANDSHAKE,
+    metric::ACCEPT_WAIT,
+    metric::RECV_QUEUE_WAIT,
+    metric::RTT,
+];
+
+/// The kernel struct fields the programs follow, by [`offsets`] group: (group, [(struct,
+/// field path, setter)]).
+type OffsetSetter = fn(&mut KernelOffsets, u32);
+/// (struct, field path, where the offset goes).
+type OffsetField = (&'static str, &'static str, OffsetSetter);
+const OFFSET_GROUPS: &[(u32, &[OffsetField])] = &[
+    (
+        offsets::FILE_SOCKET,
+        &[
+            ("file", "private_data", |o, v| o.file_private_data = v),
+            ("socket", "sk", |o, v| o.socket_sk = v),
+        ],
+    ),
+    (
+        offsets::URING_FIXED,
+        &[
+            ("io_ring_ctx", "file_table.data.nr", |o, v| {
+                o.ctx_files_nr = v
+            }),
+            ("io_ring_ctx", "file_table.data.nodes", |o, v| {
+                o.ctx_files_nodes = v
+            }),
+            ("io_rsrc_node", "file_ptr", |o, v| o.rsrc_node_file_ptr = v),
+        ],
+    ),
+    (
+        offsets::FD_TABLE,
+        &[
+            ("task_struct", "files", |o, v| o.task_files = v),
+            ("files_struct", "fdt", |o, v| o.files_fdt = v),
+            ("fdtable", "max_fds", |o, v| o.fdt_max_fds = v),
+            ("fdtable", "fd", |o, v| o.fdt_fd = v),
+        ],
+    ),
+    (
+        offsets::SKB,
+        &[
+            ("sk_buff", "head", |o, v| o.skb_head = v),
+            ("sk_buff", "network_header", |o, v| o.skb_network_header = v),
+            ("sk_buff", "transport_header", |o, v| {
+                o.skb_transport_header = v
+            }),
+        ],
+    ),
+    (
+        offsets::SOCK,
+        &[
+            ("sock", "__sk_common.skc_num", |o, v| o.sk_num = v),
+            ("sock", "__sk_common.skc_dport", |o, v| o.sk_dport = v),
+            ("sock", "sk_protocol", |o, v| o.sk_protocol = v),
+        ],
+    ),
+];
+
+/// The offsets this kernel's BTF gives, and for each group it lacks, why.
+pub(crate) fn kernel_offsets() -> (KernelOffsets, Vec<String>) {
+    let mut o = KernelOffsets::default();
+    let btf = match Btf::from_kernel() {
+        Ok(b) => b,
+        Err(e) => return (o, vec![e]),
+    };
+    let mut missing = Vec::new();
+    for &(group, fields) in OFFSET_GROUPS {
+        let mut all = true;
+        for &(strukt, path, set) in fields {
+            match btf.offset(strukt, path) {
+                Ok(v) => set(&mut o, v),
+                Err(e) => {
+                    missing.push(e);
+                    all = false;
+                }
+            }
+        }
+        if all {
+            o.valid |= group;
+        }
+    }
+    (o, missing)
+}
+
+/// The probe, loaded and attached; detached when dropped.
+pub struct Probe {
+    ebpf: Ebpf,
+    ports: Vec<u16>,
+    started: Instant,
+    /// ListenOverflows/ListenDrops when the probe started.
+    listen_start: Option<ListenCounters>,
+    /// Drop reason names of this kernel (`skb:kfree_skb` format).
+    drop_names: BTreeMap<u32, String>,
+    /// Optional programs that could not be attached, with the reason.
+    pub skipped: Vec<(String, String)>,
+    /// Kernel struct fields missing from BTF: the paths that need them are off
+    /// (io_uring accepts, accepts without a peer address, ports of some dropped packets).
+    pub offsets_missing: Vec<String>,
+}
+
+impl Probe {
+    /// Loads the embedded object, watches `ports` and attaches the programs.
+    pub fn start(ports: &[u16]) -> Result<Self> {
+        let mut ports: Vec<u16> = ports.to_vec();
+        ports.sort_unstable();
+        ports.dedup();
+        if ports.is_empty() {
+            bail!("no port to watch: give at least one listening port");
+        }
+        if ports.len() > MAX_PORTS as usize {
+            bail!(
+                "{} ports to watch, the probe watches at most {MAX_PORTS}",
+                ports.len()
+            );
+        }
+        if ports.contains(&0) {
+            bail!("port 0 cannot be watched: give the port the listener actually bound");
+        }
+        check::tracefs_dir().map_err(anyhow::Error::msg)?;
+        raise_memlock();
+        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| {
+            anyhow::anyhow!(
+                "loading the eBPF object failed: {e} ({}); run `blaster probe --check`",
+                check::permission_hint()
+            )
+        })?;
+
+        {
+            let mut watch: HashMap<&mut MapData, u16, u8> =
+                HashMap::try_from(ebpf.map_mut(MAP_WATCH).context("map WATCH missing")?)?;
+            for &p in &ports {
+                watch
+                    .insert(p, 1, 0)
+                    .with_context(|| format!("watching port {p}"))?;
+            }
+        }
+        {
+            let ncpu = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
+            let mut hist: PerCpuHashMap<&mut MapData, HistKey, Histogram> =
+                PerCpuHashMap::try_from(ebpf.map_mut(MAP_HIST).context("map HIST missing")?)?;
+            for &port in &ports {
+                for &m in METRICS {
+                    let zero = PerCpuValues::try_from(vec![Histogram::ZERO; ncpu])?;
+                    let key = HistKey {
+                        port,
+                        metric: m,
+                        _pad: 0,
+                    };
+                    hist.insert(key, zero, 0)
+                        .with_context(|| format!("creating histogram {m} of port {port}"))?;
+                }
+            }
+        }
+
+        let (offs, offsets_missing) = kernel_offsets();
+        {
+            let mut map: Array<&mut MapData, KernelOffsets> =
+                Array::try_from(ebpf.map_mut(MAP_OFFSETS).context("map OFFSETS missing")?)?;
+            map.set(0, offs, 0).context("writing kernel offsets")?;
+        }
+
+        let mut skipped = Vec::new();
+        for &(prog, category, name, required) in PROGRAMS {
+            let res = (|| -> Result<()> {
+                let p: &mut TracePoint = ebpf
+                    .program_mut(prog)
+                    .with_context(|| format!("program {prog} missing from the object"))?
+                    .try_into()?;
+                p.load()
+                    .map_err(|e| anyhow::anyhow!("{e:#} ({})", verifier_tail(&format!("{e:?}"))))?;
+                p.attach(category, name)?;
+                Ok(())
+            })();
+            if let Err(e) = res {
+                if required {
+                    return Err(e.context(format!(
+                        "attaching {category}:{name} failed ({}); run `blaster probe --check`",
+                        check::permission_hint()
+                    )));
+                }
+                skipped.push((format!("{category}:{name}"), format!("{e:#}")));
+            }
+        }
+        let drop_names = check::tracefs_dir()
+            .ok()
+            .and_then(|d| std::fs::read_to_string(d.join("events/skb/kfree_skb/format")).ok())
+            .map(|f| snapshot::symbolic_names(&f))
+            .unwrap_or_default();
+        Ok(Self {
+            ebpf,
+            ports,
+            started: Instant::now(),
+            listen_start: ListenCounters::read(),
+            drop_names,
+            skipped,
+            offsets_missing,
+        })
+    }
+
+    /// The watched ports, sorted.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// Reads the maps (summed over CPUs) into plain data. The probe keeps running.
+    pub fn snapshot(&self) -> Result<ProbeSnapshot> {
+        let mut ports: BTreeMap<u16, PortProbe> = self
+            .ports
+            .iter()
+            .map(|&port| {
+                (
+                    port,
+                    PortProbe {
+                        port,
+                        ..PortProbe::default()
+                    },
+                )
+            })
+            .collect();
+
+        let hist: PerCpuHashMap<&MapData, HistKey, Histogram> =
+            PerCpuHashMap::try_from(self.ebpf.map(MAP_HIST).context("map HIST missing")?)?;
+        for item in hist.iter() {
+            let (key, per_cpu) = item.context("reading map HIST")?;
+            let mut h = Histogram::ZERO;
+            for v in per_cpu.iter() {
+                h.merge(v);
+            }
+            let Some(p) = ports.get_mut(&key.port) else {
+                continue;
+            };
+            match key.metric {
+                metric::HANDSHAKE => p.handshake = LatencyHist::from_hist(&h),
+                metric::ACCEPT_WAIT => p.accept_wait = LatencyHist::from_hist(&h),
+                metric::RECV_QUEUE_WAIT => p.recv_queue_wait = LatencyHist::from_hist(&h),
+                metric::RTT => p.srtt = LatencyHist::from_hist(&h),
+                _ => {}
+            }
+        }
+
+        let counters: PerCpuHashMap<&MapData, CounterKey, u64> = PerCpuHashMap::try_from(
+            self.ebpf
+                .map(MAP_COUNTERS)
+                .context("map COUNTERS missing")?,
+        )?;
+        for item in counters.iter() {
+            let (key, per_cpu) = item.context("reading map COUNTERS")?;
+            let n = per_cpu.iter().sum();
+            snapshot::add_counter(&mut ports, key.port, key.counter, key.detail, n);
+        }
+
+        for p in ports.values_mut() {
+            for d in &mut p.drops_by_reason {
+                d.name = self.drop_names.get(&d.reason).cloned().unwrap_or_default();
+            }
+        }
+        let listen = match (self.listen_start, ListenCounters::read()) {
+            (Some(start), Some(now)) => now.since(&start),
+            _ => ListenCounters::default(),
+        };
+        Ok(ProbeSnapshot {
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+            listen_overflows: listen.overflows,
+            listen_drops: listen.drops,
+            unavailable: self
+                .skipped
+                .iter()
+                .map(|(what, why)| format!("{what}: {why}"))
+                .chain(self.offsets_missing.iter().map(|m| format!("BTF: {m}")))
+                .collect(),
+            ports: ports.into_values().collect(),
+        })
+    }
+}
+
+/// Watches `ports` for `duration`, then returns what the probe measured.
+pub fn run_probe(ports: &[u16], duration: Duration) -> Result<ProbeSnapshot> {
+    let probe = Probe::start(ports)?;
+    std::thread::sleep(duration);
+    probe.snapshot()
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it (best effort).
+fn raise_memlock() {
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we pass and has no other effect on memory.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
+    }
+}
+
+/// The last lines of a verifier log inside an aya error's debug form, if any.
+fn verifier_tail(debug: &str) -> String {
+    let lines: Vec<&str> = debug.split("\\n").collect();
+    if lines.len() <= 1 {
+        return "no verifier log".to_string();
+    }
+    lines[lines.len().saturating_sub(6)..].join(" | ")
+}
