@@ -306,3 +306,86 @@ fn accept_and_recv_waits_of_an_io_uring_server() {
     drop(clients);
     server.stop().expect("server stopped cleanly");
 }
+
+/// A listener whose accept queue is full drops the next SYN: the host's ListenOverflows
+/// and ListenDrops grow while the probe runs (they count every port, so at least ours).
+#[test]
+fn probe_sees_listen_overflows() {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    listener
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    // Backlog 0: the queue holds one established connection.
+    listener.listen(0).expect("listen");
+    let port = listener
+        .local_addr()
+        .expect("local addr")
+        .as_socket()
+        .expect("inet")
+        .port();
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    let target: socket2::SockAddr = std::net::SocketAddr::from(([127, 0, 0, 1], port)).into();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let c = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        c.set_nonblocking(true).expect("nonblocking");
+        // EINPROGRESS for the ones whose SYN the full queue dropped.
+        let _ = c.connect(&target);
+        clients.push(c);
+    }
+    let snap = probe.snapshot().expect("snapshot");
+    eprintln!(
+        "listen overflows {} drops {}",
+        snap.listen_overflows, snap.listen_drops
+    );
+    assert!(snap.listen_overflows >= 1, "{snap:?}");
+    assert!(snap.listen_drops >= snap.listen_overflows, "{snap:?}");
+    assert_eq!(snap.port(port).expect("watched").connections, 1);
+}
+
+/// TCP_DEFER_ACCEPT makes the server ignore a final ACK without data and send the SYN-ACK
+/// again after the first timeout (1 s): a SYN-ACK retransmit on the watched port.
+#[test]
+fn probe_counts_synack_retransmits() {
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    // 1 s: the kernel resends the SYN-ACK at the first request timeout (longer values wait
+    // for later ones).
+    let secs: libc::c_int = 1;
+    // SAFETY: a valid socket and a pointer to an int that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "TCP_DEFER_ACCEPT: {}",
+        std::io::Error::last_os_error()
+    );
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    let _client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    // The first SYN-ACK retransmit comes about 1 s after the SYN; allow a busy machine 5 s.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let p = loop {
+        let snap = probe.snapshot().expect("snapshot");
+        let p = snap.port(port).expect("watched").clone();
+        if p.synack_retransmits > 0 || Instant::now() >= deadline {
+            break p;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(p.synack_retransmits >= 1, "{p:?}");
+}
