@@ -81,13 +81,19 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
              or the ports of some dropped packets are not seen"
         );
     }
-    let latest = Arc::new(Mutex::new(ProbeSnapshot::default()));
+    // Shared with the endpoint, which reads the maps afresh for every request: a run's
+    // start and end snapshots (`blaster run --probe`) must not lag by an interval.
+    let probe = Arc::new(Mutex::new(probe));
+    let mut latest = ProbeSnapshot::default();
     let _endpoint = match args.listen {
         Some(addr) => {
-            let latest = Arc::clone(&latest);
+            let probe = Arc::clone(&probe);
             let render: Render = Arc::new(move || {
-                let snap = latest.lock().unwrap_or_else(|e| e.into_inner());
-                serde_json::to_string_pretty(&*snap).unwrap_or_default()
+                let probe = probe.lock().unwrap_or_else(|e| e.into_inner());
+                match probe.snapshot() {
+                    Ok(snap) => serde_json::to_string_pretty(&snap).unwrap_or_default(),
+                    Err(e) => format!("{{\"error\": {:?}}}", format!("{e:#}")),
+                }
             });
             let e = Endpoint::start(addr, "/snapshot", "application/json", "--listen", render)?;
             eprintln!("blaster probe: snapshot at http://{}/snapshot", e.addr());
@@ -105,7 +111,7 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         let done =
             stop.load(Ordering::Relaxed) || args.duration.is_some_and(|d| started.elapsed() >= d);
         if done || std::time::Instant::now() >= next {
-            let snap = probe.snapshot()?;
+            let snap = probe.lock().unwrap_or_else(|e| e.into_inner()).snapshot()?;
             for p in &snap.ports {
                 println!("{}", summary_line(snap.elapsed_ms, p));
             }
@@ -115,7 +121,7 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
                     snap.listen_overflows, snap.listen_drops
                 );
             }
-            *latest.lock().unwrap_or_else(|e| e.into_inner()) = snap;
+            latest = snap;
             next += args.interval;
         }
         if done {
@@ -124,8 +130,7 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         std::thread::sleep(Duration::from_millis(20));
     }
     if let Some(path) = &args.json {
-        let snap = latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let text = serde_json::to_string_pretty(&snap)?;
+        let text = serde_json::to_string_pretty(&latest)?;
         std::fs::write(path, text).map_err(|e| {
             anyhow::anyhow!("cannot write the probe snapshot to {}: {e}", path.display())
         })?;

@@ -20,6 +20,7 @@ mod check;
 #[cfg(feature = "probe")]
 mod loader;
 pub mod netstat;
+pub mod remote;
 mod snapshot;
 #[cfg(all(test, feature = "probe"))]
 mod tests;

@@ -389,3 +389,85 @@ fn probe_counts_synack_retransmits() {
     };
     assert!(p.synack_retransmits >= 1, "{p:?}");
 }
+
+/// End to end on this host: the probe serves fresh snapshots over HTTP as `blaster probe
+/// --listen` does, and `blaster run --probe` against the built-in (io_uring) target gets a
+/// `kernel` section whose counts match what the client did.
+#[test]
+fn probe_feeds_the_kernel_section_of_a_run() {
+    use std::sync::{Arc, Mutex};
+
+    use crate::cli::{Cli, Command};
+    use crate::report::endpoint::{Endpoint, Render};
+    use clap::Parser as _;
+
+    const CONNECTIONS: u64 = 4;
+    let config = crate::config::ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        threads: 1,
+        ..crate::config::ServeConfig::default()
+    };
+    let server = crate::target::spawn(config).expect("start the built-in target");
+    let port = server.addr().port();
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    let probe = Arc::new(Mutex::new(probe));
+    let render: Render = {
+        let probe = Arc::clone(&probe);
+        Arc::new(move || {
+            let snap = probe.lock().expect("probe").snapshot().expect("snapshot");
+            serde_json::to_string(&snap).expect("json")
+        })
+    };
+    let endpoint = Endpoint::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        "/snapshot",
+        "application/json",
+        "--listen",
+        render,
+    )
+    .expect("endpoint");
+    let json = std::env::temp_dir().join(format!("blaster-probe-run-{}.json", std::process::id()));
+    let cli = Cli::try_parse_from([
+        "blaster".to_string(),
+        "run".into(),
+        format!("http://127.0.0.1:{port}/"),
+        "-c".into(),
+        CONNECTIONS.to_string(),
+        "-t".into(),
+        "1".into(),
+        "-n".into(),
+        "400".into(),
+        "-q".into(),
+        "--probe".into(),
+        format!("http://{}", endpoint.addr()),
+        "--json".into(),
+        json.display().to_string(),
+    ])
+    .expect("run arguments parse");
+    let Command::Run(args) = cli.command else {
+        panic!("not a run");
+    };
+    let code = crate::cli::run_command(&args, Vec::new()).expect("the run");
+    assert_eq!(code, 0);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
+    let _ = std::fs::remove_file(&json);
+    let k = &report["kernel"];
+    eprintln!("{k:#}");
+    let responses = report["responses"].as_u64().expect("responses");
+    assert_eq!(responses, 400);
+    assert_eq!(k["connections"], CONNECTIONS, "{k:#}");
+    assert_eq!(k["connections"], report["connections"]["opened"]);
+    assert_eq!(k["accept_queue_us"]["count"], CONNECTIONS, "{k:#}");
+    let recv = k["recv_queue_us"]["count"].as_u64().expect("count");
+    assert!(
+        recv * 10 >= responses * 9 && recv <= responses,
+        "one receive-queue sample per request: {recv} for {responses}"
+    );
+    let split = &k["latency_split_us"];
+    assert!(split["client"].as_f64().expect("client") > 0.0, "{split}");
+    drop(endpoint);
+    server.stop().expect("server stopped cleanly");
+}
