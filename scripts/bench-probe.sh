@@ -101,7 +101,7 @@ run() {
     [ "$mode" = close ] && extra=(-H "Connection: close")
     taskset -c "$CLIENT_CPU" "$BLASTER" run "http://$HOST:$PORT/" -c "$CONNS" -t 1 \
         -d "${DURATION}s" "${extra[@]}" -q --json "$json" >/dev/null 2>"$OUT/$mode-$name-$round.err"
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"{r[\"rps\"]:.0f} {r[\"errors\"][\"total\"]}")' "$json"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.0f %d" % (r["rps"], r["errors"]["total"]))' "$json"
 }
 
 median() {

@@ -76,8 +76,8 @@ pub mod metric {
     /// (`sock:sk_data_ready`) until a read took data from it (`sock:sock_recv_length`,
     /// which sees `read(2)`, `recv*(2)` and io_uring receives alike).
     pub const RECV_QUEUE_WAIT: u16 = 2;
-    /// Smoothed RTT (`tcp:tcp_probe`, one sample per received segment) of connections
-    /// with this port at either end.
+    /// Smoothed RTT (`tcp_sock.srtt_us` at `tcp:tcp_probe`, one sample per received
+    /// segment) of passive opens on this port.
     pub const RTT: u16 = 3;
     /// Number of metrics; [`super::MAX_HISTS`] reserves room for all of them.
     pub const COUNT: u16 = 4;
@@ -177,6 +177,8 @@ pub struct KernelOffsets {
     pub sk_dport: u32,
     /// `struct sock`: `sk_protocol` (`u16`).
     pub sk_protocol: u32,
+    /// `struct tcp_sock`: `srtt_us` (`u32`, 8 x the smoothed RTT in µs).
+    pub tcp_srtt_us: u32,
 }
 
 /// Bits of [`KernelOffsets::valid`].
@@ -191,6 +193,8 @@ pub mod offsets {
     pub const SKB: u32 = 8;
     /// `sk_*`: a socket's ports and protocol.
     pub const SOCK: u32 = 16;
+    /// `tcp_srtt_us`: the smoothed RTT of a TCP socket.
+    pub const TCP_SRTT: u32 = 32;
 }
 
 /// Key of [`MAP_HIST`].

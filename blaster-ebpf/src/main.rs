@@ -20,13 +20,14 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
         bpf_probe_read_kernel, bpf_probe_read_user,
     },
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuHashMap},
-    programs::TracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
 };
 use blaster_common::{
     CounterKey, HistKey, Histogram, KernelOffsets, MAX_COUNTERS, MAX_HISTS, MAX_PORTS,
@@ -76,6 +77,18 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 /// `skb->transport_header` when no transport header is set.
 const NO_HEADER: u16 = 0xffff;
+
+/// Reads the `T` at byte `off` of a tracepoint's record. Tracepoint programs may read their
+/// context directly, which is cheaper than the `bpf_probe_read` behind `read_at`.
+///
+/// # Safety
+///
+/// `off` must be the offset of a field of type `T` in the record (per its format file).
+#[inline(always)]
+unsafe fn field<T: Copy>(ctx: &TracePointContext, off: usize) -> Result<T, i32> {
+    // SAFETY: the caller names a field of the record; the verifier bounds-checks the access.
+    Ok(unsafe { core::ptr::read(ctx.as_ptr().cast::<u8>().add(off).cast::<T>()) })
+}
 
 /// Monotonic time, ns.
 #[inline(always)]
@@ -246,15 +259,15 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
     // SAFETY: offsets within the tracepoint's record, per its format file.
-    let protocol: u16 = unsafe { ctx.read_at(30)? };
+    let protocol: u16 = unsafe { field(ctx, 30)? };
     if protocol != IPPROTO_TCP {
         return Ok(());
     }
     // SAFETY: as above.
     let (skaddr, old, new): (u64, i32, i32) =
-        unsafe { (ctx.read_at(8)?, ctx.read_at(16)?, ctx.read_at(20)?) };
+        unsafe { (field(ctx, 8)?, field(ctx, 16)?, field(ctx, 20)?) };
     // SAFETY: as above.
-    let (sport, dport): (u16, u16) = unsafe { (ctx.read_at(24)?, ctx.read_at(26)?) };
+    let (sport, dport): (u16, u16) = unsafe { (field(ctx, 24)?, field(ctx, 26)?) };
     match (old, new) {
         // connect(): the SYN is about to go out.
         (TCP_CLOSE, TCP_SYN_SENT) => {
@@ -295,7 +308,7 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
         (TCP_SYN_RECV, TCP_ESTABLISHED) => {
             if watched(sport) {
                 // SAFETY: as above.
-                let family: u16 = unsafe { ctx.read_at(28)? };
+                let family: u16 = unsafe { field(ctx, 28)? };
                 let mut key = PeerKey {
                     addr: [0; 16],
                     port: dport,
@@ -304,11 +317,15 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
                 };
                 if family == AF_INET {
                     // SAFETY: as above.
-                    let a: [u8; 4] = unsafe { ctx.read_at(36)? };
-                    key.addr[..4].copy_from_slice(&a);
+                    // (Whole aligned words: the verifier refuses a context pointer that
+                    // was moved, which a byte-array copy may do.)
+                    let a: u32 = unsafe { field(ctx, 36)? };
+                    key.addr[..4].copy_from_slice(&a.to_ne_bytes());
                 } else if family == AF_INET6 {
                     // SAFETY: as above.
-                    key.addr = unsafe { ctx.read_at(56)? };
+                    let (hi, lo): (u64, u64) = unsafe { (field(ctx, 56)?, field(ctx, 64)?) };
+                    key.addr[..8].copy_from_slice(&hi.to_ne_bytes());
+                    key.addr[8..].copy_from_slice(&lo.to_ne_bytes());
                 } else {
                     return Ok(());
                 }
@@ -348,7 +365,7 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
 #[inline(always)]
 fn accept_enter(ctx: &TracePointContext) -> u32 {
     // SAFETY: offset within the tracepoint's record, per its format file.
-    if let Ok(addr) = unsafe { ctx.read_at::<u64>(24) } {
+    if let Ok(addr) = unsafe { field::<u64>(ctx, 24) } {
         let _ = ACCEPTING.insert(bpf_get_current_pid_tgid(), addr, 0);
     }
     0
@@ -366,16 +383,20 @@ fn accept_exit(ctx: &TracePointContext) -> u32 {
     let addr = unsafe { *addr };
     let _ = ACCEPTING.remove(id);
     // SAFETY: offset within the tracepoint's record, per its format file.
-    let ret: i64 = unsafe { ctx.read_at(16) }.unwrap_or(-1);
+    let ret: i64 = unsafe { field(ctx, 16) }.unwrap_or(-1);
     if ret < 0 {
         return 0;
     }
     // The descriptor leads to the socket when BTF gave the offsets; else the peer
-    // address accept() wrote (if the caller asked for it) finds it.
-    if let Some(o) = kernel_offsets() {
-        if accepted(fd_sock(o, ret as u32)) {
-            return 0;
-        }
+    // address accept() wrote (if the caller asked for it) finds it. Only while a passive
+    // open on a watched port waits: accepts on other ports cost no table walk.
+    if gauge(state::UNACCEPTED) == 0 {
+        return 0;
+    }
+    if let Some(o) = kernel_offsets()
+        && accepted(fd_sock(o, ret as u32))
+    {
+        return 0;
     }
     if addr != 0 {
         let _ = try_accept_exit(addr);
@@ -434,7 +455,7 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
         return 0;
     };
     // SAFETY: offsets within the tracepoint's record, per its format file.
-    let (ring, res): (u64, i32) = match unsafe { (ctx.read_at(8), ctx.read_at(32)) } {
+    let (ring, res): (u64, i32) = match unsafe { (field(&ctx, 8), field(&ctx, 32)) } {
         (Ok(r), Ok(n)) => (r, n),
         _ => return 0,
     };
@@ -461,18 +482,13 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
 
 // ---- receive queue -----------------------------------------------------------------------
 
-/// `sock:sk_data_ready`: skaddr@8 protocol@18. Data (or a FIN) became ready; the wait
-/// starts when the queue had nothing unread.
-#[tracepoint(category = "sock", name = "sk_data_ready")]
-pub fn sk_data_ready(ctx: TracePointContext) -> u32 {
-    // SAFETY: offsets within the tracepoint's record, per its format file.
-    let (sk, protocol): (u64, u16) = match unsafe { (ctx.read_at(8), ctx.read_at(18)) } {
-        (Ok(s), Ok(p)) => (s, p),
-        _ => return 0,
-    };
-    if protocol != IPPROTO_TCP {
-        return 0;
-    }
+/// `sock:sk_data_ready` (raw: `struct sock *sk`). Data (or a FIN) became ready; the wait
+/// starts when the queue had nothing unread. A raw tracepoint: the kernel builds no trace
+/// record for it, and the socket pointer is all this needs (only TCP sockets are in
+/// [`SOCKS`]).
+#[raw_tracepoint(tracepoint = "sk_data_ready")]
+pub fn sk_data_ready(ctx: RawTracePointContext) -> i32 {
+    let sk: u64 = ctx.arg(0);
     if let Some(info) = SOCKS.get_ptr_mut(sk) {
         // SAFETY: a live map value; the socket's receive path is serialised by its lock.
         unsafe {
@@ -484,24 +500,15 @@ pub fn sk_data_ready(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `sock:sock_recv_length`: sk@8 protocol@18 ret@20 flags@24. A read returned: if it
-/// took data, the wait since the data became ready ends; if it saw the end of the
-/// stream, there is nothing left waiting.
-#[tracepoint(category = "sock", name = "sock_recv_length")]
-pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
-    // SAFETY: offsets within the tracepoint's record, per its format file.
-    let fields = unsafe {
-        (
-            ctx.read_at::<u64>(8),
-            ctx.read_at::<u16>(18),
-            ctx.read_at::<i32>(20),
-            ctx.read_at::<i32>(24),
-        )
-    };
-    let (Ok(sk), Ok(protocol), Ok(ret), Ok(flags)) = fields else {
-        return 0;
-    };
-    if protocol != IPPROTO_TCP || ret < 0 || flags & MSG_PEEK != 0 {
+/// `sock:sock_recv_length` (raw: `struct sock *sk, int ret, int flags`). A read
+/// returned: if it took data, the wait since the data became ready ends; if it saw the end
+/// of the stream, there is nothing left waiting.
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn sock_recv_length(ctx: RawTracePointContext) -> i32 {
+    let sk: u64 = ctx.arg(0);
+    let ret = ctx.arg::<u64>(1) as i32;
+    let flags = ctx.arg::<u64>(2) as i32;
+    if ret < 0 || flags & MSG_PEEK != 0 {
         return 0;
     }
     if let Some(info) = SOCKS.get_ptr_mut(sk) {
@@ -556,7 +563,7 @@ fn watched_of(a: u16, b: u16) -> Option<u16> {
 #[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets within the tracepoint's record, per its format file.
-    if let (Ok(s), Ok(d)) = unsafe { (ctx.read_at::<u16>(28), ctx.read_at::<u16>(30)) } {
+    if let (Ok(s), Ok(d)) = unsafe { (field::<u16>(&ctx, 28), field::<u16>(&ctx, 30)) } {
         if let Some(port) = watched_of(s, d) {
             count(port, counter::RETRANSMIT, 0);
         }
@@ -571,9 +578,9 @@ pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets within the tracepoint's record, per its format file.
     let fields = unsafe {
         (
-            ctx.read_at::<u32>(28),
-            ctx.read_at::<u16>(34),
-            ctx.read_at::<u16>(62),
+            field::<u32>(&ctx, 28),
+            field::<u16>(&ctx, 34),
+            field::<u16>(&ctx, 62),
         )
     };
     if let (Ok(reason), Ok(s), Ok(d)) = fields {
@@ -588,7 +595,7 @@ pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "tcp", name = "tcp_receive_reset")]
 pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets within the tracepoint's record, per its format file.
-    if let (Ok(s), Ok(d)) = unsafe { (ctx.read_at::<u16>(16), ctx.read_at::<u16>(18)) } {
+    if let (Ok(s), Ok(d)) = unsafe { (field::<u16>(&ctx, 16), field::<u16>(&ctx, 18)) } {
         if let Some(port) = watched_of(s, d) {
             count(port, counter::RECV_RESET, 0);
         }
@@ -600,7 +607,7 @@ pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "tcp", name = "tcp_retransmit_synack")]
 pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
     // SAFETY: offset within the tracepoint's record, per its format file.
-    if let Ok(s) = unsafe { ctx.read_at::<u16>(24) } {
+    if let Ok(s) = unsafe { field::<u16>(&ctx, 24) } {
         if watched(s) {
             count(s, counter::SYNACK_RETRANSMIT, 0);
         }
@@ -608,24 +615,27 @@ pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `tcp:tcp_probe`: sport@64 dport@66 srtt@100 (µs). Once per received segment.
-#[tracepoint(category = "tcp", name = "tcp_probe")]
-pub fn tcp_probe(ctx: TracePointContext) -> u32 {
-    // SAFETY: offsets within the tracepoint's record, per its format file.
-    let fields = unsafe {
-        (
-            ctx.read_at::<u16>(64),
-            ctx.read_at::<u16>(66),
-            ctx.read_at::<u32>(100),
-        )
+/// `tcp:tcp_probe` (raw: `struct sock *sk, struct sk_buff *skb`): once per received
+/// segment. For passive opens on watched ports, records `tcp_sock.srtt_us >> 3` (the
+/// offset from BTF). Raw, so the kernel does not format the 136-byte record per segment.
+#[raw_tracepoint(tracepoint = "tcp_probe")]
+pub fn tcp_probe(ctx: RawTracePointContext) -> i32 {
+    let sk: u64 = ctx.arg(0);
+    let Some(info) = SOCKS.get_ptr(sk) else {
+        return 0;
     };
-    // srtt 0: no RTT measured yet on this connection.
-    if let (Ok(s), Ok(d), Ok(srtt)) = fields
-        && srtt != 0
-    {
-        if let Some(port) = watched_of(s, d) {
-            record(port, metric::RTT, srtt as u64 * 1000);
-        }
+    // SAFETY: a live map value.
+    let port = unsafe { (*info).port };
+    let Some(o) = kernel_offsets() else {
+        return 0;
+    };
+    if o.valid & offsets::TCP_SRTT == 0 {
+        return 0;
+    }
+    // srtt_us holds 8 x the smoothed RTT in µs; 0: not measured yet.
+    let srtt = read_kernel::<u32>(sk, o.tcp_srtt_us).unwrap_or(0) >> 3;
+    if srtt != 0 {
+        record(port, metric::RTT, srtt as u64 * 1000);
     }
     0
 }
@@ -638,10 +648,10 @@ pub fn kfree_skb(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets within the tracepoint's record, per its format file.
     let fields = unsafe {
         (
-            ctx.read_at::<u64>(8),
-            ctx.read_at::<u64>(24),
-            ctx.read_at::<u16>(32),
-            ctx.read_at::<u32>(36),
+            field::<u64>(&ctx, 8),
+            field::<u64>(&ctx, 24),
+            field::<u16>(&ctx, 32),
+            field::<u32>(&ctx, 36),
         )
     };
     let (Ok(skb), Ok(rx_sk), Ok(l3), Ok(reason)) = fields else {
