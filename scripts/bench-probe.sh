@@ -6,7 +6,10 @@
 # (`blaster run`, 1 thread, closed model) to CLIENT_CPU. Each round runs the load twice,
 # once without and once with the probe watching the port, alternating which goes first
 # (A B, B A, ...) so drift on a shared machine hits both sides alike. Reported: responses/s
-# of each, their median over the rounds, and the loss with the probe.
+# of each, their median over the rounds, and the loss with the probe; and the CPU time
+# per response (blaster run's workers plus the serve process, user + system), which other
+# load on a shared machine disturbs less than throughput does. (Softirq time spent in
+# those tasks' context counts unless the kernel accounts IRQ time separately.)
 #
 # Two workloads (MODES):
 #   keepalive  CONNS persistent connections: per request the probe sees a receive-queue
@@ -94,14 +97,23 @@ stop_probe() {
     PROBE_PID=""
 }
 
-# run MODE NAME ROUND: one load run, its responses/s on stdout.
+# CPU time (user + system, clock ticks) of the serve process so far.
+serve_ticks() {
+    awk '{print $14 + $15}' "/proc/$SERVE_PID/stat"
+}
+
+# run MODE NAME ROUND: one load run; prints its responses/s, errors and CPU µs per response.
 run() {
     local mode=$1 name=$2 round=$3 json="$OUT/$1-$2-$3.json"
     local extra=()
     [ "$mode" = close ] && extra=(-H "Connection: close")
+    local t0 t1
+    t0=$(serve_ticks)
     taskset -c "$CLIENT_CPU" "$BLASTER" run "http://$HOST:$PORT/" -c "$CONNS" -t 1 \
         -d "${DURATION}s" "${extra[@]}" -q --json "$json" >/dev/null 2>"$OUT/$mode-$name-$round.err"
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.0f %d" % (r["rps"], r["errors"]["total"]))' "$json"
+    t1=$(serve_ticks)
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); s=(int(sys.argv[3])-int(sys.argv[2]))/int(sys.argv[4]); print("%.0f %d %.2f" % (r["rps"], r["errors"]["total"], (r["client_cpu_s"]+s)*1e6/max(r["responses"],1)))' \
+        "$json" "$t0" "$t1" "$(getconf CLK_TCK)"
 }
 
 median() {
@@ -110,31 +122,35 @@ median() {
 
 echo
 echo "kernel $(uname -r), $(nproc) CPUs; serve on CPU $SERVER_CPU, load on CPU $CLIENT_CPU; ${DURATION}s runs, $CONNS connections"
-printf '%-10s %-6s %14s %14s %8s\n' mode round "without rps" "with rps" "loss"
+printf '%-10s %-6s %12s %12s %7s   %12s %12s %7s\n' mode round "rps without" "rps with" loss \
+    "CPU/resp w/o" "CPU/resp w/" more
+# pct A B: how much A is above B, in percent.
+pct() { python3 -c "import sys; print('%.1f%%' % ((float(sys.argv[1]) / float(sys.argv[2]) - 1) * 100))" "$1" "$2"; }
+# loss WITHOUT WITH: the throughput lost, in percent.
+loss() { python3 -c "import sys; print('%.1f%%' % ((1 - float(sys.argv[2]) / float(sys.argv[1])) * 100))" "$1" "$2"; }
 for mode in $MODES; do
-    without=()
-    with=()
+    without=() with=() cpu_without=() cpu_with=()
     for round in $(seq "$REPEATS"); do
         if [ $((round % 2)) -eq 1 ]; then
-            read -r a ea < <(run "$mode" without "$round")
+            read -r a ea ca < <(run "$mode" without "$round")
             start_probe
-            read -r b eb < <(run "$mode" with "$round")
+            read -r b eb cb < <(run "$mode" with "$round")
             stop_probe
         else
             start_probe
-            read -r b eb < <(run "$mode" with "$round")
+            read -r b eb cb < <(run "$mode" with "$round")
             stop_probe
-            read -r a ea < <(run "$mode" without "$round")
+            read -r a ea ca < <(run "$mode" without "$round")
         fi
-        without+=("$a")
-        with+=("$b")
-        loss=$(python3 -c "print(f'{(1 - $b / $a) * 100:.1f}%')")
-        printf '%-10s %-6s %14s %14s %8s' "$mode" "$round" "$a" "$b" "$loss"
+        without+=("$a") with+=("$b") cpu_without+=("$ca") cpu_with+=("$cb")
+        printf '%-10s %-6s %12s %12s %7s   %10sus %10sus %7s' "$mode" "$round" "$a" "$b" \
+            "$(loss "$a" "$b")" "$ca" "$cb" "$(pct "$cb" "$ca")"
         [ "$ea$eb" = 00 ] || printf '  (errors: %s / %s)' "$ea" "$eb"
         printf '\n'
     done
-    ma=$(median "${without[@]}")
-    mb=$(median "${with[@]}")
-    loss=$(python3 -c "print(f'{(1 - $mb / $ma) * 100:.1f}%')")
-    printf '%-10s %-6s %14s %14s %8s\n' "$mode" median "$ma" "$mb" "$loss"
+    ma=$(median "${without[@]}") mb=$(median "${with[@]}")
+    mca=$(median "${cpu_without[@]}") mcb=$(median "${cpu_with[@]}")
+    printf '%-10s %-6s %12s %12s %7s   %10sus %10sus %7s\n' "$mode" median "$ma" "$mb" \
+        "$(loss "$ma" "$mb")" "$mca" "$mcb" "$(pct "$mcb" "$mca")"
 done
+echo "loss: 1 - with/without throughput; more: extra CPU per response with the probe"

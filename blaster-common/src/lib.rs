@@ -76,8 +76,8 @@ pub mod metric {
     /// (`sock:sk_data_ready`) until a read took data from it (`sock:sock_recv_length`,
     /// which sees `read(2)`, `recv*(2)` and io_uring receives alike).
     pub const RECV_QUEUE_WAIT: u16 = 2;
-    /// Smoothed RTT (`tcp_sock.srtt_us` at `tcp:tcp_probe`, one sample per received
-    /// segment) of passive opens on this port.
+    /// Smoothed RTT (`tcp_sock.srtt_us`) of passive opens on this port, sampled at each
+    /// read that took data.
     pub const RTT: u16 = 3;
     /// Number of metrics; [`super::MAX_HISTS`] reserves room for all of them.
     pub const COUNT: u16 = 4;

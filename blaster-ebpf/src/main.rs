@@ -511,18 +511,40 @@ pub fn sock_recv_length(ctx: RawTracePointContext) -> i32 {
     if ret < 0 || flags & MSG_PEEK != 0 {
         return 0;
     }
-    if let Some(info) = SOCKS.get_ptr_mut(sk) {
+    let Some(info) = SOCKS.get_ptr_mut(sk) else {
+        return 0;
+    };
+    // SAFETY: as above.
+    let (ready, port) = unsafe { ((*info).ready, (*info).port) };
+    if ready != 0 {
         // SAFETY: as above.
-        let (ready, port) = unsafe { ((*info).ready, (*info).port) };
-        if ready != 0 {
-            // SAFETY: as above.
-            unsafe { (*info).ready = 0 };
-            if ret > 0 {
-                record(port, metric::RECV_QUEUE_WAIT, now().saturating_sub(ready));
-            }
+        unsafe { (*info).ready = 0 };
+        if ret > 0 {
+            record(port, metric::RECV_QUEUE_WAIT, now().saturating_sub(ready));
         }
     }
+    if ret > 0 {
+        srtt_sample(sk, port);
+    }
     0
+}
+
+/// Records the smoothed RTT of socket `sk` (`tcp_sock.srtt_us`, offset from BTF), sampled
+/// once per read that took data: per request rather than per segment, and without a
+/// program on `tcp:tcp_probe`, which fires for every segment of every connection.
+#[inline(always)]
+fn srtt_sample(sk: u64, port: u16) {
+    let Some(o) = kernel_offsets() else {
+        return;
+    };
+    if o.valid & offsets::TCP_SRTT == 0 {
+        return;
+    }
+    // srtt_us holds 8 x the smoothed RTT in µs; 0: not measured yet.
+    let srtt = read_kernel::<u32>(sk, o.tcp_srtt_us).unwrap_or(0) >> 3;
+    if srtt != 0 {
+        record(port, metric::RTT, srtt as u64 * 1000);
+    }
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_accept4")]
@@ -611,31 +633,6 @@ pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
         if watched(s) {
             count(s, counter::SYNACK_RETRANSMIT, 0);
         }
-    }
-    0
-}
-
-/// `tcp:tcp_probe` (raw: `struct sock *sk, struct sk_buff *skb`): once per received
-/// segment. For passive opens on watched ports, records `tcp_sock.srtt_us >> 3` (the
-/// offset from BTF). Raw, so the kernel does not format the 136-byte record per segment.
-#[raw_tracepoint(tracepoint = "tcp_probe")]
-pub fn tcp_probe(ctx: RawTracePointContext) -> i32 {
-    let sk: u64 = ctx.arg(0);
-    let Some(info) = SOCKS.get_ptr(sk) else {
-        return 0;
-    };
-    // SAFETY: a live map value.
-    let port = unsafe { (*info).port };
-    let Some(o) = kernel_offsets() else {
-        return 0;
-    };
-    if o.valid & offsets::TCP_SRTT == 0 {
-        return 0;
-    }
-    // srtt_us holds 8 x the smoothed RTT in µs; 0: not measured yet.
-    let srtt = read_kernel::<u32>(sk, o.tcp_srtt_us).unwrap_or(0) >> 3;
-    if srtt != 0 {
-        record(port, metric::RTT, srtt as u64 * 1000);
     }
     0
 }

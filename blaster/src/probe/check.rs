@@ -37,7 +37,6 @@ const LAYOUT: &[(&str, &str, Fields)] = &[
     ("tcp", "tcp_retransmit_synack", &[("sport", 24)]),
     // Raw tracepoints: their arguments (TP_PROTO), not the record, are read, so only
     // their presence is checked.
-    ("tcp", "tcp_probe", &[]),
     ("sock", "sk_data_ready", &[]),
     ("sock", "sock_recv_length", &[]),
     (

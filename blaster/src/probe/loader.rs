@@ -47,7 +47,6 @@ const PROGRAMS: &[(&str, &str, &str, bool)] = &[
         "tcp_retransmit_synack",
         false,
     ),
-    ("tcp_probe", "tcp", "tcp_probe", false),
     ("sk_data_ready", "sock", "sk_data_ready", false),
     ("sock_recv_length", "sock", "sock_recv_length", false),
     ("kfree_skb", "skb", "kfree_skb", false),
@@ -55,8 +54,8 @@ const PROGRAMS: &[(&str, &str, &str, bool)] = &[
 ];
 
 /// Programs of [`PROGRAMS`] that are raw tracepoints (the tracepoint's arguments, no
-/// formatted record: cheaper on the hot paths, once per segment or read).
-const RAW: &[&str] = &["sk_data_ready", "sock_recv_length", "tcp_probe"];
+/// formatted record: cheaper on the hot paths, once per data arrival or read).
+const RAW: &[&str] = &["sk_data_ready", "sock_recv_length"];
 
 /// Histogram metrics the loader pre-inserts for every watched port.
 const METRICS: &[u16] = &[

@@ -76,8 +76,7 @@ pub struct PortProbe {
     /// Passive opens on this port: data ready on an empty receive queue until a read
     /// took data.
     pub recv_queue_wait: LatencyHist,
-    /// Smoothed RTT of connections with this port at either end, one sample per
-    /// received segment.
+    /// Smoothed RTT of passive opens on this port, sampled at each read that took data.
     pub srtt: LatencyHist,
     /// Of the accepts, those seen through io_uring completions.
     pub uring_accepts: u64,

@@ -36,7 +36,7 @@ pub struct KernelReport {
     pub accept_queue_us: KernelLatency,
     /// Data ready in the receive queue until the application read it.
     pub recv_queue_us: KernelLatency,
-    /// Smoothed RTT, one sample per received segment.
+    /// Smoothed RTT, sampled at each read that took data.
     pub srtt_us: KernelLatency,
     pub retransmits: u64,
     pub synack_retransmits: u64,
