@@ -179,6 +179,11 @@ pub struct KernelOffsets {
     pub sk_protocol: u32,
     /// `struct tcp_sock`: `srtt_us` (`u32`, 8 x the smoothed RTT in µs).
     pub tcp_srtt_us: u32,
+    /// Which argument of the raw `io_uring_complete` tracepoint is the
+    /// `struct io_uring_cqe *` (2 on 6.x kernels; the raw program is used only then).
+    pub uring_cqe_arg: u32,
+    /// `struct io_uring_cqe`: `res` (`s32`).
+    pub cqe_res: u32,
 }
 
 /// Bits of [`KernelOffsets::valid`].
@@ -195,6 +200,8 @@ pub mod offsets {
     pub const SOCK: u32 = 16;
     /// `tcp_srtt_us`: the smoothed RTT of a TCP socket.
     pub const TCP_SRTT: u32 = 32;
+    /// `uring_cqe_arg` and `cqe_res`: io_uring completions as a raw tracepoint.
+    pub const URING_CQE: u32 = 64;
 }
 
 /// Key of [`MAP_HIST`].

@@ -455,12 +455,39 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
         return 0;
     };
     // SAFETY: offsets within the tracepoint's record, per its format file.
-    let (ring, res): (u64, i32) = match unsafe { (field(&ctx, 8), field(&ctx, 32)) } {
-        (Ok(r), Ok(n)) => (r, n),
-        _ => return 0,
-    };
-    if res < 0 {
+    if let (Ok(ring), Ok(res)) = unsafe { (field::<u64>(&ctx, 8), field::<i32>(&ctx, 32)) } {
+        uring_accept(o, ring, res);
+    }
+    0
+}
+
+/// The same as a raw tracepoint, for kernels whose `io_uring_complete` passes
+/// `(struct io_ring_ctx *ctx, void *req, struct io_uring_cqe *cqe)` (6.x; the loader
+/// checks in BTF that the CQE is argument 2): no trace record is formatted for each of the
+/// host's io_uring completions. (One fixed argument: the verifier refuses a context
+/// offset chosen at run time.)
+#[raw_tracepoint(tracepoint = "io_uring_complete")]
+pub fn io_uring_complete_raw(ctx: RawTracePointContext) -> i32 {
+    if gauge(state::UNACCEPTED) == 0 {
         return 0;
+    }
+    let Some(o) = kernel_offsets() else {
+        return 0;
+    };
+    let ring: u64 = ctx.arg(0);
+    let cqe: u64 = ctx.arg(2);
+    if let Ok(res) = read_kernel::<i32>(cqe, o.cqe_res) {
+        uring_accept(o, ring, res);
+    }
+    0
+}
+
+/// A completion of ring `ring` with result `res`: if `res` is the descriptor of a
+/// passive open waiting to be accepted, that was its accept.
+#[inline(always)]
+fn uring_accept(o: &KernelOffsets, ring: u64, res: i32) {
+    if res < 0 {
+        return;
     }
     let sk = fixed_sock(o, ring, res as u32);
     if sk != 0 && accepted(sk) {
@@ -468,7 +495,7 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
             // SAFETY: a live map value.
             count(unsafe { (*i).port }, counter::URING_ACCEPT, 0);
         }
-        return 0;
+        return;
     }
     let sk = fd_sock(o, res as u32);
     if sk != 0 && accepted(sk) {
@@ -477,7 +504,6 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
             count(unsafe { (*i).port }, counter::URING_ACCEPT, 1);
         }
     }
-    0
 }
 
 // ---- receive queue -----------------------------------------------------------------------

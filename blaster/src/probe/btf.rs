@@ -13,6 +13,7 @@ use std::collections::HashMap;
 const MAGIC: u16 = 0xeb9f;
 
 const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
@@ -38,6 +39,8 @@ pub struct Btf {
     types: Vec<usize>,
     /// Struct name -> type id (the first struct with members of that name).
     structs: HashMap<String, u32>,
+    /// `btf_trace_*` typedef name -> type id: the raw tracepoints' prototypes.
+    trace_typedefs: HashMap<String, u32>,
 }
 
 /// One type record's common header.
@@ -84,6 +87,7 @@ impl Btf {
             strings_len: str_len as usize,
             types: vec![0],
             structs: HashMap::new(),
+            trace_typedefs: HashMap::new(),
         };
         let mut pos = types_start;
         while pos < types_end {
@@ -101,6 +105,12 @@ impl Btf {
                 let name = btf.name(t.name_off).to_string();
                 if !name.is_empty() {
                     btf.structs.entry(name).or_insert(id);
+                }
+            }
+            if t.kind == KIND_TYPEDEF {
+                let name = btf.name(t.name_off);
+                if name.starts_with("btf_trace_") {
+                    btf.trace_typedefs.insert(name.to_string(), id);
                 }
             }
             pos = t.extra + extra;
@@ -203,6 +213,45 @@ impl Btf {
     }
 }
 
+impl Btf {
+    /// The index among a raw tracepoint's arguments (its `TP_PROTO`, as a raw tracepoint
+    /// program sees them) of the first one that points to `struct strukt`: from the
+    /// `btf_trace_<event>` typedef, a pointer to a function whose first parameter is the
+    /// tracepoint's private data.
+    pub fn raw_tp_arg_pointing_to(&self, event: &str, strukt: &str) -> Result<u32, String> {
+        let typedef = format!("btf_trace_{event}");
+        let id = *self
+            .trace_typedefs
+            .get(&typedef)
+            .ok_or_else(|| format!("{typedef} not in the kernel's BTF"))?;
+        let ptr = self
+            .resolve(id)
+            .filter(|t| t.kind == KIND_PTR)
+            .ok_or_else(|| format!("{typedef} is not a function pointer"))?;
+        let proto = self
+            .resolve(ptr.size_or_type)
+            .filter(|t| t.kind == KIND_FUNC_PROTO)
+            .ok_or_else(|| format!("{typedef} is not a function pointer"))?;
+        for i in 1..proto.vlen {
+            let ty = read_u32(&self.data, proto.extra + 8 * i + 4)
+                .ok_or_else(|| format!("{typedef}: truncated BTF"))?;
+            let points_to = self
+                .resolve(ty)
+                .filter(|t| t.kind == KIND_PTR)
+                .and_then(|t| self.resolve(t.size_or_type));
+            if let Some(target) = points_to
+                && target.kind == KIND_STRUCT
+                && self.name(target.name_off) == strukt
+            {
+                return Ok(i as u32 - 1);
+            }
+        }
+        Err(format!(
+            "no argument of tracepoint {event} points to struct {strukt}"
+        ))
+    }
+}
+
 fn read_u32(d: &[u8], p: usize) -> Option<u32> {
     d.get(p..p + 4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -215,7 +264,7 @@ mod tests {
     /// A tiny BTF blob: `struct inner { int a; int b; }`,
     /// `struct outer { long x; struct inner in; union { int u; struct { int deep; }; }; }`.
     fn blob() -> Vec<u8> {
-        let strings = b"\0int\0a\0b\0inner\0outer\0x\0in\0u\0deep\0long\0";
+        let strings = b"\0int\0a\0b\0inner\0outer\0x\0in\0u\0deep\0long\0btf_trace_ev\0";
         let s = |name: &str| -> u32 {
             let needle = format!("\0{name}\0");
             strings
@@ -248,6 +297,14 @@ mod tests {
         // 7: struct outer { x@0 (long), in@64 (typedef -> inner), <anon union>@128 }
         head(&mut types, s("outer"), KIND_STRUCT, 3, 20);
         types.extend([s("x"), 3, 0, s("in"), 6, 64, 0, 5, 128]);
+        // 8: struct inner *
+        head(&mut types, 0, KIND_PTR, 0, 2);
+        // 9: void (*)(void *, long, struct inner *)  (void * as long here: only kinds matter)
+        head(&mut types, 0, KIND_FUNC_PROTO, 3, 0);
+        types.extend([0, 3, 0, 3, 0, 8]);
+        // 10: pointer to it; 11: typedef btf_trace_ev
+        head(&mut types, 0, KIND_PTR, 0, 9);
+        head(&mut types, s("btf_trace_ev"), KIND_TYPEDEF, 0, 10);
         let type_bytes: Vec<u8> = types.iter().flat_map(|v| v.to_le_bytes()).collect();
         let mut out = Vec::new();
         out.extend(MAGIC.to_le_bytes());
@@ -277,6 +334,11 @@ mod tests {
                 .contains("not in the kernel")
         );
         assert!(Btf::parse(vec![0; 30]).is_err());
+        // The raw tracepoint `ev` has arguments (long, struct inner *): the second points
+        // to `inner`.
+        assert_eq!(btf.raw_tp_arg_pointing_to("ev", "inner"), Ok(1));
+        assert!(btf.raw_tp_arg_pointing_to("ev", "outer").is_err());
+        assert!(btf.raw_tp_arg_pointing_to("nope", "inner").is_err());
     }
 
     /// On a kernel with BTF, the fields the probe follows are all found.
@@ -292,10 +354,13 @@ mod tests {
             ("sk_buff", "transport_header"),
             ("sock", "__sk_common.skc_num"),
             ("task_struct", "files"),
+            ("io_uring_cqe", "res"),
         ] {
             let off = btf.offset(s, f);
             eprintln!("{s}.{f}: {off:?}");
             assert!(off.is_ok(), "{s}.{f}: {off:?}");
         }
+        let cqe = btf.raw_tp_arg_pointing_to("io_uring_complete", "io_uring_cqe");
+        eprintln!("io_uring_complete's cqe argument: {cqe:?}");
     }
 }

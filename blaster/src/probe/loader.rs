@@ -55,7 +55,7 @@ const PROGRAMS: &[(&str, &str, &str, bool)] = &[
 
 /// Programs of [`PROGRAMS`] that are raw tracepoints (the tracepoint's arguments, no
 /// formatted record: cheaper on the hot paths, once per data arrival or read).
-const RAW: &[&str] = &["sk_data_ready", "sock_recv_length"];
+const RAW: &[&str] = &["sk_data_ready", "sock_recv_length", "io_uring_complete_raw"];
 
 /// Histogram metrics the loader pre-inserts for every watched port.
 const METRICS: &[u16] = &[
@@ -121,6 +121,10 @@ const OFFSET_GROUPS: &[(u32, &[OffsetField])] = &[
         offsets::TCP_SRTT,
         &[("tcp_sock", "srtt_us", |o, v| o.tcp_srtt_us = v)],
     ),
+    (
+        offsets::URING_CQE,
+        &[("io_uring_cqe", "res", |o, v| o.cqe_res = v)],
+    ),
 ];
 
 /// The offsets this kernel's BTF gives, and for each group it lacks, why.
@@ -140,6 +144,13 @@ pub(crate) fn kernel_offsets() -> (KernelOffsets, Vec<String>) {
                     missing.push(e);
                     all = false;
                 }
+            }
+        }
+        if group == offsets::URING_CQE {
+            // Not "missing" otherwise: the classic tracepoint program takes over.
+            match btf.raw_tp_arg_pointing_to("io_uring_complete", "io_uring_cqe") {
+                Ok(2) => o.uring_cqe_arg = 2,
+                _ => all = false,
             }
         }
         if all {
@@ -228,6 +239,12 @@ impl Probe {
 
         let mut skipped = Vec::new();
         for &(prog, category, name, required) in PROGRAMS {
+            // io_uring completions: the raw tracepoint when BTF told where the CQE is.
+            let prog = if prog == "io_uring_complete" && offs.valid & offsets::URING_CQE != 0 {
+                "io_uring_complete_raw"
+            } else {
+                prog
+            };
             let res = (|| -> Result<()> {
                 let program = ebpf
                     .program_mut(prog)
