@@ -8,8 +8,8 @@
 //!
 //! | map | kind | key | value | written by |
 //! | --- | --- | --- | --- | --- |
-//! | [`MAP_WATCH`] | hash | port `u16` | `u8` (1) | user: the ports to watch |
-//! | [`MAP_HIST`] | per-CPU hash | [`HistKey`] | [`Histogram`] | user pre-inserts zeroed entries; kernel adds |
+//! | [`MAP_WATCH`] | hash | port `u16` | slot `u16` | user: the ports to watch, slots 0.. |
+//! | [`MAP_HIST`] | per-CPU array | [`hist_index`] | [`Histogram`] | kernel adds |
 //! | [`MAP_COUNTERS`] | per-CPU hash | [`CounterKey`] | `u64` | kernel inserts and adds |
 //! | [`MAP_CONNECTING`] | LRU hash | socket address `u64` | [`Pending`] | kernel only (SYN sent) |
 //! | [`MAP_ESTABLISHED`] | LRU hash | [`PeerKey`] | [`Pending`] | kernel only (awaiting accept) |
@@ -18,14 +18,14 @@
 //! | [`MAP_OFFSETS`] | array (1) | `u32` 0 | [`KernelOffsets`] | user: struct offsets from the kernel's BTF |
 //! | [`MAP_STATE`] | array ([`state::COUNT`]) | `u32` | `u64` | kernel: [`state`] gauges |
 //!
-//! Histograms are pre-inserted by user space because a [`Histogram`] is larger than the
-//! 512-byte BPF stack: the kernel side only ever updates an entry in place, and counts a
-//! [`counter::HIST_MISSING`] when the entry is not there.
+//! Histograms live in a per-CPU array indexed by the port's slot and the metric: a
+//! [`Histogram`] is larger than the 512-byte BPF stack, so the kernel side only ever updates
+//! an entry in place, and an array needs no hashing and no pre-inserted entries.
 #![no_std]
 
 /// Watched listening ports: key `u16` port (host order), value `u8` 1.
 pub const MAP_WATCH: &str = "WATCH";
-/// Per-(port, metric) latency histograms: [`HistKey`] -> [`Histogram`] (per CPU).
+/// Per-(port slot, metric) latency histograms: [`hist_index`] -> [`Histogram`] (per CPU).
 pub const MAP_HIST: &str = "HIST";
 /// Per-(port, counter, detail) event counts: [`CounterKey`] -> `u64` (per CPU).
 pub const MAP_COUNTERS: &str = "COUNTERS";
@@ -63,7 +63,7 @@ pub const HIST_MAX_LOG2: u32 = 36;
 /// Number of buckets: values `0..HIST_SUB` one each, then `HIST_SUB` per power of two.
 pub const HIST_BUCKETS: usize = (HIST_MAX_LOG2 - HIST_SUB_BITS + 2) as usize * HIST_SUB;
 
-/// What a histogram measures ([`HistKey::metric`]). All values are nanoseconds.
+/// What a histogram measures (the `which` of [`hist_index`]). All values are nanoseconds.
 pub mod metric {
     /// Active open, SYN to established: `connect()` moved the socket to SYN_SENT, the
     /// SYN-ACK moved it to ESTABLISHED. Keyed by the remote (listening) port.
@@ -101,7 +101,7 @@ pub mod counter {
     pub const ACCEPT_UNMATCHED: u16 = 5;
     /// A handshake completed whose SYN_SENT the probe had not seen.
     pub const HANDSHAKE_UNMATCHED: u16 = 6;
-    /// A sample was dropped because its [`super::HistKey`] had no pre-inserted entry.
+    /// A sample was dropped because its [`super::MAP_HIST`] index was out of range.
     pub const HIST_MISSING: u16 = 7;
     /// Active opens that failed (SYN_SENT to CLOSE: refused, timed out, reset).
     pub const CONNECT_FAILED: u16 = 8;
@@ -135,8 +135,10 @@ pub struct SockInfo {
     pub ready: u64,
     /// The watched port, host byte order.
     pub port: u16,
+    /// That port's slot (see [`hist_index`]).
+    pub slot: u16,
     /// Zero.
-    pub _pad: [u16; 3],
+    pub _pad: [u16; 2],
 }
 
 /// Byte offsets of kernel struct fields the programs follow with
@@ -204,16 +206,11 @@ pub mod offsets {
     pub const URING_CQE: u32 = 64;
 }
 
-/// Key of [`MAP_HIST`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct HistKey {
-    /// Port, host byte order.
-    pub port: u16,
-    /// One of [`metric`].
-    pub metric: u16,
-    /// Zero (explicit padding, so both sides hash the same bytes).
-    pub _pad: u32,
+/// Index in [`MAP_HIST`] of metric `which` of the port in `slot` (its value in
+/// [`MAP_WATCH`]).
+#[inline(always)]
+pub const fn hist_index(slot: u16, which: u16) -> u32 {
+    slot as u32 * metric::COUNT as u32 + which as u32
 }
 
 /// A log-linear histogram of nanosecond values (value of [`MAP_HIST`]).
@@ -291,8 +288,10 @@ pub struct Pending {
     pub ts: u64,
     /// The watched port it belongs to, host byte order.
     pub port: u16,
+    /// That port's slot (see [`hist_index`]).
+    pub slot: u16,
     /// Zero.
-    pub _pad: [u16; 3],
+    pub _pad: [u16; 2],
 }
 
 /// Key of [`MAP_ESTABLISHED`]: the peer of a passively opened connection, as both the
@@ -380,8 +379,6 @@ pub const fn bucket_upper(i: usize) -> u64 {
 mod user {
     // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers and arrays of
     // integers, and have explicit padding fields, so every bit pattern is valid.
-    unsafe impl aya::Pod for super::HistKey {}
-    // SAFETY: as above.
     unsafe impl aya::Pod for super::Histogram {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CounterKey {}

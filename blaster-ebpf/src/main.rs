@@ -26,19 +26,19 @@ use aya_ebpf::{
         bpf_probe_read_kernel, bpf_probe_read_user,
     },
     macros::{map, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuHashMap},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::{RawTracePointContext, TracePointContext},
 };
 use blaster_common::{
-    CounterKey, HistKey, Histogram, KernelOffsets, MAX_COUNTERS, MAX_HISTS, MAX_PORTS,
-    MAX_TRACKED, PeerKey, Pending, SockInfo, counter, metric, offsets, state,
+    CounterKey, Histogram, KernelOffsets, MAX_COUNTERS, MAX_HISTS, MAX_PORTS,
+    MAX_TRACKED, PeerKey, Pending, SockInfo, counter, hist_index, metric, offsets, state,
 };
 
 #[map(name = "WATCH")]
-static WATCH: HashMap<u16, u8> = HashMap::with_max_entries(MAX_PORTS, 0);
+static WATCH: HashMap<u16, u16> = HashMap::with_max_entries(MAX_PORTS, 0);
 
 #[map(name = "HIST")]
-static HIST: PerCpuHashMap<HistKey, Histogram> = PerCpuHashMap::with_max_entries(MAX_HISTS, 0);
+static HIST: PerCpuArray<Histogram> = PerCpuArray::with_max_entries(MAX_HISTS, 0);
 
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuHashMap<CounterKey, u64> = PerCpuHashMap::with_max_entries(MAX_COUNTERS, 0);
@@ -97,9 +97,19 @@ fn now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
+/// The slot of a watched port (its histograms' place in [`HIST`]), if it is watched.
+#[inline(always)]
+fn slot_of(port: u16) -> Option<u16> {
+    if port == 0 {
+        return None;
+    }
+    // SAFETY: a live map value, copied out.
+    WATCH.get_ptr(port).map(|s| unsafe { *s })
+}
+
 #[inline(always)]
 fn watched(port: u16) -> bool {
-    port != 0 && WATCH.get_ptr(port).is_some()
+    slot_of(port).is_some()
 }
 
 #[inline(always)]
@@ -118,14 +128,11 @@ fn count(port: u16, which: u16, detail: u32) {
     }
 }
 
+/// Adds `ns` to histogram `which` of the port in `slot` (a per-CPU array: no hashing on
+/// the per-request paths).
 #[inline(always)]
-fn record(port: u16, which: u16, ns: u64) {
-    let key = HistKey {
-        port,
-        metric: which,
-        _pad: 0,
-    };
-    match HIST.get_ptr_mut(key) {
+fn record(port: u16, slot: u16, which: u16, ns: u64) {
+    match HIST.get_ptr_mut(hist_index(slot, which)) {
         // SAFETY: a per-CPU map value of this CPU; tracepoint programs do not nest on a CPU.
         Some(h) => unsafe { (*h).record(ns) },
         None => count(port, counter::HIST_MISSING, which as u32),
@@ -173,14 +180,14 @@ fn accepted(sk: u64) -> bool {
     };
     // SAFETY: a live map value of the LRU hash; concurrent updates of the same socket
     // are serialised by the socket itself (its state changes and accept).
-    let (established, port) = unsafe { ((*info).established, (*info).port) };
+    let (established, port, slot) = unsafe { ((*info).established, (*info).port, (*info).slot) };
     if established == 0 {
         return false;
     }
     // SAFETY: as above.
     unsafe { (*info).established = 0 };
     gauge_add(state::UNACCEPTED, u64::MAX);
-    record(port, metric::ACCEPT_WAIT, now().saturating_sub(established));
+    record(port, slot, metric::ACCEPT_WAIT, now().saturating_sub(established));
     true
 }
 
@@ -271,11 +278,12 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
     match (old, new) {
         // connect(): the SYN is about to go out.
         (TCP_CLOSE, TCP_SYN_SENT) => {
-            if watched(dport) {
+            if let Some(slot) = slot_of(dport) {
                 let p = Pending {
                     ts: now(),
                     port: dport,
-                    _pad: [0; 3],
+                    slot,
+                    _pad: [0; 2],
                 };
                 let _ = CONNECTING.insert(skaddr, p, 0);
             }
@@ -285,7 +293,7 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
             Some(p) => {
                 // SAFETY: a live map value; copied out before the remove below.
                 let p = unsafe { *p };
-                record(p.port, metric::HANDSHAKE, now().saturating_sub(p.ts));
+                record(p.port, p.slot, metric::HANDSHAKE, now().saturating_sub(p.ts));
                 let _ = CONNECTING.remove(skaddr);
             }
             None => {
@@ -306,7 +314,7 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
         // Passive open: the final ACK made the child socket established; it now waits
         // in the listener's accept queue, keyed by its peer as accept() will report it.
         (TCP_SYN_RECV, TCP_ESTABLISHED) => {
-            if watched(sport) {
+            if let Some(slot) = slot_of(sport) {
                 // SAFETY: as above.
                 let family: u16 = unsafe { field(ctx, 28)? };
                 let mut key = PeerKey {
@@ -333,7 +341,8 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
                     established: now(),
                     ready: 0,
                     port: sport,
-                    _pad: [0; 3],
+                    slot,
+                    _pad: [0; 2],
                 };
                 if SOCKS.insert(skaddr, info, 0).is_ok() {
                     gauge_add(state::UNACCEPTED, 1);
@@ -541,16 +550,16 @@ pub fn sock_recv_length(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     // SAFETY: as above.
-    let (ready, port) = unsafe { ((*info).ready, (*info).port) };
+    let (ready, port, slot) = unsafe { ((*info).ready, (*info).port, (*info).slot) };
     if ready != 0 {
         // SAFETY: as above.
         unsafe { (*info).ready = 0 };
         if ret > 0 {
-            record(port, metric::RECV_QUEUE_WAIT, now().saturating_sub(ready));
+            record(port, slot, metric::RECV_QUEUE_WAIT, now().saturating_sub(ready));
         }
     }
     if ret > 0 {
-        srtt_sample(sk, port);
+        srtt_sample(sk, port, slot);
     }
     0
 }
@@ -559,7 +568,7 @@ pub fn sock_recv_length(ctx: RawTracePointContext) -> i32 {
 /// once per read that took data: per request rather than per segment, and without a
 /// program on `tcp:tcp_probe`, which fires for every segment of every connection.
 #[inline(always)]
-fn srtt_sample(sk: u64, port: u16) {
+fn srtt_sample(sk: u64, port: u16, slot: u16) {
     let Some(o) = kernel_offsets() else {
         return;
     };
@@ -569,7 +578,7 @@ fn srtt_sample(sk: u64, port: u16) {
     // srtt_us holds 8 x the smoothed RTT in µs; 0: not measured yet.
     let srtt = read_kernel::<u32>(sk, o.tcp_srtt_us).unwrap_or(0) >> 3;
     if srtt != 0 {
-        record(port, metric::RTT, srtt as u64 * 1000);
+        record(port, slot, metric::RTT, srtt as u64 * 1000);
     }
 }
 

@@ -10,12 +10,12 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, MapData, PerCpuHashMap, PerCpuValues},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
     programs::{RawTracePoint, TracePoint},
 };
 use blaster_common::{
-    CounterKey, HistKey, Histogram, KernelOffsets, MAP_COUNTERS, MAP_HIST, MAP_OFFSETS, MAP_WATCH,
-    MAX_PORTS, metric, offsets,
+    CounterKey, Histogram, KernelOffsets, MAP_COUNTERS, MAP_HIST, MAP_OFFSETS, MAP_WATCH,
+    MAX_PORTS, hist_index, metric, offsets,
 };
 
 use super::btf::Btf;
@@ -57,7 +57,7 @@ const PROGRAMS: &[(&str, &str, &str, bool)] = &[
 /// formatted record: cheaper on the hot paths, once per data arrival or read).
 const RAW: &[&str] = &["sk_data_ready", "sock_recv_length", "io_uring_complete_raw"];
 
-/// Histogram metrics the loader pre-inserts for every watched port.
+/// The histogram metrics of every watched port.
 const METRICS: &[u16] = &[
     metric::HANDSHAKE,
     metric::ACCEPT_WAIT,
@@ -196,37 +196,27 @@ impl Probe {
         }
         check::tracefs_dir().map_err(anyhow::Error::msg)?;
         raise_memlock();
-        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| {
-            anyhow::anyhow!(
-                "loading the eBPF object failed: {e} ({}); run `blaster probe --check`",
-                check::permission_hint()
-            )
-        })?;
+        // The histogram array is per CPU and preallocated: size it for these ports only
+        // (room for every port would be 590 KB per CPU).
+        let hists = ports.len() as u32 * u32::from(metric::COUNT);
+        let mut ebpf = aya::EbpfLoader::new()
+            .map_max_entries(MAP_HIST, hists)
+            .load(OBJECT)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "loading the eBPF object failed: {e} ({}); run `blaster probe --check`",
+                    check::permission_hint()
+                )
+            })?;
 
         {
-            let mut watch: HashMap<&mut MapData, u16, u8> =
+            let mut watch: HashMap<&mut MapData, u16, u16> =
                 HashMap::try_from(ebpf.map_mut(MAP_WATCH).context("map WATCH missing")?)?;
-            for &p in &ports {
+            // Slot i (histograms at hist_index(i, metric)) for the i-th port in order.
+            for (slot, &p) in ports.iter().enumerate() {
                 watch
-                    .insert(p, 1, 0)
+                    .insert(p, slot as u16, 0)
                     .with_context(|| format!("watching port {p}"))?;
-            }
-        }
-        {
-            let ncpu = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
-            let mut hist: PerCpuHashMap<&mut MapData, HistKey, Histogram> =
-                PerCpuHashMap::try_from(ebpf.map_mut(MAP_HIST).context("map HIST missing")?)?;
-            for &port in &ports {
-                for &m in METRICS {
-                    let zero = PerCpuValues::try_from(vec![Histogram::ZERO; ncpu])?;
-                    let key = HistKey {
-                        port,
-                        metric: m,
-                        _pad: 0,
-                    };
-                    hist.insert(key, zero, 0)
-                        .with_context(|| format!("creating histogram {m} of port {port}"))?;
-                }
             }
         }
 
@@ -310,23 +300,28 @@ impl Probe {
             })
             .collect();
 
-        let hist: PerCpuHashMap<&MapData, HistKey, Histogram> =
-            PerCpuHashMap::try_from(self.ebpf.map(MAP_HIST).context("map HIST missing")?)?;
-        for item in hist.iter() {
-            let (key, per_cpu) = item.context("reading map HIST")?;
-            let mut h = Histogram::ZERO;
-            for v in per_cpu.iter() {
-                h.merge(v);
-            }
-            let Some(p) = ports.get_mut(&key.port) else {
+        let hist: PerCpuArray<&MapData, Histogram> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_HIST).context("map HIST missing")?)?;
+        for (slot, port) in self.ports.iter().enumerate() {
+            let Some(p) = ports.get_mut(port) else {
                 continue;
             };
-            match key.metric {
-                metric::HANDSHAKE => p.handshake = LatencyHist::from_hist(&h),
-                metric::ACCEPT_WAIT => p.accept_wait = LatencyHist::from_hist(&h),
-                metric::RECV_QUEUE_WAIT => p.recv_queue_wait = LatencyHist::from_hist(&h),
-                metric::RTT => p.srtt = LatencyHist::from_hist(&h),
-                _ => {}
+            for &m in METRICS {
+                let per_cpu = hist
+                    .get(&hist_index(slot as u16, m), 0)
+                    .context("reading map HIST")?;
+                let mut h = Histogram::ZERO;
+                for v in per_cpu.iter() {
+                    h.merge(v);
+                }
+                let summary = LatencyHist::from_hist(&h);
+                match m {
+                    metric::HANDSHAKE => p.handshake = summary,
+                    metric::ACCEPT_WAIT => p.accept_wait = summary,
+                    metric::RECV_QUEUE_WAIT => p.recv_queue_wait = summary,
+                    metric::RTT => p.srtt = summary,
+                    _ => {}
+                }
             }
         }
 
