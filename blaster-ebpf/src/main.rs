@@ -75,6 +75,8 @@ const MSG_PEEK: i32 = 2;
 /// `ETH_P_IP` and `ETH_P_IPV6` (`skb:kfree_skb` records `skb->protocol` in host order).
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
+/// A completion that consumed a provided buffer: a receive, never an accept.
+const IORING_CQE_F_BUFFER: u32 = 1;
 /// `skb->transport_header` when no transport header is set.
 const NO_HEADER: u16 = 0xffff;
 
@@ -347,7 +349,16 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
                 if SOCKS.insert(skaddr, info, 0).is_ok() {
                     gauge_add(state::UNACCEPTED, 1);
                 }
-                let _ = ESTABLISHED.insert(key, skaddr, 0);
+                // The peer-address match is the fallback for accept(2) without BTF; with
+                // the descriptor table readable it is not needed (one map insert less
+                // per connection).
+                let fd_table = kernel_offsets().is_some_and(|o| {
+                    o.valid & (offsets::FD_TABLE | offsets::FILE_SOCKET)
+                        == offsets::FD_TABLE | offsets::FILE_SOCKET
+                });
+                if !fd_table {
+                    let _ = ESTABLISHED.insert(key, skaddr, 0);
+                }
                 count(sport, counter::PASSIVE_OPEN, 0);
             }
         }
@@ -464,7 +475,16 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
         return 0;
     };
     // SAFETY: offsets within the tracepoint's record, per its format file.
-    if let (Ok(ring), Ok(res)) = unsafe { (field::<u64>(&ctx, 8), field::<i32>(&ctx, 32)) } {
+    let fields = unsafe {
+        (
+            field::<u64>(&ctx, 8),
+            field::<i32>(&ctx, 32),
+            field::<u32>(&ctx, 36),
+        )
+    };
+    if let (Ok(ring), Ok(res), Ok(cflags)) = fields
+        && cflags & IORING_CQE_F_BUFFER == 0
+    {
         uring_accept(o, ring, res);
     }
     0
@@ -485,7 +505,12 @@ pub fn io_uring_complete_raw(ctx: RawTracePointContext) -> i32 {
     };
     let ring: u64 = ctx.arg(0);
     let cqe: u64 = ctx.arg(2);
-    if let Ok(res) = read_kernel::<i32>(cqe, o.cqe_res) {
+    // `flags` follows `res` in `struct io_uring_cqe` (a uapi struct: fixed layout).
+    if let (Ok(res), Ok(cflags)) = (
+        read_kernel::<i32>(cqe, o.cqe_res),
+        read_kernel::<u32>(cqe, o.cqe_res + 4),
+    ) && cflags & IORING_CQE_F_BUFFER == 0
+    {
         uring_accept(o, ring, res);
     }
     0
