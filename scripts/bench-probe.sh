@@ -26,6 +26,8 @@
 #   REPEATS   rounds per mode (default 3)
 #   CONNS     connections (default 64)
 #   MODES     workloads (default "keepalive close")
+#   PROBE_ARGS  extra `blaster probe` arguments, e.g. --no-accept-syscalls (blaster serve
+#             accepts through io_uring, so it loses nothing)
 #   PORT      loopback port for the target (default 18490)
 #   CLIENT_CPU / SERVER_CPU  CPUs to pin to (default 0 / 1)
 #   OUT       directory for raw results (default: a new temp dir, kept)
@@ -81,7 +83,8 @@ done
 grep -q "listening on" "$OUT/serve.log" || { cat "$OUT/serve.log"; exit 1; }
 
 start_probe() {
-    "$BLASTER" probe --port "$PORT" --interval 1000s >"$OUT/probe.log" 2>&1 &
+    # shellcheck disable=SC2086 # PROBE_ARGS is a list of words
+    "$BLASTER" probe --port "$PORT" --interval 1000s ${PROBE_ARGS:-} >"$OUT/probe.log" 2>&1 &
     PROBE_PID=$!
     for _ in $(seq 100); do
         grep -q "watching port" "$OUT/probe.log" 2>/dev/null && return 0
@@ -121,7 +124,7 @@ median() {
 }
 
 echo
-echo "kernel $(uname -r), $(nproc) CPUs; serve on CPU $SERVER_CPU, load on CPU $CLIENT_CPU; ${DURATION}s runs, $CONNS connections"
+echo "kernel $(uname -r), $(nproc) CPUs; serve on CPU $SERVER_CPU, load on CPU $CLIENT_CPU; ${DURATION}s runs, $CONNS connections; probe args: ${PROBE_ARGS:-none}"
 printf '%-10s %-6s %12s %12s %7s   %12s %12s %7s\n' mode round "rps without" "rps with" loss \
     "CPU/resp w/o" "CPU/resp w/" more
 # pct A B: how much A is above B, in percent.

@@ -32,6 +32,10 @@ pub struct ProbeArgs {
     /// Write the final snapshot as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+    /// Do not trace accept(2)/accept4(2): for servers that accept through io_uring. Any
+    /// attached syscall tracepoint slows every syscall on the host a little.
+    #[arg(long)]
+    pub no_accept_syscalls: bool,
 }
 
 #[cfg(not(feature = "probe"))]
@@ -71,9 +75,11 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         });
     }
     let stop = super::install_stop_signals()?;
-    let probe = Probe::start(&args.ports)?;
+    let probe = Probe::start_with(&args.ports, !args.no_accept_syscalls)?;
     for (what, why) in &probe.skipped {
-        eprintln!("blaster probe: warning: {what} not attached: {why}");
+        if !args.no_accept_syscalls || !what.starts_with("syscalls:") {
+            eprintln!("blaster probe: warning: {what} not attached: {why}");
+        }
     }
     for what in &probe.offsets_missing {
         eprintln!(
