@@ -8,30 +8,40 @@
 //!
 //! | map | kind | key | value | written by |
 //! | --- | --- | --- | --- | --- |
-//! | [`MAP_WATCH`] | hash | port `u16` | `u8` (1) | user: the ports to watch |
-//! | [`MAP_HIST`] | per-CPU hash | [`HistKey`] | [`Histogram`] | user pre-inserts zeroed entries; kernel adds |
+//! | [`MAP_WATCH`] | hash | port `u16` | slot `u16` | user: the ports to watch, slots 0.. |
+//! | [`MAP_HIST`] | per-CPU array | [`hist_index`] | [`Histogram`] | kernel adds |
 //! | [`MAP_COUNTERS`] | per-CPU hash | [`CounterKey`] | `u64` | kernel inserts and adds |
 //! | [`MAP_CONNECTING`] | LRU hash | socket address `u64` | [`Pending`] | kernel only (SYN sent) |
 //! | [`MAP_ESTABLISHED`] | LRU hash | [`PeerKey`] | [`Pending`] | kernel only (awaiting accept) |
 //! | [`MAP_ACCEPTING`] | hash | pid_tgid `u64` | user pointer `u64` | kernel only (in accept) |
+//! | [`MAP_SOCKS`] | LRU hash | socket address `u64` | [`SockInfo`] | kernel only (passive opens on watched ports) |
+//! | [`MAP_OFFSETS`] | array (1) | `u32` 0 | [`KernelOffsets`] | user: struct offsets from the kernel's BTF |
+//! | [`MAP_STATE`] | array ([`state::COUNT`]) | `u32` | `u64` | kernel: [`state`] gauges |
 //!
-//! Histograms are pre-inserted by user space because a [`Histogram`] is larger than the
-//! 512-byte BPF stack: the kernel side only ever updates an entry in place, and counts a
-//! [`counter::HIST_MISSING`] when the entry is not there.
+//! Histograms live in a per-CPU array indexed by the port's slot and the metric: a
+//! [`Histogram`] is larger than the 512-byte BPF stack, so the kernel side only ever updates
+//! an entry in place, and an array needs no hashing and no pre-inserted entries.
 #![no_std]
 
 /// Watched listening ports: key `u16` port (host order), value `u8` 1.
 pub const MAP_WATCH: &str = "WATCH";
-/// Per-(port, metric) latency histograms: [`HistKey`] -> [`Histogram`] (per CPU).
+/// Per-(port slot, metric) latency histograms: [`hist_index`] -> [`Histogram`] (per CPU).
 pub const MAP_HIST: &str = "HIST";
 /// Per-(port, counter, detail) event counts: [`CounterKey`] -> `u64` (per CPU).
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Sockets in SYN_SENT: socket address -> [`Pending`].
 pub const MAP_CONNECTING: &str = "CONNECTING";
-/// Passively opened sockets not yet accepted: [`PeerKey`] -> [`Pending`].
+/// Passively opened sockets not yet accepted: [`PeerKey`] -> socket address `u64` (its
+/// entry in [`MAP_SOCKS`]).
 pub const MAP_ESTABLISHED: &str = "ESTABLISHED";
 /// Threads inside accept(2)/accept4(2): pid_tgid -> user `struct sockaddr *`.
 pub const MAP_ACCEPTING: &str = "ACCEPTING";
+/// Passively opened sockets on watched ports: socket address -> [`SockInfo`].
+pub const MAP_SOCKS: &str = "SOCKS";
+/// One [`KernelOffsets`] at index 0, written by user space before attaching.
+pub const MAP_OFFSETS: &str = "OFFSETS";
+/// Gauges the programs keep for themselves; see [`state`].
+pub const MAP_STATE: &str = "STATE";
 
 /// Most ports the probe watches at once (entries of [`MAP_WATCH`]).
 pub const MAX_PORTS: u32 = 64;
@@ -53,7 +63,7 @@ pub const HIST_MAX_LOG2: u32 = 36;
 /// Number of buckets: values `0..HIST_SUB` one each, then `HIST_SUB` per power of two.
 pub const HIST_BUCKETS: usize = (HIST_MAX_LOG2 - HIST_SUB_BITS + 2) as usize * HIST_SUB;
 
-/// What a histogram measures ([`HistKey::metric`]). All values are nanoseconds.
+/// What a histogram measures (the `which` of [`hist_index`]). All values are nanoseconds.
 pub mod metric {
     /// Active open, SYN to established: `connect()` moved the socket to SYN_SENT, the
     /// SYN-ACK moved it to ESTABLISHED. Keyed by the remote (listening) port.
@@ -62,9 +72,12 @@ pub mod metric {
     /// ESTABLISHED) until `accept(2)`/`accept4(2)` returned it. Keyed by the local
     /// listening port.
     pub const ACCEPT_WAIT: u16 = 1;
-    /// (later) Data queued in the receive queue until the application read it.
+    /// Passive opens on this port: data became ready on an empty receive queue
+    /// (`sock:sk_data_ready`) until a read took data from it (`sock:sock_recv_length`,
+    /// which sees `read(2)`, `recv*(2)` and io_uring receives alike).
     pub const RECV_QUEUE_WAIT: u16 = 2;
-    /// (later) Smoothed RTT samples from `tcp:tcp_probe`.
+    /// Smoothed RTT (`tcp_sock.srtt_us`) of passive opens on this port, sampled at each
+    /// read that took data.
     pub const RTT: u16 = 3;
     /// Number of metrics; [`super::MAX_HISTS`] reserves room for all of them.
     pub const COUNT: u16 = 4;
@@ -78,31 +91,126 @@ pub mod counter {
     pub const SEND_RESET: u16 = 1;
     /// `tcp:tcp_receive_reset`.
     pub const RECV_RESET: u16 = 2;
-    /// `tcp:tcp_retransmit_synack` (later).
+    /// `tcp:tcp_retransmit_synack` on this (listening) port.
     pub const SYNACK_RETRANSMIT: u16 = 3;
-    /// `skb:kfree_skb`; `detail` is the drop reason (later).
+    /// `skb:kfree_skb` of a TCP packet to or from this port; `detail` is the kernel's
+    /// `enum skb_drop_reason` number.
     pub const KFREE_SKB: u16 = 4;
     /// An accept returned a connection whose establishment the probe had not seen
     /// (started before the probe, or accept called without a peer address).
     pub const ACCEPT_UNMATCHED: u16 = 5;
     /// A handshake completed whose SYN_SENT the probe had not seen.
     pub const HANDSHAKE_UNMATCHED: u16 = 6;
-    /// A sample was dropped because its [`super::HistKey`] had no pre-inserted entry.
+    /// A sample was dropped because its [`super::MAP_HIST`] index was out of range.
     pub const HIST_MISSING: u16 = 7;
     /// Active opens that failed (SYN_SENT to CLOSE: refused, timed out, reset).
     pub const CONNECT_FAILED: u16 = 8;
+    /// Passive opens: a connection to this port became established (entered the accept
+    /// queue).
+    pub const PASSIVE_OPEN: u16 = 9;
+    /// Accepts through io_uring (matched by the completion's descriptor); `detail` 0 for
+    /// a direct (fixed) descriptor, 1 for a regular one.
+    pub const URING_ACCEPT: u16 = 10;
+    /// Passive opens that closed before the application accepted them.
+    pub const CLOSED_UNACCEPTED: u16 = 11;
 }
 
-/// Key of [`MAP_HIST`].
+/// Indexes of [`MAP_STATE`].
+pub mod state {
+    /// Sockets in [`super::MAP_SOCKS`] established but not yet accepted. The io_uring
+    /// completion program does its descriptor lookups only while this is non-zero.
+    pub const UNACCEPTED: u32 = 0;
+    /// Entries of the map.
+    pub const COUNT: u32 = 1;
+}
+
+/// What the kernel side knows about a passively opened socket on a watched port (value
+/// of [`MAP_SOCKS`]).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct HistKey {
-    /// Port, host byte order.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SockInfo {
+    /// `bpf_ktime_get_ns()` when it became established; 0 once accepted.
+    pub established: u64,
+    /// When data became ready on its empty receive queue; 0 when nothing is waiting.
+    pub ready: u64,
+    /// The watched port, host byte order.
     pub port: u16,
-    /// One of [`metric`].
-    pub metric: u16,
-    /// Zero (explicit padding, so both sides hash the same bytes).
-    pub _pad: u32,
+    /// That port's slot (see [`hist_index`]).
+    pub slot: u16,
+    /// Zero.
+    pub _pad: [u16; 2],
+}
+
+/// Byte offsets of kernel struct fields the programs follow with
+/// `bpf_probe_read_kernel`, read by the loader from the running kernel's BTF
+/// (`/sys/kernel/btf/vmlinux`). A group whose bit in `valid` is clear is not used.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// Bits of [`offsets`] telling which groups below are filled in.
+    pub valid: u32,
+    /// `struct file`: `private_data` (a `struct socket *` for sockets).
+    pub file_private_data: u32,
+    /// `struct socket`: `sk`.
+    pub socket_sk: u32,
+    /// `struct io_ring_ctx`: `file_table.data.nr` (`u32`).
+    pub ctx_files_nr: u32,
+    /// `struct io_ring_ctx`: `file_table.data.nodes` (`struct io_rsrc_node **`).
+    pub ctx_files_nodes: u32,
+    /// `struct io_rsrc_node`: `file_ptr` (a `struct file *` with flag bits in the low 2).
+    pub rsrc_node_file_ptr: u32,
+    /// `struct task_struct`: `files`.
+    pub task_files: u32,
+    /// `struct files_struct`: `fdt`.
+    pub files_fdt: u32,
+    /// `struct fdtable`: `max_fds` (`u32`).
+    pub fdt_max_fds: u32,
+    /// `struct fdtable`: `fd` (`struct file **`).
+    pub fdt_fd: u32,
+    /// `struct sk_buff`: `head`.
+    pub skb_head: u32,
+    /// `struct sk_buff`: `network_header` (`u16`).
+    pub skb_network_header: u32,
+    /// `struct sk_buff`: `transport_header` (`u16`).
+    pub skb_transport_header: u32,
+    /// `struct sock`: `__sk_common.skc_num` (local port, host order, `u16`).
+    pub sk_num: u32,
+    /// `struct sock`: `__sk_common.skc_dport` (remote port, network order, `u16`).
+    pub sk_dport: u32,
+    /// `struct sock`: `sk_protocol` (`u16`).
+    pub sk_protocol: u32,
+    /// `struct tcp_sock`: `srtt_us` (`u32`, 8 x the smoothed RTT in µs).
+    pub tcp_srtt_us: u32,
+    /// Which argument of the raw `io_uring_complete` tracepoint is the
+    /// `struct io_uring_cqe *` (2 on 6.x kernels; the raw program is used only then).
+    pub uring_cqe_arg: u32,
+    /// `struct io_uring_cqe`: `res` (`s32`).
+    pub cqe_res: u32,
+}
+
+/// Bits of [`KernelOffsets::valid`].
+pub mod offsets {
+    /// `file_private_data` and `socket_sk`: a `struct file` can be followed to its socket.
+    pub const FILE_SOCKET: u32 = 1;
+    /// `ctx_files_*` and `rsrc_node_file_ptr`: io_uring direct descriptors.
+    pub const URING_FIXED: u32 = 2;
+    /// `task_files`, `files_fdt`, `fdt_*`: the current task's descriptor table.
+    pub const FD_TABLE: u32 = 4;
+    /// `skb_*`: a dropped packet's TCP ports.
+    pub const SKB: u32 = 8;
+    /// `sk_*`: a socket's ports and protocol.
+    pub const SOCK: u32 = 16;
+    /// `tcp_srtt_us`: the smoothed RTT of a TCP socket.
+    pub const TCP_SRTT: u32 = 32;
+    /// `uring_cqe_arg` and `cqe_res`: io_uring completions as a raw tracepoint.
+    pub const URING_CQE: u32 = 64;
+}
+
+/// Index in [`MAP_HIST`] of metric `which` of the port in `slot` (its value in
+/// [`MAP_WATCH`]).
+#[inline(always)]
+pub const fn hist_index(slot: u16, which: u16) -> u32 {
+    slot as u32 * metric::COUNT as u32 + which as u32
 }
 
 /// A log-linear histogram of nanosecond values (value of [`MAP_HIST`]).
@@ -180,8 +288,10 @@ pub struct Pending {
     pub ts: u64,
     /// The watched port it belongs to, host byte order.
     pub port: u16,
+    /// That port's slot (see [`hist_index`]).
+    pub slot: u16,
     /// Zero.
-    pub _pad: [u16; 3],
+    pub _pad: [u16; 2],
 }
 
 /// Key of [`MAP_ESTABLISHED`]: the peer of a passively opened connection, as both the
@@ -269,8 +379,6 @@ pub const fn bucket_upper(i: usize) -> u64 {
 mod user {
     // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers and arrays of
     // integers, and have explicit padding fields, so every bit pattern is valid.
-    unsafe impl aya::Pod for super::HistKey {}
-    // SAFETY: as above.
     unsafe impl aya::Pod for super::Histogram {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CounterKey {}
@@ -278,6 +386,10 @@ mod user {
     unsafe impl aya::Pod for super::Pending {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PeerKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SockInfo {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KernelOffsets {}
 }
 
 #[cfg(test)]

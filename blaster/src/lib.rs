@@ -16,7 +16,6 @@ pub mod demo;
 pub mod doctor;
 pub mod engine;
 pub mod metrics;
-#[cfg(feature = "probe")]
 pub mod probe;
 pub mod proto;
 pub mod report;

@@ -226,8 +226,9 @@ fn schema_fields_match_the_report() {
     let report = closed_report();
     let props = &schema["properties"];
     // Objects present only in scenario and WebSocket runs (tests/tests/scenario_run.rs and
-    // ws.rs validate those runs against the schema).
-    let optional: BTreeSet<String> = ["scenario", "ws"].map(String::from).into();
+    // ws.rs validate those runs against the schema), and with --probe (report::kernel's
+    // tests and tests/tests/probe_run.rs).
+    let optional: BTreeSet<String> = ["scenario", "ws", "kernel"].map(String::from).into();
     assert_eq!(
         keys(props)
             .difference(&optional)

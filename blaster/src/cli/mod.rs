@@ -267,6 +267,11 @@ pub struct RunArgs {
     /// (`1s`) or exponential with jitter (`exp:100ms..5s`).
     #[arg(long, default_value = "exp:100ms..5s", value_parser = vu::parse_backoff)]
     pub backoff: crate::engine::vu::plan::Backoff,
+    /// The eBPF probe running on the target host (`blaster probe --port P --listen ADDR`):
+    /// its snapshot is read when the load starts and ends, and the report gets a `kernel`
+    /// section (handshake, accept and receive queues, the application's remainder).
+    #[arg(long, value_name = "URL", value_parser = crate::probe::remote::parse_probe_url)]
+    pub probe: Option<crate::probe::remote::ProbeUrl>,
     #[command(flatten)]
     pub outputs: Outputs,
     /// Print no live progress and no text report (the JSON report is still written).
@@ -639,7 +644,7 @@ pub fn main() -> i32 {
     }
 }
 
-fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
+pub(crate) fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
     if let Some(first) = args.targets.first() {
         if first.ends_with(".toml") {
             return vu::run_scenario(args, first, command_line);
@@ -680,6 +685,12 @@ fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
         }
         None => None,
     };
+    // The probe's snapshot before the load: a probe that cannot be read stops the run here,
+    // before any load is sent.
+    let probe_start = match &args.probe {
+        Some(url) => Some((url, crate::probe::remote::fetch_snapshot(url)?)),
+        None => None,
+    };
     let mut progress = Progress::new(ProgressMode::detect(args.quiet), config.stop.duration);
     let mut log_failed = false;
     let outcome = crate::engine::run_observed(&config, Arc::clone(&stop), |point| {
@@ -697,7 +708,9 @@ fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
         }
     });
     progress.finish();
-    let code = finish_run(&config, &outcome?, &args.outputs, args.quiet)?;
+    let outcome = outcome?;
+    let kernel = probe_start.and_then(|(url, start)| kernel_report(&config, &outcome, url, &start));
+    let code = finish_run_with_kernel(&config, &outcome, &args.outputs, args.quiet, kernel)?;
     if exporter.is_some() && !args.prometheus_linger.is_zero() {
         // Serve the final values a little longer; Ctrl-C ends the wait.
         let until = std::time::Instant::now() + args.prometheus_linger;
@@ -709,6 +722,40 @@ fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
     Ok(code)
 }
 
+/// Reads the probe's snapshot after the load and builds the report's `kernel` section; on
+/// failure warns and returns `None` (the run's own report still matters).
+fn kernel_report(
+    config: &RunConfig,
+    outcome: &crate::engine::RunOutcome,
+    url: &crate::probe::remote::ProbeUrl,
+    start: &crate::probe::ProbeSnapshot,
+) -> Option<crate::report::kernel::KernelReport> {
+    use crate::report::kernel::{KernelReport, pick_port};
+    let result = crate::probe::remote::fetch_snapshot(url)
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|end| {
+            let ports: Vec<u16> = config.targets.iter().map(|t| t.addr.port()).collect();
+            let port = pick_port(&ports, &end).ok_or_else(|| {
+                format!(
+                    "the probe at {url} watches port(s) {:?}, none of the targets' {ports:?}: \
+                     run it with `blaster probe --port {} --listen ...`",
+                    end.ports.iter().map(|p| p.port).collect::<Vec<_>>(),
+                    ports[0]
+                )
+            })?;
+            let m = &outcome.metrics;
+            let latency = crate::report::summarize(&m.latency);
+            KernelReport::from_snapshots(&url.to_string(), start, &end, port, &latency, m.responses)
+        });
+    match result {
+        Ok(k) => Some(k),
+        Err(e) => {
+            eprintln!("blaster: warning: no kernel section in the report: {e}");
+            None
+        }
+    }
+}
+
 /// Prints and writes the report of a finished run and returns the exit code.
 pub fn finish_run(
     config: &RunConfig,
@@ -716,7 +763,19 @@ pub fn finish_run(
     outputs: &Outputs,
     quiet: bool,
 ) -> Result<i32> {
-    let report = crate::report::Report::from_run(config, outcome);
+    finish_run_with_kernel(config, outcome, outputs, quiet, None)
+}
+
+/// [`finish_run`], with what the probe on the target saw (`--probe`).
+pub fn finish_run_with_kernel(
+    config: &RunConfig,
+    outcome: &crate::engine::RunOutcome,
+    outputs: &Outputs,
+    quiet: bool,
+    kernel: Option<crate::report::kernel::KernelReport>,
+) -> Result<i32> {
+    let mut report = crate::report::Report::from_run(config, outcome);
+    report.kernel = kernel;
     write_outputs(&report, outputs)?;
     if !quiet {
         print!("{}", crate::report::text::render(&report));

@@ -32,6 +32,10 @@ pub struct ProbeArgs {
     /// Write the final snapshot as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+    /// Do not trace accept(2)/accept4(2): for servers that accept through io_uring. Any
+    /// attached syscall tracepoint slows every syscall on the host a little.
+    #[arg(long)]
+    pub no_accept_syscalls: bool,
 }
 
 #[cfg(not(feature = "probe"))]
@@ -71,17 +75,31 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         });
     }
     let stop = super::install_stop_signals()?;
-    let probe = Probe::start(&args.ports)?;
+    let probe = Probe::start_with(&args.ports, !args.no_accept_syscalls)?;
     for (what, why) in &probe.skipped {
-        eprintln!("blaster probe: warning: {what} not attached: {why}");
+        if !args.no_accept_syscalls || !what.starts_with("syscalls:") {
+            eprintln!("blaster probe: warning: {what} not attached: {why}");
+        }
     }
-    let latest = Arc::new(Mutex::new(ProbeSnapshot::default()));
+    for what in &probe.offsets_missing {
+        eprintln!(
+            "blaster probe: warning: {what}: io_uring accepts, accepts without a peer address \
+             or the ports of some dropped packets are not seen"
+        );
+    }
+    // Shared with the endpoint, which reads the maps afresh for every request: a run's
+    // start and end snapshots (`blaster run --probe`) must not lag by an interval.
+    let probe = Arc::new(Mutex::new(probe));
+    let mut latest = ProbeSnapshot::default();
     let _endpoint = match args.listen {
         Some(addr) => {
-            let latest = Arc::clone(&latest);
+            let probe = Arc::clone(&probe);
             let render: Render = Arc::new(move || {
-                let snap = latest.lock().unwrap_or_else(|e| e.into_inner());
-                serde_json::to_string_pretty(&*snap).unwrap_or_default()
+                let probe = probe.lock().unwrap_or_else(|e| e.into_inner());
+                match probe.snapshot() {
+                    Ok(snap) => serde_json::to_string_pretty(&snap).unwrap_or_default(),
+                    Err(e) => format!("{{\"error\": {:?}}}", format!("{e:#}")),
+                }
             });
             let e = Endpoint::start(addr, "/snapshot", "application/json", "--listen", render)?;
             eprintln!("blaster probe: snapshot at http://{}/snapshot", e.addr());
@@ -99,24 +117,17 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         let done =
             stop.load(Ordering::Relaxed) || args.duration.is_some_and(|d| started.elapsed() >= d);
         if done || std::time::Instant::now() >= next {
-            let snap = probe.snapshot()?;
+            let snap = probe.lock().unwrap_or_else(|e| e.into_inner()).snapshot()?;
             for p in &snap.ports {
+                println!("{}", summary_line(snap.elapsed_ms, p));
+            }
+            if snap.listen_overflows + snap.listen_drops > 0 {
                 println!(
-                    "[{:>6.1}s] port {:<5} handshakes {} (p50 {} p99 {})  accept wait {} (p50 {} p99 {})  retransmits {}  resets sent {} received {}",
-                    snap.elapsed_ms as f64 / 1e3,
-                    p.port,
-                    p.handshake.count,
-                    units::format_duration_us(p.handshake.p50_ns / 1_000),
-                    units::format_duration_us(p.handshake.p99_ns / 1_000),
-                    p.accept_wait.count,
-                    units::format_duration_us(p.accept_wait.p50_ns / 1_000),
-                    units::format_duration_us(p.accept_wait.p99_ns / 1_000),
-                    p.retransmits,
-                    p.resets_sent,
-                    p.resets_received,
+                    "           host: listen overflows {}  listen drops {} (all ports)",
+                    snap.listen_overflows, snap.listen_drops
                 );
             }
-            *latest.lock().unwrap_or_else(|e| e.into_inner()) = snap;
+            latest = snap;
             next += args.interval;
         }
         if done {
@@ -125,8 +136,7 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         std::thread::sleep(Duration::from_millis(20));
     }
     if let Some(path) = &args.json {
-        let snap = latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let text = serde_json::to_string_pretty(&snap)?;
+        let text = serde_json::to_string_pretty(&latest)?;
         std::fs::write(path, text).map_err(|e| {
             anyhow::anyhow!("cannot write the probe snapshot to {}: {e}", path.display())
         })?;
@@ -136,4 +146,40 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
     } else {
         super::EXIT_OK
     })
+}
+
+/// One port's line of the live summary.
+#[cfg(feature = "probe")]
+fn summary_line(elapsed_ms: u64, p: &crate::probe::PortProbe) -> String {
+    use std::fmt::Write as _;
+    let us = |ns: u64| units::format_duration_us(ns / 1_000);
+    let mut line = format!(
+        "[{:>6.1}s] port {:<5} conns {}  accept wait p50 {} p99 {}  recv wait p50 {} p99 {}  srtt p50 {}  handshakes {} (p50 {})  retrans {} (SYN-ACK {})  resets sent {} recv {}",
+        elapsed_ms as f64 / 1e3,
+        p.port,
+        p.connections,
+        us(p.accept_wait.p50_ns),
+        us(p.accept_wait.p99_ns),
+        us(p.recv_queue_wait.p50_ns),
+        us(p.recv_queue_wait.p99_ns),
+        us(p.srtt.p50_ns),
+        p.handshake.count,
+        us(p.handshake.p50_ns),
+        p.retransmits,
+        p.synack_retransmits,
+        p.resets_sent,
+        p.resets_received,
+    );
+    if p.drops > 0 {
+        let _ = write!(line, "  drops {}", p.drops);
+        for d in p.drops_by_reason.iter().take(3) {
+            let name = if d.name.is_empty() {
+                d.reason.to_string()
+            } else {
+                d.name.clone()
+            };
+            let _ = write!(line, " {name}:{}", d.count);
+        }
+    }
+    line
 }

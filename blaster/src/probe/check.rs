@@ -34,6 +34,22 @@ const LAYOUT: &[(&str, &str, Fields)] = &[
         &[("reason", 28), ("saddr", 32), ("daddr", 60)],
     ),
     ("tcp", "tcp_receive_reset", &[("sport", 16), ("dport", 18)]),
+    ("tcp", "tcp_retransmit_synack", &[("sport", 24)]),
+    // Raw tracepoints: their arguments (TP_PROTO), not the record, are read, so only
+    // their presence is checked.
+    ("sock", "sk_data_ready", &[]),
+    ("sock", "sock_recv_length", &[]),
+    (
+        "skb",
+        "kfree_skb",
+        &[
+            ("skbaddr", 8),
+            ("rx_sk", 24),
+            ("protocol", 32),
+            ("reason", 36),
+        ],
+    ),
+    ("io_uring", "io_uring_complete", &[("ctx", 8), ("res", 32)]),
 ];
 
 /// Each capability the probe needs, `Ok` or what is wrong and what to do about it.
@@ -48,7 +64,22 @@ pub fn check() -> Vec<(String, Result<(), String>)> {
             "bpffs mounted (optional: only for pinning)".to_string(),
             bpffs(),
         ),
-        ("kernel BTF at /sys/kernel/btf/vmlinux".to_string(), btf()),
+        (
+            "kernel BTF at /sys/kernel/btf/vmlinux (optional: io_uring accepts, drop ports)"
+                .to_string(),
+            btf(),
+        ),
+        (
+            "kernel struct offsets in BTF (optional: io_uring accepts, drop ports)".to_string(),
+            {
+                let (_, missing) = super::loader::kernel_offsets();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(missing.join("; "))
+                }
+            },
+        ),
     ];
     for &(category, event, _) in LAYOUT {
         out.push((
@@ -196,7 +227,8 @@ fn btf() -> Result<(), String> {
     } else {
         Err(
             "no /sys/kernel/btf/vmlinux: the kernel is built without CONFIG_DEBUG_INFO_BTF; \
-             the tracepoint programs still work, later tp_btf programs will not"
+             the tracepoint programs still work, but io_uring accepts, accepts without a \
+             peer address and the ports of some dropped packets are not seen"
                 .to_string(),
         )
     }

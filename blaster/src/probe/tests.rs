@@ -153,3 +153,321 @@ fn accept_queue_wait_matches_an_injected_delay() {
     );
     drop((clients, accepted));
 }
+
+/// The receive-queue test: the server reads each request 10 ms after it arrived;
+/// the probe's receive-queue wait p50 must be within 10% of that (same bucket slack as
+/// above). Also: the probe's connection count equals the connections the client made.
+#[test]
+fn recv_queue_wait_matches_an_injected_delay() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    const N: usize = 8;
+    const DELAY: Duration = Duration::from_millis(10);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    let mut pairs = Vec::new();
+    let mut buf = [0u8; 64];
+    for i in 0..N {
+        let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        // Two requests per connection: the wait restarts after each read.
+        for _ in 0..2 {
+            // On loopback the bytes are in the server's receive queue when write returns.
+            client.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+            let arrived = Instant::now();
+            std::thread::sleep(DELAY.saturating_sub(arrived.elapsed()));
+            let n = server.read(&mut buf).expect("read");
+            assert!(n > 0, "request {i} read");
+        }
+        pairs.push((client, server));
+    }
+    let snap = probe.snapshot().expect("snapshot");
+    let p = snap.port(port).expect("watched port");
+    eprintln!("{:?}", p.recv_queue_wait);
+    assert_eq!(
+        p.connections, N as u64,
+        "probe connections vs client connects"
+    );
+    assert_eq!(p.accept_wait.count, N as u64, "{:?}", p.accept_wait);
+    assert_eq!(
+        p.recv_queue_wait.count,
+        2 * N as u64,
+        "{:?}",
+        p.recv_queue_wait
+    );
+    let p50_ms = p.recv_queue_wait.p50_ns as f64 / 1e6;
+    let want = DELAY.as_secs_f64() * 1e3;
+    assert!(
+        p50_ms >= want * 0.95 && p50_ms <= want * 1.10 * 1.125,
+        "receive-queue wait p50 {p50_ms:.2} ms for an injected {want} ms: {:?}",
+        p.recv_queue_wait
+    );
+    // The smoothed RTT of loopback connections: sampled, and well under a millisecond.
+    assert!(p.srtt.count > 0, "{:?}", p.srtt);
+    assert!(p.srtt.p50_ns < 1_000_000, "{:?}", p.srtt);
+    drop(pairs);
+}
+
+/// A server that aborts a connection (SO_LINGER 0, then close) sends a RST: the probe
+/// counts it as sent on the watched port, and the client side's receipt of it.
+#[test]
+fn probe_counts_a_reset_sent_by_the_server() {
+    use std::io::Read;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    socket2::SockRef::from(&server)
+        .set_linger(Some(std::time::Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(server);
+    let mut buf = [0u8; 8];
+    let err = client
+        .read(&mut buf)
+        .expect_err("the server reset the connection");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    let snap = probe.snapshot().expect("snapshot");
+    let p = snap.port(port).expect("watched port");
+    eprintln!("{p:?}");
+    assert_eq!(p.resets_sent, 1, "the server's RST: {p:?}");
+    assert_eq!(p.resets_received, 1, "the client's receipt: {p:?}");
+    assert_eq!(p.connections, 1);
+}
+
+/// A SYN to a port nobody listens on is dropped with reason NO_SOCKET: counted, named.
+#[test]
+fn probe_counts_dropped_packets_by_reason() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("local addr").port()
+    };
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    for _ in 0..3 {
+        TcpStream::connect(("127.0.0.1", port)).expect_err("nothing listens there");
+    }
+    let snap = probe.snapshot().expect("snapshot");
+    let p = snap.port(port).expect("watched port");
+    eprintln!("{:?}", p.drops_by_reason);
+    let no_socket = p
+        .drops_by_reason
+        .iter()
+        .find(|d| d.name == "NO_SOCKET")
+        .unwrap_or_else(|| panic!("no NO_SOCKET drop: {p:?}"));
+    assert_eq!(no_socket.count, 3, "{p:?}");
+}
+
+/// blaster's own target accepts with io_uring (multishot accept into direct
+/// descriptors), which makes no accept syscall: the probe still measures the accept-queue
+/// wait of every connection, and the receive-queue wait of every request.
+#[test]
+fn accept_and_recv_waits_of_an_io_uring_server() {
+    use std::io::{Read, Write};
+    const N: u64 = 6;
+    let config = crate::config::ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        threads: 1,
+        ..crate::config::ServeConfig::default()
+    };
+    let server = crate::target::spawn(config).expect("start the built-in target");
+    let port = server.addr().port();
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    let mut clients = Vec::new();
+    for _ in 0..N {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).expect("response");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+        clients.push(c);
+    }
+    let snap = probe.snapshot().expect("snapshot");
+    let p = snap.port(port).expect("watched port");
+    eprintln!("{}", serde_json::to_string(p).expect("json"));
+    assert_eq!(p.connections, N);
+    assert_eq!(
+        p.accept_wait.count, N,
+        "io_uring accepts measured ({:?})",
+        snap.unavailable
+    );
+    assert_eq!(p.uring_accepts, N);
+    assert_eq!(p.recv_queue_wait.count, N, "{:?}", p.recv_queue_wait);
+    assert!(p.accept_wait.max_ns < 1_000_000_000);
+    drop(clients);
+    server.stop().expect("server stopped cleanly");
+}
+
+/// A listener whose accept queue is full drops the next SYN: the host's ListenOverflows
+/// and ListenDrops grow while the probe runs (they count every port, so at least ours).
+#[test]
+fn probe_sees_listen_overflows() {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    listener
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    // Backlog 0: the queue holds one established connection.
+    listener.listen(0).expect("listen");
+    let port = listener
+        .local_addr()
+        .expect("local addr")
+        .as_socket()
+        .expect("inet")
+        .port();
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    let target: socket2::SockAddr = std::net::SocketAddr::from(([127, 0, 0, 1], port)).into();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let c = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        c.set_nonblocking(true).expect("nonblocking");
+        // EINPROGRESS for the ones whose SYN the full queue dropped.
+        let _ = c.connect(&target);
+        clients.push(c);
+    }
+    let snap = probe.snapshot().expect("snapshot");
+    eprintln!(
+        "listen overflows {} drops {}",
+        snap.listen_overflows, snap.listen_drops
+    );
+    assert!(snap.listen_overflows >= 1, "{snap:?}");
+    assert!(snap.listen_drops >= snap.listen_overflows, "{snap:?}");
+    assert_eq!(snap.port(port).expect("watched").connections, 1);
+}
+
+/// TCP_DEFER_ACCEPT makes the server ignore a final ACK without data and send the SYN-ACK
+/// again after the first timeout (1 s): a SYN-ACK retransmit on the watched port.
+#[test]
+fn probe_counts_synack_retransmits() {
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    // 1 s: the kernel resends the SYN-ACK at the first request timeout (longer values wait
+    // for later ones).
+    let secs: libc::c_int = 1;
+    // SAFETY: a valid socket and a pointer to an int that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "TCP_DEFER_ACCEPT: {}",
+        std::io::Error::last_os_error()
+    );
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    let _client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    // The first SYN-ACK retransmit comes about 1 s after the SYN; allow a busy machine 5 s.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let p = loop {
+        let snap = probe.snapshot().expect("snapshot");
+        let p = snap.port(port).expect("watched").clone();
+        if p.synack_retransmits > 0 || Instant::now() >= deadline {
+            break p;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(p.synack_retransmits >= 1, "{p:?}");
+}
+
+/// End to end on this host: the probe serves fresh snapshots over HTTP as `blaster probe
+/// --listen` does, and `blaster run --probe` against the built-in (io_uring) target gets a
+/// `kernel` section whose counts match what the client did.
+#[test]
+fn probe_feeds_the_kernel_section_of_a_run() {
+    use std::sync::{Arc, Mutex};
+
+    use crate::cli::{Cli, Command};
+    use crate::report::endpoint::{Endpoint, Render};
+    use clap::Parser as _;
+
+    const CONNECTIONS: u64 = 4;
+    let config = crate::config::ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        threads: 1,
+        ..crate::config::ServeConfig::default()
+    };
+    let server = crate::target::spawn(config).expect("start the built-in target");
+    let port = server.addr().port();
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    let probe = Arc::new(Mutex::new(probe));
+    let render: Render = {
+        let probe = Arc::clone(&probe);
+        Arc::new(move || {
+            let snap = probe.lock().expect("probe").snapshot().expect("snapshot");
+            serde_json::to_string(&snap).expect("json")
+        })
+    };
+    let endpoint = Endpoint::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        "/snapshot",
+        "application/json",
+        "--listen",
+        render,
+    )
+    .expect("endpoint");
+    let json = std::env::temp_dir().join(format!("blaster-probe-run-{}.json", std::process::id()));
+    let cli = Cli::try_parse_from([
+        "blaster".to_string(),
+        "run".into(),
+        format!("http://127.0.0.1:{port}/"),
+        "-c".into(),
+        CONNECTIONS.to_string(),
+        "-t".into(),
+        "1".into(),
+        "-n".into(),
+        "400".into(),
+        "-q".into(),
+        "--probe".into(),
+        format!("http://{}", endpoint.addr()),
+        "--json".into(),
+        json.display().to_string(),
+    ])
+    .expect("run arguments parse");
+    let Command::Run(args) = cli.command else {
+        panic!("not a run");
+    };
+    let code = crate::cli::run_command(&args, Vec::new()).expect("the run");
+    assert_eq!(code, 0);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
+    let _ = std::fs::remove_file(&json);
+    let k = &report["kernel"];
+    eprintln!("{k:#}");
+    let responses = report["responses"].as_u64().expect("responses");
+    assert_eq!(responses, 400);
+    assert_eq!(k["connections"], CONNECTIONS, "{k:#}");
+    assert_eq!(k["connections"], report["connections"]["opened"]);
+    assert_eq!(k["accept_queue_us"]["count"], CONNECTIONS, "{k:#}");
+    let recv = k["recv_queue_us"]["count"].as_u64().expect("count");
+    assert!(
+        recv * 10 >= responses * 9 && recv <= responses,
+        "one receive-queue sample per request: {recv} for {responses}"
+    );
+    let split = &k["latency_split_us"];
+    assert!(split["client"].as_f64().expect("client") > 0.0, "{split}");
+    drop(endpoint);
+    server.stop().expect("server stopped cleanly");
+}

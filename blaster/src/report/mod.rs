@@ -13,6 +13,7 @@ pub mod hdrlog;
 pub mod html;
 pub mod json;
 pub mod junit;
+pub mod kernel;
 pub mod markdown;
 pub mod merge;
 pub mod progress;
@@ -123,6 +124,10 @@ pub struct Report {
     /// Runs with WebSocket sessions: sessions, messages, latencies, reconnects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ws: Option<flow::WsReport>,
+    /// What the eBPF probe on the target host saw during the run (`--probe`); absent
+    /// without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<kernel::KernelReport>,
 }
 
 /// The client's resident memory (RSS), sampled once per interval.
@@ -476,6 +481,7 @@ impl Report {
             timeseries: outcome.timeseries.clone(),
             scenario: None,
             ws: None,
+            kernel: None,
         }
     }
 }

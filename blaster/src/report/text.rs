@@ -170,6 +170,10 @@ pub fn render(report: &Report) -> String {
     if let Some(sc) = &r.scenario {
         scenario_section(&mut out, sc);
     }
+    if let Some(k) = &r.kernel {
+        super::kernel::render_text(r, k, &mut out);
+    }
+
     if r.interrupted {
         out.push_str("  INTERRUPTED: partial results\n");
     }

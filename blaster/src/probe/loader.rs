@@ -1,0 +1,404 @@
+//! The loader: loads the embedded eBPF object, fills the maps user space owns (watched
+//! ports, pre-inserted histograms, kernel struct offsets from BTF), attaches the
+//! programs and reads the maps back into a [`ProbeSnapshot`].
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
+    programs::{RawTracePoint, TracePoint},
+};
+use blaster_common::{
+    CounterKey, Histogram, KernelOffsets, MAP_COUNTERS, MAP_HIST, MAP_OFFSETS, MAP_WATCH,
+    MAX_PORTS, hist_index, metric, offsets,
+};
+
+use super::btf::Btf;
+use super::check;
+use super::netstat::ListenCounters;
+use super::snapshot::{self, LatencyHist, PortProbe, ProbeSnapshot};
+
+/// The eBPF object, built by `cargo xtask build-ebpf`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!(
+    "BLASTER_PROBE_OBJ",
+    "BLASTER_PROBE_OBJ is not set: build blaster with the probe through `cargo xtask build` \
+     (it builds the eBPF object and sets BLASTER_PROBE_OBJ to its path)"
+));
+
+/// The programs of the object: (program name, tracepoint category, tracepoint name,
+/// required). Optional ones are skipped when the kernel lacks the tracepoint.
+const PROGRAMS: &[(&str, &str, &str, bool)] = &[
+    ("inet_sock_set_state", "sock", "inet_sock_set_state", true),
+    ("sys_enter_accept4", "syscalls", "sys_enter_accept4", false),
+    ("sys_exit_accept4", "syscalls", "sys_exit_accept4", false),
+    ("sys_enter_accept", "syscalls", "sys_enter_accept", false),
+    ("sys_exit_accept", "syscalls", "sys_exit_accept", false),
+    ("tcp_retransmit_skb", "tcp", "tcp_retransmit_skb", false),
+    ("tcp_send_reset", "tcp", "tcp_send_reset", false),
+    ("tcp_receive_reset", "tcp", "tcp_receive_reset", false),
+    (
+        "tcp_retransmit_synack",
+        "tcp",
+        "tcp_retransmit_synack",
+        false,
+    ),
+    ("sk_data_ready", "sock", "sk_data_ready", false),
+    ("sock_recv_length", "sock", "sock_recv_length", false),
+    ("kfree_skb", "skb", "kfree_skb", false),
+    ("io_uring_complete", "io_uring", "io_uring_complete", false),
+];
+
+/// Programs of [`PROGRAMS`] that are raw tracepoints (the tracepoint's arguments, no
+/// formatted record: cheaper on the hot paths, once per data arrival or read).
+const RAW: &[&str] = &["sk_data_ready", "sock_recv_length", "io_uring_complete_raw"];
+
+/// The histogram metrics of every watched port.
+const METRICS: &[u16] = &[
+    metric::HANDSHAKE,
+    metric::ACCEPT_WAIT,
+    metric::RECV_QUEUE_WAIT,
+    metric::RTT,
+];
+
+/// The kernel struct fields the programs follow, by [`offsets`] group: (group, [(struct,
+/// field path, setter)]).
+type OffsetSetter = fn(&mut KernelOffsets, u32);
+/// (struct, field path, where the offset goes).
+type OffsetField = (&'static str, &'static str, OffsetSetter);
+const OFFSET_GROUPS: &[(u32, &[OffsetField])] = &[
+    (
+        offsets::FILE_SOCKET,
+        &[
+            ("file", "private_data", |o, v| o.file_private_data = v),
+            ("socket", "sk", |o, v| o.socket_sk = v),
+        ],
+    ),
+    (
+        offsets::URING_FIXED,
+        &[
+            ("io_ring_ctx", "file_table.data.nr", |o, v| {
+                o.ctx_files_nr = v
+            }),
+            ("io_ring_ctx", "file_table.data.nodes", |o, v| {
+                o.ctx_files_nodes = v
+            }),
+            ("io_rsrc_node", "file_ptr", |o, v| o.rsrc_node_file_ptr = v),
+        ],
+    ),
+    (
+        offsets::FD_TABLE,
+        &[
+            ("task_struct", "files", |o, v| o.task_files = v),
+            ("files_struct", "fdt", |o, v| o.files_fdt = v),
+            ("fdtable", "max_fds", |o, v| o.fdt_max_fds = v),
+            ("fdtable", "fd", |o, v| o.fdt_fd = v),
+        ],
+    ),
+    (
+        offsets::SKB,
+        &[
+            ("sk_buff", "head", |o, v| o.skb_head = v),
+            ("sk_buff", "network_header", |o, v| o.skb_network_header = v),
+            ("sk_buff", "transport_header", |o, v| {
+                o.skb_transport_header = v
+            }),
+        ],
+    ),
+    (
+        offsets::SOCK,
+        &[
+            ("sock", "__sk_common.skc_num", |o, v| o.sk_num = v),
+            ("sock", "__sk_common.skc_dport", |o, v| o.sk_dport = v),
+            ("sock", "sk_protocol", |o, v| o.sk_protocol = v),
+        ],
+    ),
+    (
+        offsets::TCP_SRTT,
+        &[("tcp_sock", "srtt_us", |o, v| o.tcp_srtt_us = v)],
+    ),
+    (
+        offsets::URING_CQE,
+        &[("io_uring_cqe", "res", |o, v| o.cqe_res = v)],
+    ),
+];
+
+/// The offsets this kernel's BTF gives, and for each group it lacks, why.
+pub(crate) fn kernel_offsets() -> (KernelOffsets, Vec<String>) {
+    let mut o = KernelOffsets::default();
+    let btf = match Btf::from_kernel() {
+        Ok(b) => b,
+        Err(e) => return (o, vec![e]),
+    };
+    let mut missing = Vec::new();
+    for &(group, fields) in OFFSET_GROUPS {
+        let mut all = true;
+        for &(strukt, path, set) in fields {
+            match btf.offset(strukt, path) {
+                Ok(v) => set(&mut o, v),
+                Err(e) => {
+                    missing.push(e);
+                    all = false;
+                }
+            }
+        }
+        if group == offsets::URING_CQE {
+            // Not "missing" otherwise: the classic tracepoint program takes over.
+            match btf.raw_tp_arg_pointing_to("io_uring_complete", "io_uring_cqe") {
+                Ok(2) => o.uring_cqe_arg = 2,
+                _ => all = false,
+            }
+        }
+        if all {
+            o.valid |= group;
+        }
+    }
+    (o, missing)
+}
+
+/// The probe, loaded and attached; detached when dropped.
+pub struct Probe {
+    ebpf: Ebpf,
+    ports: Vec<u16>,
+    started: Instant,
+    /// ListenOverflows/ListenDrops when the probe started.
+    listen_start: Option<ListenCounters>,
+    /// Drop reason names of this kernel (`skb:kfree_skb` format).
+    drop_names: BTreeMap<u32, String>,
+    /// Optional programs that could not be attached, with the reason.
+    pub skipped: Vec<(String, String)>,
+    /// Kernel struct fields missing from BTF: the paths that need them are off
+    /// (io_uring accepts, accepts without a peer address, ports of some dropped packets).
+    pub offsets_missing: Vec<String>,
+}
+
+impl Probe {
+    /// Loads the embedded object, watches `ports` and attaches the programs.
+    pub fn start(ports: &[u16]) -> Result<Self> {
+        Self::start_with(ports, true)
+    }
+
+    /// [`Probe::start`]; `accept_syscalls` false leaves out the `syscalls:*accept*`
+    /// tracepoints: while any syscall tracepoint is attached, every syscall of every
+    /// process on the host takes the kernel's slower traced path (about 60 ns more here),
+    /// which a server that accepts through io_uring does not need to pay.
+    pub fn start_with(ports: &[u16], accept_syscalls: bool) -> Result<Self> {
+        let mut ports: Vec<u16> = ports.to_vec();
+        ports.sort_unstable();
+        ports.dedup();
+        if ports.is_empty() {
+            bail!("no port to watch: give at least one listening port");
+        }
+        if ports.len() > MAX_PORTS as usize {
+            bail!(
+                "{} ports to watch, the probe watches at most {MAX_PORTS}",
+                ports.len()
+            );
+        }
+        if ports.contains(&0) {
+            bail!("port 0 cannot be watched: give the port the listener actually bound");
+        }
+        check::tracefs_dir().map_err(anyhow::Error::msg)?;
+        raise_memlock();
+        // The histogram array is per CPU and preallocated: size it for these ports only
+        // (room for every port would be 590 KB per CPU).
+        let hists = ports.len() as u32 * u32::from(metric::COUNT);
+        let mut ebpf = aya::EbpfLoader::new()
+            .map_max_entries(MAP_HIST, hists)
+            .load(OBJECT)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "loading the eBPF object failed: {e} ({}); run `blaster probe --check`",
+                    check::permission_hint()
+                )
+            })?;
+
+        {
+            let mut watch: HashMap<&mut MapData, u16, u16> =
+                HashMap::try_from(ebpf.map_mut(MAP_WATCH).context("map WATCH missing")?)?;
+            // Slot i (histograms at hist_index(i, metric)) for the i-th port in order.
+            for (slot, &p) in ports.iter().enumerate() {
+                watch
+                    .insert(p, slot as u16, 0)
+                    .with_context(|| format!("watching port {p}"))?;
+            }
+        }
+
+        let (offs, offsets_missing) = kernel_offsets();
+        {
+            let mut map: Array<&mut MapData, KernelOffsets> =
+                Array::try_from(ebpf.map_mut(MAP_OFFSETS).context("map OFFSETS missing")?)?;
+            map.set(0, offs, 0).context("writing kernel offsets")?;
+        }
+
+        let mut skipped = Vec::new();
+        for &(prog, category, name, required) in PROGRAMS {
+            if category == "syscalls" && !accept_syscalls {
+                skipped.push((
+                    format!("{category}:{name}"),
+                    "left out (--no-accept-syscalls): accept(2) is not seen".to_string(),
+                ));
+                continue;
+            }
+            // io_uring completions: the raw tracepoint when BTF told where the CQE is.
+            let prog = if prog == "io_uring_complete" && offs.valid & offsets::URING_CQE != 0 {
+                "io_uring_complete_raw"
+            } else {
+                prog
+            };
+            let res = (|| -> Result<()> {
+                let program = ebpf
+                    .program_mut(prog)
+                    .with_context(|| format!("program {prog} missing from the object"))?;
+                let verifier = |e: aya::programs::ProgramError| {
+                    anyhow::anyhow!("{e:#} ({})", verifier_tail(&format!("{e:?}")))
+                };
+                if RAW.contains(&prog) {
+                    let p: &mut RawTracePoint = program.try_into()?;
+                    p.load().map_err(verifier)?;
+                    p.attach(name)?;
+                } else {
+                    let p: &mut TracePoint = program.try_into()?;
+                    p.load().map_err(verifier)?;
+                    p.attach(category, name)?;
+                }
+                Ok(())
+            })();
+            if let Err(e) = res {
+                if required {
+                    return Err(e.context(format!(
+                        "attaching {category}:{name} failed ({}); run `blaster probe --check`",
+                        check::permission_hint()
+                    )));
+                }
+                skipped.push((format!("{category}:{name}"), format!("{e:#}")));
+            }
+        }
+        let drop_names = check::tracefs_dir()
+            .ok()
+            .and_then(|d| std::fs::read_to_string(d.join("events/skb/kfree_skb/format")).ok())
+            .map(|f| snapshot::symbolic_names(&f))
+            .unwrap_or_default();
+        Ok(Self {
+            ebpf,
+            ports,
+            started: Instant::now(),
+            listen_start: ListenCounters::read(),
+            drop_names,
+            skipped,
+            offsets_missing,
+        })
+    }
+
+    /// The watched ports, sorted.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// Reads the maps (summed over CPUs) into plain data. The probe keeps running.
+    pub fn snapshot(&self) -> Result<ProbeSnapshot> {
+        let mut ports: BTreeMap<u16, PortProbe> = self
+            .ports
+            .iter()
+            .map(|&port| {
+                (
+                    port,
+                    PortProbe {
+                        port,
+                        ..PortProbe::default()
+                    },
+                )
+            })
+            .collect();
+
+        let hist: PerCpuArray<&MapData, Histogram> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_HIST).context("map HIST missing")?)?;
+        for (slot, port) in self.ports.iter().enumerate() {
+            let Some(p) = ports.get_mut(port) else {
+                continue;
+            };
+            for &m in METRICS {
+                let per_cpu = hist
+                    .get(&hist_index(slot as u16, m), 0)
+                    .context("reading map HIST")?;
+                let mut h = Histogram::ZERO;
+                for v in per_cpu.iter() {
+                    h.merge(v);
+                }
+                let summary = LatencyHist::from_hist(&h);
+                match m {
+                    metric::HANDSHAKE => p.handshake = summary,
+                    metric::ACCEPT_WAIT => p.accept_wait = summary,
+                    metric::RECV_QUEUE_WAIT => p.recv_queue_wait = summary,
+                    metric::RTT => p.srtt = summary,
+                    _ => {}
+                }
+            }
+        }
+
+        let counters: PerCpuHashMap<&MapData, CounterKey, u64> = PerCpuHashMap::try_from(
+            self.ebpf
+                .map(MAP_COUNTERS)
+                .context("map COUNTERS missing")?,
+        )?;
+        for item in counters.iter() {
+            let (key, per_cpu) = item.context("reading map COUNTERS")?;
+            let n = per_cpu.iter().sum();
+            snapshot::add_counter(&mut ports, key.port, key.counter, key.detail, n);
+        }
+
+        for p in ports.values_mut() {
+            for d in &mut p.drops_by_reason {
+                d.name = self.drop_names.get(&d.reason).cloned().unwrap_or_default();
+            }
+        }
+        let listen = match (self.listen_start, ListenCounters::read()) {
+            (Some(start), Some(now)) => now.since(&start),
+            _ => ListenCounters::default(),
+        };
+        Ok(ProbeSnapshot {
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+            listen_overflows: listen.overflows,
+            listen_drops: listen.drops,
+            unavailable: self
+                .skipped
+                .iter()
+                .map(|(what, why)| format!("{what}: {why}"))
+                .chain(self.offsets_missing.iter().map(|m| format!("BTF: {m}")))
+                .collect(),
+            ports: ports.into_values().collect(),
+        })
+    }
+}
+
+/// Watches `ports` for `duration`, then returns what the probe measured.
+pub fn run_probe(ports: &[u16], duration: Duration) -> Result<ProbeSnapshot> {
+    let probe = Probe::start(ports)?;
+    std::thread::sleep(duration);
+    probe.snapshot()
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it (best effort).
+fn raise_memlock() {
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we pass and has no other effect on memory.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
+    }
+}
+
+/// The last lines of a verifier log inside an aya error's debug form, if any.
+fn verifier_tail(debug: &str) -> String {
+    let lines: Vec<&str> = debug.split("\\n").collect();
+    if lines.len() <= 1 {
+        return "no verifier log".to_string();
+    }
+    lines[lines.len().saturating_sub(6)..].join(" | ")
+}

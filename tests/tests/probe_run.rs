@@ -1,0 +1,182 @@
+//! `blaster run --probe URL`: the run reads the probe's snapshot when the load starts and
+//! when it ends, and the report's `kernel` object holds the difference. The probe here is a
+//! stand-in endpoint serving two prepared snapshots (the real probe needs root and the eBPF
+//! build; `cargo xtask test` covers it), so the client side is tested on every machine.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use blaster::probe::{DropCount, LatencyHist, PortProbe, ProbeSnapshot};
+use blaster::report::endpoint::{Endpoint, Render};
+use blaster_tests::{free_port, run_blaster, run_json, start_serve, u};
+use serde_json::Value;
+
+/// A histogram summary of `count` samples of `each_ns`, as the probe would serve it.
+fn hist(count: u64, each_ns: u64) -> LatencyHist {
+    let h: LatencyHist = serde_json::from_value(serde_json::json!({
+        "count": count, "sum_ns": count * each_ns, "mean_ns": each_ns, "max_ns": each_ns,
+        "p50_ns": each_ns, "p90_ns": each_ns, "p99_ns": each_ns,
+        "buckets": [{"lower_ns": each_ns, "upper_ns": each_ns, "count": count}]
+    }))
+    .expect("a LatencyHist");
+    h
+}
+
+/// Serves `first` to the first request and `later` to every one after it.
+fn fake_probe(first: ProbeSnapshot, later: ProbeSnapshot) -> Endpoint {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let render: Render = Arc::new(move || {
+        let snap = if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            &first
+        } else {
+            &later
+        };
+        serde_json::to_string(snap).expect("snapshot JSON")
+    });
+    Endpoint::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        "/snapshot",
+        "application/json",
+        "--listen",
+        render,
+    )
+    .expect("fake probe endpoint")
+}
+
+#[test]
+fn run_with_probe_reports_the_kernel_share() {
+    let (_serve, addr) = start_serve(1);
+    let port = addr.port();
+    let start = ProbeSnapshot {
+        elapsed_ms: 1_000,
+        listen_drops: 1,
+        ports: vec![PortProbe {
+            port,
+            connections: 2,
+            recv_queue_wait: hist(10, 50_000),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let end = ProbeSnapshot {
+        elapsed_ms: 3_500,
+        listen_drops: 1,
+        ports: vec![PortProbe {
+            port,
+            connections: 6,
+            accept_wait: hist(4, 80_000),
+            // 30 more samples of 50 µs during the run.
+            recv_queue_wait: hist(40, 50_000),
+            drops: 1,
+            drops_by_reason: vec![DropCount {
+                reason: 3,
+                name: "NO_SOCKET".into(),
+                count: 1,
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let probe = fake_probe(start, end);
+    let report = run_json(&[
+        "run",
+        &format!("http://{addr}/"),
+        "-c",
+        "4",
+        "-t",
+        "1",
+        "-n",
+        "200",
+        "--probe",
+        &format!("http://{}", probe.addr()),
+    ]);
+    let k = &report["kernel"];
+    assert_eq!(
+        k["probe_url"],
+        format!("http://{}/snapshot", probe.addr()),
+        "{k:#}"
+    );
+    assert_eq!(u(k, &["port"]), u64::from(port));
+    assert_eq!(u(k, &["connections"]), 4);
+    assert_eq!(k["window_s"], 2.5);
+    assert_eq!(u(k, &["recv_queue_us", "count"]), 30);
+    assert_eq!(k["recv_queue_us"]["p50"], 50.0);
+    assert_eq!(u(k, &["accept_queue_us", "count"]), 4);
+    assert_eq!(u(k, &["drops_by_reason", "NO_SOCKET"]), 1);
+    assert_eq!(u(k, &["listen_drops"]), 0);
+    // 30 x 50 µs of receive-queue wait over 200 responses: 7.5 µs per request.
+    let responses = u(&report, &["responses"]);
+    assert_eq!(responses, 200);
+    let split = &k["latency_split_us"];
+    assert_eq!(split["recv_queue"], 7.5);
+    assert_eq!(split["client"], report["latency_us"]["mean"]);
+    let app = split["application"].as_f64().expect("number");
+    let client = split["client"].as_f64().expect("number");
+    assert!((app - (client - 7.5).max(0.0)).abs() < 1e-9, "{split}");
+
+    // The report with its kernel object matches the schema.
+    let schema_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../blaster/report-schema.json");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).expect("schema")).expect("JSON");
+    let validator = jsonschema::draft202012::new(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[test]
+fn run_with_probe_prints_the_kernel_lines() {
+    let (_serve, addr) = start_serve(1);
+    let snap = ProbeSnapshot {
+        ports: vec![PortProbe {
+            port: addr.port(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let probe = fake_probe(snap.clone(), snap);
+    let out = run_blaster(
+        &[
+            "run",
+            &format!("http://{addr}/"),
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-n",
+            "50",
+            "--probe",
+            &format!("http://{}", probe.addr()),
+        ],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for needle in ["kernel", "per request", "recv queue", "accept queue"] {
+        assert!(stdout.contains(needle), "`{needle}` missing:\n{stdout}");
+    }
+}
+
+/// A probe that cannot be reached stops the run before any load, saying what to check.
+#[test]
+fn run_with_an_unreachable_probe_fails_before_the_load() {
+    let (_serve, addr) = start_serve(1);
+    let out = run_blaster(
+        &[
+            "run",
+            &format!("http://{addr}/"),
+            "-n",
+            "10",
+            "--probe",
+            &format!("http://127.0.0.1:{}", free_port()),
+        ],
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach the probe"), "{stderr}");
+    assert!(stderr.contains("blaster probe --port"), "{stderr}");
+}
