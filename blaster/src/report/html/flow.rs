@@ -710,8 +710,18 @@ mod tests {
         }
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("a&amp;b.toml"));
-        for attr in ["href=", "src=", "<link", "url("] {
-            assert!(!html.contains(attr), "the page has {attr}");
+    }
+
+    #[test]
+    fn the_new_sections_load_nothing() {
+        let mut r = scenario_report();
+        r.ws = Some(ws_sample());
+        let html = render(&r);
+        for attr in [
+            "href=", "src=", "<link", "url(", "<script", "http://", "https://",
+        ] {
+            let page = html.replace("http://127.0.0.1:8080/", "");
+            assert!(!page.contains(attr), "the page has {attr}");
         }
     }
 }
