@@ -781,6 +781,38 @@ pub(crate) mod tests {
         }
     }
 
+    /// [`scenario_sample`] with the results of all three special modes: a breakpoint at
+    /// 300/s, a spike that did not recover, a rising soak gauge with a failed poll.
+    pub(crate) fn special_sample() -> ScenarioReport {
+        ScenarioReport {
+            breakpoint: Some(BreakpointReport {
+                scenario: "browse".to_owned(),
+                last_passing_rate: Some(250.0),
+                broke_at_rate: Some(300.0),
+                broken_by: Some("http_req_failed rate<0.01 (measured 0.031)".to_owned()),
+            }),
+            spike: Some(SpikeReport {
+                scenario: "users".to_owned(),
+                baseline_p99_ms: Some(4.0),
+                spike_p99_ms: Some(80.5),
+                recovered_p99_ms: Some(9.25),
+                tolerance: 1.5,
+                recovered: false,
+            }),
+            watch: Some(WatchReport {
+                url: "http://127.0.0.1:9/stats".to_owned(),
+                metric: "memory_usage_mb".to_owned(),
+                samples: vec![[10.0, 100.0], [20.0, 110.0], [30.0, 121.0]],
+                errors: 1,
+                first_errors: vec!["connection refused".to_owned()],
+                growth_per_hour: Some(3_780.0),
+                max_growth_per_hour: Some(50.0),
+                rising: true,
+            }),
+            ..scenario_sample()
+        }
+    }
+
     /// A WebSocket object for renderer tests: echo with losses, pings and a herd recovery.
     pub(crate) fn ws_sample() -> WsReport {
         WsReport {

@@ -67,6 +67,7 @@ pub fn render(report: &Report) -> String {
     }
     if let Some(sc) = &r.scenario {
         flow::thresholds(&mut out, sc);
+        flow::special(&mut out, sc);
     }
     overview(&mut out, r);
     charts(&mut out, r);

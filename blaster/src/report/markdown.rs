@@ -65,6 +65,7 @@ pub fn render_with(report: &Report, verdicts: &[Verdict]) -> String {
 
     if let Some(sc) = &r.scenario {
         flow::thresholds_section(&mut out, sc);
+        flow::special_section(&mut out, sc);
     }
     run_section(&mut out, r);
     results_section(&mut out, r);

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{card, esc, kv, kv_html, plural, share};
+use super::chart::{Axis, Chart, Series};
+use super::{BLUE, card, esc, figure, format_tick_count, kv, kv_html, plural, share, time_axis};
 use crate::cli::units::{format_bytes, format_count, format_duration_us, format_thousands};
 use crate::report::LatencySummary;
 use crate::report::flow::{ScenarioReport, WsReport};
@@ -98,6 +99,107 @@ pub(super) fn thresholds(out: &mut String, sc: &ScenarioReport) {
         "</table><p class=\"note\">Measured values are in the unit of the condition: \
          milliseconds for time metrics, a fraction for rates, a number for counts.</p></div></section>\n",
     );
+}
+
+/// The results of a special mode: breakpoint search, spike recovery, soak watcher. Nothing
+/// for a plain scenario file.
+pub(super) fn special(out: &mut String, sc: &ScenarioReport) {
+    if sc.breakpoint.is_none() && sc.spike.is_none() && sc.watch.is_none() {
+        return;
+    }
+    out.push_str("<section id=\"special\"><h2>Special mode</h2><div class=\"grid small\">\n");
+    let rate = |v: Option<f64>| v.map(|r| format!("{}/s", format_count(r)));
+    let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2} ms"));
+    if let Some(b) = &sc.breakpoint {
+        out.push_str(
+            "<div class=\"panel\" id=\"breakpoint\"><h3>Breakpoint search</h3><table class=\"kv\">",
+        );
+        kv(out, "stepped scenario", &b.scenario);
+        kv(
+            out,
+            "last passing rate",
+            &rate(b.last_passing_rate).unwrap_or_else(|| "none: the first step failed".to_owned()),
+        );
+        match rate(b.broke_at_rate) {
+            Some(r) => kv_html(
+                out,
+                "broke at",
+                &format!("<span class=\"bad\">{}</span>", esc(&r)),
+            ),
+            None => kv(out, "broke at", "never, up to the highest rate"),
+        }
+        if let Some(by) = &b.broken_by {
+            kv(out, "broken by", by);
+        }
+        out.push_str("</table></div>\n");
+    }
+    if let Some(sp) = &sc.spike {
+        out.push_str(
+            "<div class=\"panel\" id=\"spike\"><h3>Spike recovery</h3><table class=\"kv\">",
+        );
+        kv(out, "scenario", &sp.scenario);
+        kv(out, "p99 before the spike", &ms(sp.baseline_p99_ms));
+        kv(out, "p99 at the peak", &ms(sp.spike_p99_ms));
+        kv(out, "p99 after recovery", &ms(sp.recovered_p99_ms));
+        kv(out, "tolerance", &format!("{}x the baseline", sp.tolerance));
+        if sp.recovered {
+            kv(out, "recovered", "yes");
+        } else {
+            kv_html(out, "recovered", "<span class=\"bad\">NO</span>");
+        }
+        out.push_str("</table></div>\n");
+    }
+    if let Some(w) = &sc.watch {
+        out.push_str("<div class=\"panel\" id=\"watch\"><h3>Soak watcher</h3><table class=\"kv\">");
+        kv(out, "polled", &w.url);
+        kv(out, "gauge", &w.metric);
+        kv(out, "samples", &format_thousands(w.samples.len() as u64));
+        if let Some([_, last]) = w.samples.last() {
+            kv(out, "last value", &format!("{last}"));
+        }
+        let growth = |v: Option<f64>| v.map_or("-".to_owned(), |g| format!("{g:+.3} per hour"));
+        kv(out, "growth", &growth(w.growth_per_hour));
+        kv(out, "allowed growth", &growth(w.max_growth_per_hour));
+        if w.rising {
+            kv_html(
+                out,
+                "rising",
+                "<span class=\"bad\">yes: the value grows faster than allowed (a leak is suspected)</span>",
+            );
+        } else {
+            kv(out, "rising", "no");
+        }
+        if w.errors > 0 {
+            kv_html(
+                out,
+                "failed polls",
+                &format!(
+                    "<span class=\"bad\">{}</span> {}",
+                    format_thousands(w.errors),
+                    esc(&w.first_errors.join("; "))
+                ),
+            );
+        }
+        out.push_str("</table></div>\n");
+        let chart = Chart {
+            id: "watch-samples",
+            x: time_axis(),
+            y: Axis::linear("value", format_tick_count),
+            series: vec![Series::line(
+                &w.metric,
+                BLUE,
+                w.samples.iter().map(|[t, v]| (*t, *v)).collect(),
+            )],
+            refs: Vec::new(),
+        };
+        figure(
+            out,
+            &format!("{} over time", w.metric),
+            chart.svg().as_deref(),
+            "no samples: every poll failed",
+        );
+    }
+    out.push_str("</div></section>\n");
 }
 
 /// Per-name results, checks and scenarios.
@@ -527,7 +629,7 @@ mod tests {
     use super::super::render;
     use crate::config::LoadModel;
     use crate::report::Report;
-    use crate::report::flow::tests::{scenario_sample, ws_sample};
+    use crate::report::flow::tests::{scenario_sample, special_sample, ws_sample};
     use crate::report::tests::{config, outcome};
 
     fn scenario_report() -> Report {
@@ -651,6 +753,28 @@ mod tests {
         // Scenario runs keep the HTTP headline.
         assert!(section(&html, "headline").contains("Requests"));
         assert!(!html.contains("id=\"websocket\""));
+    }
+
+    #[test]
+    fn special_modes_show_their_results() {
+        let mut r = scenario_report();
+        assert!(!render(&r).contains("id=\"special\""));
+        r.scenario = Some(special_sample());
+        let html = render(&r);
+        let sp = section(&html, "special");
+        assert!(row(sp, "last passing rate").contains(">250/s<"));
+        assert!(row(sp, "broke at").contains("<span class=\"bad\">300/s</span>"));
+        assert!(row(sp, "broken by").contains("measured 0.031"));
+        assert!(row(sp, "p99 at the peak").contains("80.50 ms"));
+        assert!(row(sp, ">recovered<").contains(">NO<"));
+        assert!(row(sp, "last value").contains(">121<"));
+        assert!(row(sp, "growth").contains("+3780.000 per hour"));
+        assert!(row(sp, "rising").contains("a leak is suspected"));
+        assert!(row(sp, "failed polls").contains("connection refused"));
+        let chart = &sp[sp
+            .find("data-chart=\"watch-samples\"")
+            .expect("the watch chart")..];
+        assert!(chart.contains("<path class=\"series\""), "{chart}");
     }
 
     #[test]

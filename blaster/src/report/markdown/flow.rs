@@ -62,6 +62,93 @@ pub(super) fn thresholds_section(out: &mut String, sc: &ScenarioReport) {
     );
 }
 
+/// `## Special mode`: breakpoint search, spike recovery or soak watcher results.
+pub(super) fn special_section(out: &mut String, sc: &ScenarioReport) {
+    if sc.breakpoint.is_none() && sc.spike.is_none() && sc.watch.is_none() {
+        return;
+    }
+    out.push_str("## Special mode\n\n");
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let rate = |v: Option<f64>| v.map(|r| format!("{}/s", format_rate(r)));
+    let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2} ms"));
+    if let Some(b) = &sc.breakpoint {
+        rows.push(vec![
+            "Breakpoint: last passing rate".to_owned(),
+            format!(
+                "{} ({})",
+                rate(b.last_passing_rate).unwrap_or_else(|| "none".to_owned()),
+                md_text(&b.scenario)
+            ),
+        ]);
+        rows.push(vec![
+            "Breakpoint: broke at".to_owned(),
+            match rate(b.broke_at_rate) {
+                Some(r) => match &b.broken_by {
+                    Some(by) => format!("**{r}**: {}", md_text(by)),
+                    None => format!("**{r}**"),
+                },
+                None => "never, up to the highest rate".to_owned(),
+            },
+        ]);
+    }
+    if let Some(sp) = &sc.spike {
+        rows.push(vec![
+            format!(
+                "Spike ({}): p99 before / at peak / after",
+                md_text(&sp.scenario)
+            ),
+            format!(
+                "{} / {} / {}",
+                ms(sp.baseline_p99_ms),
+                ms(sp.spike_p99_ms),
+                ms(sp.recovered_p99_ms)
+            ),
+        ]);
+        rows.push(vec![
+            format!("Spike: recovered within {}x", sp.tolerance),
+            if sp.recovered { "yes" } else { "**NO**" }.to_owned(),
+        ]);
+    }
+    if let Some(w) = &sc.watch {
+        let growth = |v: Option<f64>| v.map_or("-".to_owned(), |g| format!("{g:+.3}/h"));
+        rows.push(vec![
+            format!("Soak watcher: {}", md_code(&w.metric)),
+            format!(
+                "{} samples from {}, last {}",
+                format_thousands(w.samples.len() as u64),
+                md_code(&w.url),
+                w.samples
+                    .last()
+                    .map_or("-".to_owned(), |[_, v]| format!("{v}"))
+            ),
+        ]);
+        rows.push(vec![
+            "Soak watcher: growth (allowed)".to_owned(),
+            format!(
+                "{} ({}){}",
+                growth(w.growth_per_hour),
+                growth(w.max_growth_per_hour),
+                if w.rising {
+                    ": **rising, a leak is suspected**"
+                } else {
+                    ""
+                }
+            ),
+        ]);
+        if w.errors > 0 {
+            rows.push(vec![
+                "Soak watcher: failed polls".to_owned(),
+                format!(
+                    "{}: {}",
+                    format_thousands(w.errors),
+                    md_text(&w.first_errors.join("; "))
+                ),
+            ]);
+        }
+    }
+    table(out, &["", ""], &[Align::Left, Align::Left], &rows);
+}
+
 /// `## Scenarios`, `## Per name` and `## Checks`.
 pub(super) fn scenario_sections(out: &mut String, sc: &ScenarioReport, duration_s: f64) {
     if !sc.scenarios.is_empty() {
@@ -350,7 +437,7 @@ mod tests {
     use super::super::tests::{assert_no_empty_tables, row_of};
     use crate::config::LoadModel;
     use crate::report::Report;
-    use crate::report::flow::tests::{scenario_sample, ws_sample};
+    use crate::report::flow::tests::{scenario_sample, special_sample, ws_sample};
     use crate::report::tests::{config, outcome};
 
     fn scenario_report() -> Report {
@@ -457,6 +544,38 @@ mod tests {
             "{md}"
         );
         assert!(row_of(&md, "`http_reqs{name:buy}` (abort on fail)").ends_with("| **FAIL** |"));
+    }
+
+    #[test]
+    fn special_modes_show_their_results() {
+        let mut r = scenario_report();
+        assert!(!render(&r).contains("## Special mode"));
+        r.scenario = Some(special_sample());
+        let md = render(&r);
+        assert!(md.find("## Special mode") < md.find("## Run"), "{md}");
+        assert_eq!(
+            row_of(&md, "Breakpoint: last passing rate"),
+            "| Breakpoint: last passing rate | 250/s (browse) |"
+        );
+        assert_eq!(
+            row_of(&md, "Breakpoint: broke at"),
+            "| Breakpoint: broke at | **300/s**: http\\_req\\_failed rate\\<0.01 (measured 0.031) |"
+        );
+        assert_eq!(
+            row_of(&md, "Spike (users): p99 before / at peak / after"),
+            "| Spike (users): p99 before / at peak / after | 4.00 ms / 80.50 ms / 9.25 ms |"
+        );
+        assert_eq!(
+            row_of(&md, "Spike: recovered within 1.5x"),
+            "| Spike: recovered within 1.5x | **NO** |"
+        );
+        assert!(
+            row_of(&md, "Soak watcher: growth (allowed)")
+                .contains("+3780.000/h (+50.000/h): **rising, a leak is suspected**"),
+            "{md}"
+        );
+        assert!(row_of(&md, "Soak watcher: `memory_usage_mb`").contains("3 samples"));
+        assert_no_empty_tables(&md);
     }
 
     #[test]
