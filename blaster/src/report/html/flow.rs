@@ -449,9 +449,9 @@ pub(super) fn ws_headline(out: &mut String, ws: &WsReport) {
 
 /// The WebSocket section: sessions, messages, latencies, loss, reconnects and herd recovery.
 pub(super) fn websocket(out: &mut String, ws: &WsReport, duration_s: f64) {
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<section id=\"websocket\"><h2>WebSocket ({})</h2><div class=\"grid small\">\n",
+        "<section id=\"websocket\"><h2>WebSocket ({})</h2><div class=\"grid small\">",
         esc(&ws.mode)
     );
 
@@ -551,7 +551,8 @@ pub(super) fn websocket(out: &mut String, ws: &WsReport, duration_s: f64) {
             let _ = write!(out, "<th class=\"num\">{name}</th>");
         }
         out.push_str("</tr>");
-        let rows: [(&str, fn(&LatencySummary) -> u64); 7] = [
+        type Pick = fn(&LatencySummary) -> u64;
+        let rows: [(&str, Pick); 7] = [
             ("min", |l| l.min),
             ("mean", |l| l.mean.max(0.0).round() as u64),
             ("p50", |l| l.p50),
