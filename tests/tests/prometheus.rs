@@ -1,5 +1,6 @@
 //! `--prometheus-listen`: /metrics is scraped during a run, and after it (with
-//! `--prometheus-linger`) its counters agree with the final JSON report.
+//! `--prometheus-linger`) its counters agree with the final JSON report; for a URL run and for
+//! a scenario-file run (the VU engine).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -30,10 +31,7 @@ fn sample(text: &str, name: &str) -> u64 {
 #[test]
 fn metrics_during_the_run_and_final_values_match_the_report() {
     let (_serve, target) = start_serve(1);
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let json = TempPath::new(".json");
-    let mut cmd = Command::new(blaster_bin());
-    cmd.args([
+    metrics_agree_with_the_report(&[
         "run",
         &format!("http://{target}/status/201"),
         "-c",
@@ -43,13 +41,46 @@ fn metrics_during_the_run_and_final_values_match_the_report() {
         "-d",
         "2s",
         "-q",
-    ])
-    .arg("--prometheus-listen")
-    .arg(metrics.to_string())
-    .args(["--prometheus-linger", "5s", "--json"])
-    .arg(json.path())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    ]);
+}
+
+#[test]
+fn a_scenario_run_serves_the_same_metrics() {
+    let (_serve, target) = start_serve(1);
+    let file = TempPath::new(".toml");
+    std::fs::write(
+        file.path(),
+        format!(
+            r#"
+[scenarios.api]
+executor = "constant-vus"
+vus = 4
+duration = "2s"
+[[scenarios.api.steps]]
+request = "GET http://{target}/status/201"
+name = "created"
+expect = [201]
+"#
+        ),
+    )
+    .unwrap();
+    metrics_agree_with_the_report(&["run", file.path().to_str().unwrap(), "-t", "1", "-q"]);
+}
+
+/// Runs blaster with `args` plus the exporter and a JSON report: /metrics counts requests
+/// during the run, and once the report is written its counters equal the report's totals (the
+/// run must answer 201).
+fn metrics_agree_with_the_report(args: &[&str]) {
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let json = TempPath::new(".json");
+    let mut cmd = Command::new(blaster_bin());
+    cmd.args(args)
+        .arg("--prometheus-listen")
+        .arg(metrics.to_string())
+        .args(["--prometheus-linger", "5s", "--json"])
+        .arg(json.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut child = ChildGuard::new(cmd.spawn().expect("blaster starts"));
 
     // During the run: some requests counted already, fewer than at the end.

@@ -4,6 +4,7 @@
 //! [`ServeArgs::to_config`] check them and produce plain config that the rest of blaster
 //! receives. [`main`] dispatches, installs the signal handlers and maps results to exit codes.
 
+mod observe;
 pub mod probe;
 pub mod units;
 pub mod vu;
@@ -668,57 +669,21 @@ pub(crate) fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i
         );
     }
     let stop = install_stop_signals()?;
-    let mut hdr_log = match &args.hdr_log {
-        Some(path) => Some(crate::report::hdrlog::HdrLog::create(
-            path,
-            std::time::SystemTime::now(),
-        )?),
-        None => None,
-    };
-    let exporter = match args.prometheus_listen {
-        Some(addr) => {
-            let exporter = crate::report::prometheus::Exporter::start(addr)?;
-            if !args.quiet {
-                eprintln!("blaster: metrics at http://{}/metrics", exporter.addr());
-            }
-            Some(exporter)
-        }
-        None => None,
-    };
     // The probe's snapshot before the load: a probe that cannot be read stops the run here,
     // before any load is sent.
     let probe_start = match &args.probe {
         Some(url) => Some((url, crate::probe::remote::fetch_snapshot(url)?)),
         None => None,
     };
-    let mut progress = Progress::new(ProgressMode::detect(args.quiet), config.stop.duration);
-    let mut log_failed = false;
-    let outcome = crate::engine::run_observed(&config, Arc::clone(&stop), |point| {
-        progress.interval(point);
-        if let Some(exporter) = &exporter {
-            exporter.record(point);
-        }
-        if let Some(log) = hdr_log.as_mut()
-            && let Err(e) = log.write(point)
-            && !log_failed
-        {
-            // Keep the run going; the report still comes at the end.
-            eprintln!("blaster: warning: {e:#}");
-            log_failed = true;
-        }
-    });
-    progress.finish();
+    let progress = Progress::new(ProgressMode::detect(args.quiet), config.stop.duration);
+    let mut observers = observe::Observers::start(args, progress, Arc::clone(&stop))?;
+    let outcome =
+        crate::engine::run_observed(&config, Arc::clone(&stop), |point| observers.observe(point));
+    observers.finish();
     let outcome = outcome?;
     let kernel = probe_start.and_then(|(url, start)| kernel_report(&config, &outcome, url, &start));
     let code = finish_run_with_kernel(&config, &outcome, &args.outputs, args.quiet, kernel)?;
-    if exporter.is_some() && !args.prometheus_linger.is_zero() {
-        // Serve the final values a little longer; Ctrl-C ends the wait.
-        let until = std::time::Instant::now() + args.prometheus_linger;
-        while std::time::Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed)
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    observers.linger(args.prometheus_linger);
     Ok(code)
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use super::observe::Observers;
 use super::{EXIT_INTERRUPTED, EXIT_OK, Mode, RunArgs, available_cpus, install_stop_signals};
 use crate::config::{LoadModel, RequestSpec, RunConfig, StopCondition, Target};
 use crate::engine::vu::plan::{
@@ -18,7 +19,7 @@ use crate::engine::vu::{self, VuOptions, VuOutcome};
 use crate::report::flow::{
     BreakpointReport, Gauge, ScenarioReport, SpikeReport, ThresholdResult, WatchReport, WsReport,
 };
-use crate::report::progress::{Mode as ProgressMode, Progress};
+use crate::report::progress::{Mode as ProgressMode, Progress, scenario_stage};
 use crate::scenario::model::{Executor, Options, ScenarioFile, Special, StepKind};
 
 /// Exit code when a threshold failed (k6's, so CI pipelines keep working).
@@ -87,7 +88,7 @@ pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Re
         }
         _ => None,
     };
-    let (outcome, verdict) = execute(args, Arc::new(plan.clone()), threads)?;
+    let (outcome, verdict, observers) = execute(args, Arc::new(plan.clone()), threads)?;
     let watched = watcher.map(|(url, w)| (url, w.finish()));
     let duration_s = outcome.run.duration.as_secs_f64();
     let m = &outcome.run.metrics;
@@ -198,6 +199,7 @@ pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Re
     if !args.quiet {
         print!("{}", crate::report::text::render(&report));
     }
+    observers.linger(args.prometheus_linger);
     Ok(if outcome.run.interrupted {
         EXIT_INTERRUPTED
     } else if !passed {
@@ -350,7 +352,7 @@ pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
             args.connections
                 .div_ceil((crate::engine::ring::raise_nofile_limit() as usize).max(1)),
         );
-    let (outcome, _) = execute(args, Arc::new(plan.clone()), threads)?;
+    let (outcome, _, observers) = execute(args, Arc::new(plan.clone()), threads)?;
     let duration_s = outcome.run.duration.as_secs_f64();
     let ws = WsReport::build(mode, &outcome.flow, duration_s, c);
     let target = super::parse_target(&url.replacen("ws://", "http://", 1))?;
@@ -373,6 +375,7 @@ pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
     if !args.quiet {
         print!("{}", crate::report::text::render(&report));
     }
+    observers.linger(args.prometheus_linger);
     Ok(if outcome.run.interrupted {
         EXIT_INTERRUPTED
     } else {
@@ -429,15 +432,23 @@ fn spike_report(
     }
 }
 
-/// Runs a plan with live progress and the live monitor (abort-on-fail, breakpoint search).
+/// Runs a plan with live progress (and the stage of a scenario file), the live monitor
+/// (abort-on-fail, breakpoint search), `/metrics` and the interval log when asked for. The
+/// returned observers serve `/metrics` until dropped: call [`Observers::linger`] after the
+/// report is written.
 fn execute(
     args: &RunArgs,
     plan: Arc<Plan>,
     threads: usize,
-) -> Result<(VuOutcome, crate::engine::vu::monitor::Verdict)> {
+) -> Result<(VuOutcome, crate::engine::vu::monitor::Verdict, Observers)> {
     let mut monitor = crate::engine::vu::monitor::Monitor::new(&plan);
     let stop = install_stop_signals()?;
-    let mut progress = Progress::new(ProgressMode::detect(args.quiet), Some(plan.max_duration()));
+    let mut progress = Progress::new(ProgressMode::detect(args.quiet), Some(plan.load_duration()));
+    if !plan.file.scenarios.is_empty() {
+        let plan = Arc::clone(&plan);
+        progress = progress.with_stage(Box::new(move |at| scenario_stage(&plan, at)));
+    }
+    let mut observers = Observers::start(args, progress, Arc::clone(&stop))?;
     let outcome = vu::run_observed(
         Arc::clone(&plan),
         VuOptions {
@@ -446,13 +457,13 @@ fn execute(
             late_after: args.late_after,
         },
         Arc::clone(&stop),
-        |point| progress.interval(point),
+        |point| observers.observe(point),
         |elapsed, flow| monitor.on_interval(elapsed, flow),
     );
-    progress.finish();
+    observers.finish();
     let outcome = outcome?;
     monitor.finish(!outcome.run.interrupted && !outcome.aborted);
-    Ok((outcome, monitor.verdict))
+    Ok((outcome, monitor.verdict, observers))
 }
 
 /// The distinct HTTP and WebSocket targets a plan names literally (for the report).

@@ -144,6 +144,93 @@ pub struct ThresholdResult {
     pub abort_on_fail: bool,
 }
 
+impl ThresholdResult {
+    /// The metric name without its tag filter: `http_req_duration` of
+    /// `http_req_duration{name:home}`.
+    pub fn base_metric(&self) -> &str {
+        self.metric
+            .split_once('{')
+            .map_or(self.metric.as_str(), |(m, _)| m)
+            .trim()
+    }
+
+    /// The aggregation of the condition as written: `p(95)` of `p(95)<1200`.
+    pub fn aggregation(&self) -> &str {
+        let end = self
+            .condition
+            .find(['<', '>', '=', '!'])
+            .unwrap_or(self.condition.len());
+        self.condition[..end].trim()
+    }
+
+    /// The comparison of the condition: `<`, `<=`, `>`, `>=`, `==` or `!=` (empty when the
+    /// condition has none).
+    pub fn operator(&self) -> &str {
+        let rest = &self.condition[self.aggregation().len()..];
+        let end = rest
+            .find(|c: char| !matches!(c, '<' | '>' | '=' | '!'))
+            .unwrap_or(rest.len());
+        &rest[..end]
+    }
+
+    /// `observed` for people, in the unit of the condition: `812.4 ms` for time metrics,
+    /// `0.0123 (1.23%)` for rates, `1,234` for counts, `12.3/s` for per-second counter rates,
+    /// `no samples` when there is no value.
+    pub fn observed_text(&self) -> String {
+        let Some(v) = self.observed else {
+            return "no samples".to_owned();
+        };
+        if !v.is_finite() {
+            return v.to_string();
+        }
+        let kind = METRICS
+            .iter()
+            .find(|(n, _)| *n == self.base_metric())
+            .map_or(MetricKind::Gauge, |(_, k)| *k);
+        let aggregation = self.aggregation();
+        match (kind, aggregation) {
+            (MetricKind::Trend, "count") | (MetricKind::Counter, "count") => count_text(v),
+            (MetricKind::Trend, _) => format!("{} ms", trim_decimals(v, 3)),
+            (MetricKind::Rate, _) => {
+                format!("{} ({})", trim_decimals(v, 4), percent_text(v))
+            }
+            (MetricKind::Counter, "rate") => format!("{}/s", trim_decimals(v, 2)),
+            _ => trim_decimals(v, 3),
+        }
+    }
+}
+
+/// `v` rounded to at most `decimals` decimals, without trailing zeros: `2.361`, `300`.
+fn trim_decimals(v: f64, decimals: usize) -> String {
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+/// A whole count with thousands separators; fractional values keep two decimals.
+fn count_text(v: f64) -> String {
+    if v >= 0.0 && v.fract() == 0.0 && v < 1e18 {
+        crate::cli::units::format_thousands(v as u64)
+    } else {
+        trim_decimals(v, 2)
+    }
+}
+
+/// A fraction as a percentage: `50%`, `1.23%`, `0.0042%`.
+fn percent_text(fraction: f64) -> String {
+    let pct = fraction * 100.0;
+    if pct == 0.0 || pct >= 10.0 {
+        format!("{}%", trim_decimals(pct, 1))
+    } else if pct < 0.01 {
+        format!("{}%", trim_decimals(pct, 4))
+    } else {
+        format!("{}%", trim_decimals(pct, 2))
+    }
+}
+
 /// WebSocket results (`ws` in the JSON report).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WsReport {
@@ -567,4 +654,226 @@ fn trend_value(h: &Histogram<u64>, aggregation: Aggregation) -> Option<f64> {
         Aggregation::Rate | Aggregation::Value => return None,
     };
     Some(us / 1000.0)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn summary(count: u64, p50: u64, p99: u64, max: u64) -> LatencySummary {
+        LatencySummary {
+            count,
+            min: p50 / 2,
+            mean: p50 as f64 * 1.2,
+            stdev: 10.0,
+            p50,
+            p90: (p50 + p99) / 2,
+            p99,
+            p999: max,
+            p9999: max,
+            max,
+        }
+    }
+
+    fn threshold(
+        metric: &str,
+        condition: &str,
+        observed: Option<f64>,
+        passed: bool,
+    ) -> ThresholdResult {
+        ThresholdResult {
+            metric: metric.to_owned(),
+            condition: condition.to_owned(),
+            observed,
+            passed,
+            abort_on_fail: false,
+        }
+    }
+
+    /// A scenario object for renderer tests: two scenarios, three names (one with failures),
+    /// two checks (one failing) and five thresholds, two of them failed (one without
+    /// samples).
+    pub(crate) fn scenario_sample() -> ScenarioReport {
+        let name = |name: &str, kind: &str, scenario: &str, count: u64, failed: u64| NameStats {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            scenario: scenario.to_owned(),
+            count,
+            failed,
+            error_rate: failed as f64 / count as f64,
+            rate: count as f64 / 10.0,
+            latency_us: summary(count, 1_200, 8_400, 12_000),
+            status_codes: BTreeMap::from([("200".to_owned(), count - failed)]),
+            errors: if failed > 0 {
+                BTreeMap::from([("timeout".to_owned(), failed)])
+            } else {
+                BTreeMap::new()
+            },
+            msgs_sent: 0,
+            msgs_received: 0,
+        };
+        ScenarioReport {
+            file: "shop.toml".to_owned(),
+            scenarios: vec![
+                ScenarioSummary {
+                    name: "browse".to_owned(),
+                    executor: "constant-arrival-rate".to_owned(),
+                    iterations: 1_000,
+                    interrupted_iterations: 2,
+                    dropped_iterations: 3,
+                    late_iterations: 4,
+                    iteration_duration_us: summary(1_000, 2_000, 9_000, 15_000),
+                    vus_max: 17,
+                },
+                ScenarioSummary {
+                    name: "users".to_owned(),
+                    executor: "ramping-vus".to_owned(),
+                    iterations: 250,
+                    interrupted_iterations: 0,
+                    dropped_iterations: 0,
+                    late_iterations: 0,
+                    iteration_duration_us: summary(250, 100_000, 104_000, 105_000),
+                    vus_max: 5,
+                },
+            ],
+            names: vec![
+                name("home", "http", "browse", 1_000, 0),
+                name("search", "http", "browse", 1_000, 37),
+                name("buy", "http", "users", 250, 0),
+            ],
+            checks: vec![
+                CheckResult {
+                    name: "home is 200".to_owned(),
+                    request: "home".to_owned(),
+                    passes: 1_000,
+                    fails: 0,
+                },
+                CheckResult {
+                    name: "search has results".to_owned(),
+                    request: "search".to_owned(),
+                    passes: 963,
+                    fails: 37,
+                },
+            ],
+            thresholds: vec![
+                threshold(
+                    "http_req_duration{name:home}",
+                    "p(95)<1200",
+                    Some(8.4),
+                    true,
+                ),
+                threshold(
+                    "http_req_duration{name:search}",
+                    "p(99)<5",
+                    Some(8.4),
+                    false,
+                ),
+                threshold("http_req_failed", "rate<0.01", Some(0.0148), false),
+                threshold("http_reqs{name:buy}", "count>100", Some(250.0), true),
+                threshold("ws_msg_latency", "p(95)<100", None, false),
+            ],
+            thresholds_passed: false,
+            aborted_by: None,
+            vus_max: 22,
+            breakpoint: None,
+            watch: None,
+            spike: None,
+        }
+    }
+
+    /// [`scenario_sample`] with the results of all three special modes: a breakpoint at
+    /// 300/s, a spike that did not recover, a rising soak gauge with a failed poll.
+    pub(crate) fn special_sample() -> ScenarioReport {
+        ScenarioReport {
+            breakpoint: Some(BreakpointReport {
+                scenario: "browse".to_owned(),
+                last_passing_rate: Some(250.0),
+                broke_at_rate: Some(300.0),
+                broken_by: Some("http_req_failed rate<0.01 (measured 0.031)".to_owned()),
+            }),
+            spike: Some(SpikeReport {
+                scenario: "users".to_owned(),
+                baseline_p99_ms: Some(4.0),
+                spike_p99_ms: Some(80.5),
+                recovered_p99_ms: Some(9.25),
+                tolerance: 1.5,
+                recovered: false,
+            }),
+            watch: Some(WatchReport {
+                url: "http://127.0.0.1:9/stats".to_owned(),
+                metric: "memory_usage_mb".to_owned(),
+                samples: vec![[10.0, 100.0], [20.0, 110.0], [30.0, 121.0]],
+                errors: 1,
+                first_errors: vec!["connection refused".to_owned()],
+                growth_per_hour: Some(3_780.0),
+                max_growth_per_hour: Some(50.0),
+                rising: true,
+            }),
+            ..scenario_sample()
+        }
+    }
+
+    /// A WebSocket object for renderer tests: echo with losses, pings and a herd recovery.
+    pub(crate) fn ws_sample() -> WsReport {
+        WsReport {
+            mode: "echo".to_owned(),
+            sessions: 120,
+            sessions_failed: 3,
+            handshake_us: summary(123, 2_500, 7_600, 8_000),
+            session_duration_us: summary(120, 2_900_000, 3_000_000, 3_000_000),
+            msg_latency_us: summary(29_930, 140, 4_700, 7_800),
+            ping_rtt_us: summary(278, 90, 400, 600),
+            fanout_us: LatencySummary::default(),
+            msgs_sent: 30_000,
+            msgs_received: 29_930,
+            msgs_received_per_s: 9_976.7,
+            bytes_sent: 1_920_000,
+            bytes_received: 1_915_520,
+            pings_sent: 280,
+            pongs_received: 278,
+            pings_answered: 0,
+            lost: 41,
+            duplicates: 2,
+            unanswered: 29,
+            late: 212,
+            reconnects: 40,
+            close_codes: BTreeMap::from([("1001".to_owned(), 5)]),
+            errors: BTreeMap::from([("eof".to_owned(), 40)]),
+            herd: Some(HerdReport {
+                dropped: 20,
+                back_50_s: Some(0.0755),
+                back_99_s: Some(0.0969),
+                back_100_s: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn threshold_parts_and_observed_values_read_in_their_units() {
+        let t = threshold(
+            "http_req_duration{name:home}",
+            "p(95)<1200",
+            Some(2.3614),
+            true,
+        );
+        assert_eq!(t.base_metric(), "http_req_duration");
+        assert_eq!(t.aggregation(), "p(95)");
+        assert_eq!(t.operator(), "<");
+        assert_eq!(t.observed_text(), "2.361 ms");
+        let t = threshold("http_req_failed", "rate<=0.01", Some(0.0123), false);
+        assert_eq!((t.aggregation(), t.operator()), ("rate", "<="));
+        assert_eq!(t.observed_text(), "0.0123 (1.23%)");
+        let t = threshold("checks", "rate>0.99", Some(0.5), false);
+        assert_eq!(t.observed_text(), "0.5 (50%)");
+        let t = threshold("http_reqs{status:404}", "count>100", Some(12_345.0), true);
+        assert_eq!(t.observed_text(), "12,345");
+        let t = threshold("http_reqs", "rate>10", Some(97.5211), true);
+        assert_eq!(t.observed_text(), "97.52/s");
+        let t = threshold("iteration_duration", "count>=10", Some(300.0), true);
+        assert_eq!(t.observed_text(), "300");
+        let t = threshold("vus", "value<=50", Some(20.0), true);
+        assert_eq!(t.observed_text(), "20");
+        let t = threshold("ws_msg_latency", "p(95)<100", None, false);
+        assert_eq!(t.observed_text(), "no samples");
+    }
 }

@@ -6,9 +6,9 @@
 //! reasons, ...) goes through [`esc`]. The page is built section by section; a section about
 //! data that did not occur (no errors, no intervals, no thresholds) says so or is left out.
 //!
-//! Data the [`Report`] does not carry yet (thresholds, per-name results) comes in through
-//! [`Extras`]: [`render`] passes none, [`render_with`] takes them, so wiring a new report
-//! field means filling an `Extras` from it in [`render`].
+//! Scenario-file and WebSocket runs add their sections (thresholds, per-name results, checks,
+//! scenarios, WebSocket sessions and messages), drawn by [`flow`] from the report's
+//! `scenario` and `ws` objects; runs without them show none of these.
 
 use std::fmt::Write as _;
 
@@ -21,6 +21,8 @@ use crate::cli::units::{format_bytes, format_count, format_duration_us, format_t
 /// The stylesheet, inlined into the page.
 const STYLE: &str = include_str!("html/style.css");
 
+mod flow;
+
 /// Series colours, picked to stay apart for the common forms of colour blindness.
 const BLUE: &str = "#2563eb";
 const GREEN: &str = "#1f9d63";
@@ -30,46 +32,8 @@ const PURPLE: &str = "#8b5cf6";
 const GREY: &str = "#6b7280";
 const PALETTE: [&str; 6] = [RED, ORANGE, PURPLE, BLUE, GREEN, GREY];
 
-/// Results the page can show that [`Report`] does not carry (yet). Sections whose data is
-/// empty are left out of the page.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Extras {
-    /// Pass/fail thresholds, in the order they were given.
-    pub thresholds: Vec<ThresholdRow>,
-    /// Results per request name (scenario step, endpoint, ...).
-    pub per_name: Vec<NameRow>,
-}
-
-/// One threshold and how the run fared against it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ThresholdRow {
-    /// The threshold as the user wrote it, e.g. `p99 < 10ms`.
-    pub expression: String,
-    /// The measured value, formatted for display, e.g. `8.21ms`.
-    pub actual: String,
-    pub passed: bool,
-}
-
-/// The results of one named group of requests.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NameRow {
-    pub name: String,
-    pub requests: u64,
-    pub responses: u64,
-    pub errors: u64,
-    /// Responses per second over the run.
-    pub rps: f64,
-    pub latency_us: LatencySummary,
-}
-
 /// Renders `report` as one self-contained HTML page.
 pub fn render(report: &Report) -> String {
-    render_with(report, &Extras::default())
-}
-
-/// Renders `report` as one self-contained HTML page, with the sections of `extras` that hold
-/// data.
-pub fn render_with(report: &Report, extras: &Extras) -> String {
     let r = report;
     let mut out = String::with_capacity(64 * 1024);
     let title = format!(
@@ -88,16 +52,32 @@ pub fn render_with(report: &Report, extras: &Extras) -> String {
     );
 
     header(&mut out, r);
-    headline(&mut out, r);
-    if !extras.thresholds.is_empty() {
-        thresholds(&mut out, &extras.thresholds);
+    if let Some(sc) = &r.scenario {
+        flow::verdict_banner(&mut out, sc);
+    }
+    // `blaster run ws://…`: the WebSocket numbers are the run's headline; in scenario runs
+    // they come after the per-name tables.
+    let ws_run = r.ws.as_ref().filter(|_| r.scenario.is_none());
+    match ws_run {
+        Some(ws) => {
+            flow::ws_headline(&mut out, ws);
+            flow::websocket(&mut out, ws, r.duration_s);
+        }
+        None => headline(&mut out, r),
+    }
+    if let Some(sc) = &r.scenario {
+        flow::thresholds(&mut out, sc);
+        flow::special(&mut out, sc);
     }
     overview(&mut out, r);
     charts(&mut out, r);
-    details(&mut out, r);
-    if !extras.per_name.is_empty() {
-        per_name(&mut out, &extras.per_name);
+    if let Some(sc) = &r.scenario {
+        flow::scenario_sections(&mut out, sc, r.duration_s);
     }
+    if let (Some(ws), None) = (&r.ws, ws_run) {
+        flow::websocket(&mut out, ws, r.duration_s);
+    }
+    details(&mut out, r);
 
     let _ = write!(
         out,
@@ -246,31 +226,6 @@ fn error_rate(r: &Report) -> Option<f64> {
     (r.requests > 0).then(|| r.errors.total as f64 / r.requests as f64)
 }
 
-fn thresholds(out: &mut String, rows: &[ThresholdRow]) {
-    let failed = rows.iter().filter(|t| !t.passed).count();
-    let _ = write!(
-        out,
-        "<section id=\"thresholds\"><h2>Thresholds: {}</h2><div class=\"panel\"><table>\
-         <tr><th>threshold</th><th class=\"num\">measured</th><th class=\"num\">result</th></tr>",
-        if failed == 0 {
-            "all passed".to_owned()
-        } else {
-            format!("{failed} of {} failed", rows.len())
-        }
-    );
-    for t in rows {
-        let _ = write!(
-            out,
-            "<tr><td><code>{}</code></td><td class=\"num\">{}</td><td class=\"num {}\">{}</td></tr>",
-            esc(&t.expression),
-            esc(&t.actual),
-            if t.passed { "pass" } else { "fail" },
-            if t.passed { "pass" } else { "FAIL" },
-        );
-    }
-    out.push_str("</table></div></section>\n");
-}
-
 fn overview(out: &mut String, r: &Report) {
     out.push_str("<section id=\"run\"><h2>Run</h2><div class=\"grid small\">\n");
 
@@ -282,6 +237,13 @@ fn overview(out: &mut String, r: &Report) {
         None => r.model.clone(),
     };
     kv(out, "model", &model);
+    if let Some(sc) = &r.scenario {
+        kv(out, "scenario file", &sc.file);
+        kv(out, "VUs max", &format_thousands(sc.vus_max));
+    }
+    if let Some(ws) = &r.ws {
+        kv(out, "WebSocket mode", &ws.mode);
+    }
     kv(out, "threads", &r.threads.to_string());
     kv(out, "connections", &format_thousands(r.concurrency as u64));
     if r.pipeline > 1 {
@@ -418,7 +380,11 @@ fn charts(out: &mut String, r: &Report) {
         out,
         "Latency percentiles per interval",
         latency_chart.svg().as_deref(),
-        &no_intervals,
+        if ts.is_empty() {
+            &no_intervals
+        } else {
+            "no latency samples: no response completed in any interval"
+        },
     );
 
     figure(
@@ -823,39 +789,6 @@ fn details(out: &mut String, r: &Report) {
     }
 
     out.push_str("</div></section>\n");
-}
-
-fn per_name(out: &mut String, rows: &[NameRow]) {
-    out.push_str(
-        "<section id=\"per-name\"><h2>Per name</h2><div class=\"panel\"><table>\
-         <tr><th>name</th><th class=\"num\">requests</th><th class=\"num\">responses</th>\
-         <th class=\"num\">errors</th><th class=\"num\">rps</th><th class=\"num\">p50</th>\
-         <th class=\"num\">p99</th><th class=\"num\">max</th></tr>",
-    );
-    for n in rows {
-        let lat = |v: u64| {
-            if n.latency_us.count == 0 {
-                "-".to_owned()
-            } else {
-                format_duration_us(v)
-            }
-        };
-        let _ = write!(
-            out,
-            "<tr><td><code>{}</code></td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            esc(&n.name),
-            format_thousands(n.requests),
-            format_thousands(n.responses),
-            format_thousands(n.errors),
-            format_count(n.rps),
-            lat(n.latency_us.p50),
-            lat(n.latency_us.p99),
-            lat(n.latency_us.max),
-        );
-    }
-    out.push_str("</table></div></section>\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1661,38 +1594,21 @@ mod tests {
     }
 
     #[test]
-    fn optional_sections_render_only_with_data() {
-        let r = report();
-        let html = render(&r);
-        assert!(!html.contains("id=\"thresholds\""));
-        assert!(!html.contains("id=\"per-name\""));
-        let extras = Extras {
-            thresholds: vec![
-                ThresholdRow {
-                    expression: "p99 < 1ms".to_owned(),
-                    actual: "1.09ms".to_owned(),
-                    passed: false,
-                },
-                ThresholdRow {
-                    expression: "errors < 1%".to_owned(),
-                    actual: "0.50%".to_owned(),
-                    passed: true,
-                },
-            ],
-            per_name: vec![NameRow {
-                name: "<login>".to_owned(),
-                requests: 10,
-                responses: 9,
-                errors: 1,
-                rps: 0.9,
-                latency_us: r.latency_us,
-            }],
-        };
-        let html = render_with(&r, &extras);
-        assert!(html.contains("Thresholds: 1 of 2 failed"));
-        assert!(html.contains("FAIL"));
-        assert!(html.contains("id=\"per-name\""));
-        assert!(html.contains("&lt;login&gt;"));
+    fn plain_runs_have_no_scenario_or_websocket_sections() {
+        let html = render(&report());
+        for id in [
+            "thresholds",
+            "threshold-verdict",
+            "per-name",
+            "checks",
+            "scenarios",
+            "websocket",
+        ] {
+            assert!(
+                !html.contains(&format!("id=\"{id}\"")),
+                "{id} in a plain run"
+            );
+        }
     }
 
     #[test]

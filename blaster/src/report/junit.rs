@@ -1,15 +1,18 @@
 //! `--junit` renderer: the run's pass/fail verdicts as JUnit XML, which CI systems (GitLab,
 //! Jenkins, GitHub test reporters) show as test results.
 //!
-//! One `<testsuite name="blaster">` inside `<testsuites>`, one `<testcase>` per [`Verdict`].
-//! Today the verdicts are the built-in ones ([`builtin_verdicts`]): "no errors", "not
-//! generator-bound", "not interrupted". Thresholds and checks (from scenario files) and
-//! `blaster compare` ([`super::compare::Comparison::verdicts`]) add their own: build the list
-//! and call [`render_verdicts`]. The text summary goes into `<system-out>`.
+//! One `<testsuite name="blaster">` inside `<testsuites>`, one `<testcase>` per [`Verdict`]:
+//! the built-in ones ([`builtin_verdicts`]: "no errors", "not generator-bound", "not
+//! interrupted"), then, in scenario runs, one per threshold condition (classname
+//! `thresholds`) and one per check (classname `checks`) ([`scenario_verdicts`]); a failure
+//! carries the measured value. `blaster compare`
+//! ([`super::compare::Comparison::verdicts`]) builds its own list and calls
+//! [`render_verdicts`]. The text summary goes into `<system-out>`.
 
 use std::fmt::Write as _;
 
 use super::Report;
+use super::flow::ScenarioReport;
 use crate::cli::units::{format_duration_us, format_thousands};
 
 /// One pass/fail outcome of a run: a JUnit test case, a row of the markdown verdict table.
@@ -146,9 +149,72 @@ pub fn builtin_verdicts(report: &Report) -> Vec<Verdict> {
     verdicts
 }
 
-/// The report's built-in verdicts as JUnit XML (see [`render_verdicts`]).
+/// One verdict per threshold condition (group `thresholds`, named `metric: condition`) and
+/// one per check (group `checks`, named `check (request)`); a failed one says what was
+/// measured.
+pub fn scenario_verdicts(sc: &ScenarioReport) -> Vec<Verdict> {
+    let mut verdicts = Vec::with_capacity(sc.thresholds.len() + sc.checks.len());
+    for t in &sc.thresholds {
+        let name = format!("{}: {}", t.metric, t.condition);
+        let measured = t.observed_text();
+        let mut details = format!("{} {}: measured {measured}", t.metric, t.condition);
+        if t.abort_on_fail {
+            details.push_str("\nabort_on_fail: a failure stops the run");
+        }
+        if t.passed {
+            verdicts.push(Verdict::pass("thresholds", name, details));
+        } else {
+            let mut message = match t.observed {
+                Some(_) => format!("measured {measured}, wanted {}", t.condition),
+                None => format!(
+                    "no samples of {}: the condition {} cannot hold",
+                    t.metric, t.condition
+                ),
+            };
+            if sc.aborted_by.as_deref() == Some(t.metric.as_str()) {
+                message.push_str("; it stopped the run (abort_on_fail)");
+            }
+            verdicts.push(Verdict::fail("thresholds", name, message, details));
+        }
+    }
+    for c in &sc.checks {
+        let name = format!("{} ({})", c.name, c.request);
+        let total = c.passes + c.fails;
+        if c.fails == 0 {
+            verdicts.push(Verdict::pass(
+                "checks",
+                name,
+                format!(
+                    "{} of {} passed",
+                    format_thousands(c.passes),
+                    format_thousands(total)
+                ),
+            ));
+        } else {
+            let message = format!(
+                "{} of {} failed ({:.2}% passed)",
+                format_thousands(c.fails),
+                format_thousands(total),
+                c.passes as f64 * 100.0 / total as f64
+            );
+            verdicts.push(Verdict::fail("checks", name, message, ""));
+        }
+    }
+    verdicts
+}
+
+/// Every verdict of a report: the built-in ones, then those of its thresholds and checks.
+pub fn verdicts(report: &Report) -> Vec<Verdict> {
+    let mut all = builtin_verdicts(report);
+    if let Some(sc) = &report.scenario {
+        all.extend(scenario_verdicts(sc));
+    }
+    all
+}
+
+/// The report's verdicts ([`verdicts`]) as JUnit XML (see [`render_verdicts`]).
 pub fn render(report: &Report) -> String {
-    render_verdicts(report, &builtin_verdicts(report))
+    render_verdicts(report, &verdicts(report))
 }
 
 /// `verdicts` as JUnit XML: `<testsuites>` holding one `<testsuite name="blaster">` with run
@@ -191,6 +257,19 @@ pub fn render_verdicts(report: &Report, verdicts: &[Verdict]) -> String {
     ];
     if let Some(rate) = r.target_rate {
         properties.insert(3, ("target_rate", rate.to_string()));
+    }
+    if let Some(sc) = &r.scenario {
+        properties.push(("scenario_file", sc.file.clone()));
+        properties.push(("thresholds_passed", sc.thresholds_passed.to_string()));
+        if let Some(by) = &sc.aborted_by {
+            properties.push(("aborted_by", by.clone()));
+        }
+    }
+    if let Some(ws) = &r.ws {
+        properties.push(("ws_mode", ws.mode.clone()));
+        properties.push(("ws_sessions", ws.sessions.to_string()));
+        properties.push(("ws_msgs_received", ws.msgs_received.to_string()));
+        properties.push(("ws_lost", ws.lost.to_string()));
     }
     for (name, value) in &properties {
         let _ = writeln!(
@@ -518,6 +597,87 @@ mod tests {
         assert_eq!(attr(failure, "message"), "got 'x' & </failure>");
         assert_eq!(attr(&elements[1], "tests"), "4");
         assert_eq!(attr(&elements[1], "failures"), "2");
+    }
+
+    #[test]
+    fn one_case_per_threshold_and_check_with_the_measured_value() {
+        let mut r = report();
+        r.errors = Default::default();
+        r.scenario = Some(crate::report::flow::tests::scenario_sample());
+        let xml = render(&r);
+        let elements = parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+        let suite = elements.iter().find(|e| e.0 == "testsuite").unwrap();
+        // 3 built-in + 5 threshold conditions + 2 checks; 3 thresholds and 1 check failed.
+        assert_eq!(attr(suite, "tests"), "10");
+        assert_eq!(attr(suite, "failures"), "4");
+        let cases: Vec<(&str, &str)> = elements
+            .iter()
+            .filter(|e| e.0 == "testcase")
+            .map(|c| (attr(c, "classname"), attr(c, "name")))
+            .collect();
+        assert_eq!(
+            &cases[3..],
+            &[
+                ("thresholds", "http_req_duration{name:home}: p(95)<1200"),
+                ("thresholds", "http_req_duration{name:search}: p(99)<5"),
+                ("thresholds", "http_req_failed: rate<0.01"),
+                ("thresholds", "http_reqs{name:buy}: count>100"),
+                ("thresholds", "ws_msg_latency: p(95)<100"),
+                ("checks", "home is 200 (home)"),
+                ("checks", "search has results (search)"),
+            ]
+        );
+        let messages: Vec<&str> = elements
+            .iter()
+            .filter(|e| e.0 == "failure")
+            .map(|e| attr(e, "message"))
+            .collect();
+        assert_eq!(
+            messages,
+            vec![
+                "measured 8.4 ms, wanted p(99)<5",
+                "measured 0.0148 (1.48%), wanted rate<0.01",
+                "no samples of ws_msg_latency: the condition p(95)<100 cannot hold",
+                "37 of 1,000 failed (96.30% passed)",
+            ]
+        );
+        // A passed threshold still says what was measured.
+        assert!(
+            xml.contains("<system-out>http_req_duration{name:home} p(95)&lt;1200: measured 8.4 ms</system-out>"),
+            "{xml}"
+        );
+        let property = |name: &str| {
+            attr(
+                elements
+                    .iter()
+                    .find(|e| e.0 == "property" && attr(e, "name") == name)
+                    .unwrap_or_else(|| panic!("no property {name}")),
+                "value",
+            )
+            .to_owned()
+        };
+        assert_eq!(property("thresholds_passed"), "false");
+        assert_eq!(property("scenario_file"), "shop.toml");
+    }
+
+    #[test]
+    fn the_aborting_threshold_says_so() {
+        let mut sc = crate::report::flow::tests::scenario_sample();
+        sc.thresholds[2].abort_on_fail = true;
+        sc.aborted_by = Some("http_req_failed".into());
+        let v = scenario_verdicts(&sc);
+        let t = v
+            .iter()
+            .find(|v| v.name.starts_with("http_req_failed"))
+            .unwrap();
+        assert!(
+            t.failure
+                .as_deref()
+                .unwrap()
+                .ends_with("; it stopped the run (abort_on_fail)"),
+            "{t:?}"
+        );
+        assert!(t.details.contains("abort_on_fail"), "{t:?}");
     }
 
     #[test]

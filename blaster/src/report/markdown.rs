@@ -1,28 +1,34 @@
-//! `--markdown` renderer: a summary for humans to paste into a pull request, a wiki page or a
-//! CI job summary (`$GITHUB_STEP_SUMMARY`), in the spirit of a load test's SUMMARY_REPORT.md.
+//! `--summary-md` renderer: a summary for humans to paste into a pull request, a wiki page or
+//! a CI job summary (`$GITHUB_STEP_SUMMARY`), in the spirit of a load test's SUMMARY_REPORT.md.
 //!
-//! Sections: overall result, run metadata, results (counts, rates, latency), status codes,
-//! errors by kind, checks (the [`Verdict`]s: built-in today, thresholds and checks later),
-//! the generator, and a per-interval timeline. Sections with nothing to show are left out,
-//! and no table is ever printed without rows.
+//! Sections: overall result (every [`Verdict`]), thresholds (metric, condition, measured
+//! value, result), run metadata, results (counts, rates, latency), scenarios, per-name
+//! results, checks, WebSocket sessions and messages, status codes, errors by kind, the
+//! remaining verdicts, the generator, and a per-interval timeline. The scenario and WebSocket
+//! sections are drawn by [`flow`]. Sections with nothing to show are left out, and no table is
+//! ever printed without rows.
 
 use std::fmt::Write as _;
 
 use super::compare::{error_rate, format_percent, format_rate, http_error_responses};
-use super::junit::{Verdict, builtin_verdicts};
+use super::junit::{Verdict, verdicts as all_verdicts};
+
+mod flow;
 use super::{LatencySummary, Report, TimePoint};
 use crate::cli::units::{format_bytes, format_duration_us, format_thousands};
 
 /// Most rows of the timeline table; longer runs merge consecutive intervals into one row.
 pub const MAX_TIMELINE_ROWS: usize = 60;
 
-/// The report with its built-in verdicts as markdown (see [`render_with`]).
+/// The report with all its verdicts (built-in, thresholds, checks) as markdown (see
+/// [`render_with`]).
 pub fn render(report: &Report) -> String {
-    render_with(report, &builtin_verdicts(report))
+    render_with(report, &all_verdicts(report))
 }
 
-/// The report as markdown, with `verdicts` as its checks: the overall result is PASS when
-/// every verdict passed. Ends with a newline.
+/// The report as markdown, with `verdicts`: the overall result is PASS when every verdict
+/// passed. Thresholds and checks have their own tables (from the report's `scenario`); the
+/// other verdicts are listed under "Verdicts". Ends with a newline.
 pub fn render_with(report: &Report, verdicts: &[Verdict]) -> String {
     let r = report;
     let mut out = String::from("# blaster load test report\n\n");
@@ -33,7 +39,7 @@ pub fn render_with(report: &Report, verdicts: &[Verdict]) -> String {
     } else if failed.is_empty() {
         let _ = writeln!(
             out,
-            "**Result: PASS**: all {} check{} passed.\n",
+            "**Result: PASS**: all {} verdict{} passed.\n",
             verdicts.len(),
             plural(verdicts.len() as u64)
         );
@@ -41,7 +47,7 @@ pub fn render_with(report: &Report, verdicts: &[Verdict]) -> String {
         let names: Vec<String> = failed.iter().map(|v| md_text(&v.name)).collect();
         let _ = writeln!(
             out,
-            "**Result: FAIL**: {} of {} check{} failed: {}.\n",
+            "**Result: FAIL**: {} of {} verdict{} failed: {}.\n",
             failed.len(),
             verdicts.len(),
             plural(verdicts.len() as u64),
@@ -57,11 +63,21 @@ pub fn render_with(report: &Report, verdicts: &[Verdict]) -> String {
         );
     }
 
+    if let Some(sc) = &r.scenario {
+        flow::thresholds_section(&mut out, sc);
+        flow::special_section(&mut out, sc);
+    }
     run_section(&mut out, r);
     results_section(&mut out, r);
+    if let Some(sc) = &r.scenario {
+        flow::scenario_sections(&mut out, sc, r.duration_s);
+    }
+    if let Some(ws) = &r.ws {
+        flow::websocket_section(&mut out, ws);
+    }
     status_section(&mut out, r);
     errors_section(&mut out, r);
-    checks_section(&mut out, verdicts);
+    verdicts_section(&mut out, verdicts);
     generator_section(&mut out, r);
     timeline_section(&mut out, r);
 
@@ -311,12 +327,17 @@ fn errors_section(out: &mut String, r: &Report) {
     }
 }
 
-fn checks_section(out: &mut String, verdicts: &[Verdict]) {
-    if verdicts.is_empty() {
+/// The verdicts that have no table of their own (thresholds and checks have one).
+fn verdicts_section(out: &mut String, verdicts: &[Verdict]) {
+    let rest: Vec<&Verdict> = verdicts
+        .iter()
+        .filter(|v| v.group != "thresholds" && v.group != "checks")
+        .collect();
+    if rest.is_empty() {
         return;
     }
-    out.push_str("## Checks\n\n");
-    let rows: Vec<Vec<String>> = verdicts
+    out.push_str("## Verdicts\n\n");
+    let rows: Vec<Vec<String>> = rest
         .iter()
         .map(|v| {
             let details = match &v.failure {
@@ -335,7 +356,7 @@ fn checks_section(out: &mut String, verdicts: &[Verdict]) {
         .collect();
     table(
         out,
-        &["Check", "Result", "Details"],
+        &["Verdict", "Result", "Details"],
         &[Align::Left, Align::Left, Align::Left],
         &rows,
     );
@@ -643,7 +664,7 @@ mod tests {
     }
 
     /// Every table has its header, separator and at least one row.
-    fn assert_no_empty_tables(md: &str) {
+    pub(super) fn assert_no_empty_tables(md: &str) {
         let lines: Vec<&str> = md.lines().collect();
         for (i, l) in lines.iter().enumerate() {
             if l.starts_with("| ---") || l.starts_with("| ---:") {
@@ -655,7 +676,7 @@ mod tests {
         }
     }
 
-    fn row_of<'a>(md: &'a str, label: &str) -> &'a str {
+    pub(super) fn row_of<'a>(md: &'a str, label: &str) -> &'a str {
         md.lines()
             .find(|l| l.starts_with(&format!("| {label} |")))
             .unwrap_or_else(|| panic!("no {label} row in\n{md}"))
@@ -666,7 +687,7 @@ mod tests {
         let md = render(&closed());
         assert!(md.starts_with("# blaster load test report\n"), "{md}");
         assert!(
-            md.contains("**Result: FAIL**: 1 of 3 checks failed: no errors."),
+            md.contains("**Result: FAIL**: 1 of 3 verdicts failed: no errors."),
             "{md}"
         );
         assert!(row_of(&md, "Targets").contains("`http://127.0.0.1:8080/`"));
@@ -718,7 +739,7 @@ mod tests {
             assert!(!md.contains(absent), "{absent} in\n{md}");
         }
         assert!(
-            md.contains("**Result: PASS**: all 3 checks passed."),
+            md.contains("**Result: PASS**: all 3 verdicts passed."),
             "{md}"
         );
         assert_no_empty_tables(&md);
@@ -730,7 +751,7 @@ mod tests {
         assert!(
             render_with(&r, &[])
                 .lines()
-                .all(|l| !l.contains("## Checks"))
+                .all(|l| !l.contains("## Verdicts"))
         );
         assert_no_empty_tables(&md);
     }
@@ -763,7 +784,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("**Result: FAIL**: 3 of 3 checks failed"),
+            md.contains("**Result: FAIL**: 3 of 3 verdicts failed"),
             "{md}"
         );
         assert_no_empty_tables(&md);

@@ -6,11 +6,22 @@
 //! Connect latency and the per-interval latency of the time series carry only percentiles, so
 //! their merged values are conservative (the worst node's), as documented in
 //! docs/report-schema.md.
+//!
+//! The `scenario` and `ws` objects merge the same way: counts add up exactly (iterations,
+//! per-name counts and failures, status codes, checks, sessions, messages, losses,
+//! reconnects), their latency summaries are the worst node's. Thresholds cannot be evaluated
+//! again from summaries, so each keeps the nodes' verdicts: it passes only if it passed on
+//! every node, and its `observed` is the worst node's value (the largest for `<` conditions,
+//! the smallest for `>`). The results of a special mode (`breakpoint`, `watch`, `spike`) are
+//! the first node's.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
 
+use super::flow::{
+    CheckResult, HerdReport, NameStats, ScenarioReport, ScenarioSummary, ThresholdResult, WsReport,
+};
 use super::{
     Bytes, Connections, Errors, Generator, LatencySummary, Report, TimePoint, decode_histogram,
     encode_histogram, summarize,
@@ -31,6 +42,10 @@ pub enum MergeError {
         "reports use different load models ({first} and {other}): merge runs of the same test only"
     )]
     MixedModels { first: String, other: String },
+    #[error(
+        "reports use different WebSocket modes ({first} and {other}): merge runs of the same test only"
+    )]
+    MixedWsModes { first: String, other: String },
 }
 
 /// Merges the reports of nodes that ran concurrently.
@@ -40,6 +55,16 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
         return Err(MergeError::MixedModels {
             first: first.model.clone(),
             other: other.model.clone(),
+        });
+    }
+    let ws_reports: Vec<&WsReport> = reports.iter().filter_map(|r| r.ws.as_ref()).collect();
+    if let (Some(a), Some(b)) = (
+        ws_reports.first(),
+        ws_reports.iter().find(|w| w.mode != ws_reports[0].mode),
+    ) {
+        return Err(MergeError::MixedWsModes {
+            first: a.mode.clone(),
+            other: b.mode.clone(),
         });
     }
     let mut latency = new_histogram();
@@ -184,8 +209,14 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
         environment,
         report_interval_s: first.report_interval_s,
         timeseries: merge_timeseries(reports),
-        scenario: None,
-        ws: None,
+        scenario: merge_scenario(
+            &reports
+                .iter()
+                .filter_map(|r| r.scenario.as_ref())
+                .collect::<Vec<_>>(),
+            duration_s,
+        ),
+        ws: merge_ws(&ws_reports, duration_s),
         // Each node read the probe over its own window; those overlap and do not add up.
         kernel: None,
     })
@@ -234,6 +265,227 @@ fn worst_of<'a>(summaries: impl Iterator<Item = &'a LatencySummary>) -> LatencyS
         p9999: max_of(|s| s.p9999),
         max: max_of(|s| s.max),
     }
+}
+
+/// Adds `from` into `into`, key by key.
+fn add_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (k, n) in from {
+        *into.entry(k.clone()).or_insert(0) += n;
+    }
+}
+
+fn per_s(n: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// The index of the first entry of `items` that `matches`, pushing `new()` when none does.
+fn slot<T>(items: &mut Vec<T>, matches: impl Fn(&T) -> bool, new: impl FnOnce() -> T) -> usize {
+    match items.iter().position(matches) {
+        Some(i) => i,
+        None => {
+            items.push(new());
+            items.len() - 1
+        }
+    }
+}
+
+/// The nodes' `scenario` objects as one (see the module doc); `None` when no node has one.
+fn merge_scenario(nodes: &[&ScenarioReport], duration_s: f64) -> Option<ScenarioReport> {
+    let first = nodes.first()?;
+    let mut scenarios: Vec<(ScenarioSummary, Vec<LatencySummary>)> = Vec::new();
+    let mut names: Vec<(NameStats, Vec<LatencySummary>)> = Vec::new();
+    let mut checks: Vec<CheckResult> = Vec::new();
+    let mut thresholds: Vec<(ThresholdResult, Vec<Option<f64>>)> = Vec::new();
+    for sc in nodes {
+        for s in &sc.scenarios {
+            let i = slot(
+                &mut scenarios,
+                |(m, _)| m.name == s.name,
+                || {
+                    let mut empty = s.clone();
+                    empty.iterations = 0;
+                    empty.interrupted_iterations = 0;
+                    empty.dropped_iterations = 0;
+                    empty.late_iterations = 0;
+                    empty.vus_max = 0;
+                    (empty, Vec::new())
+                },
+            );
+            let (m, lat) = &mut scenarios[i];
+            m.iterations += s.iterations;
+            m.interrupted_iterations += s.interrupted_iterations;
+            m.dropped_iterations += s.dropped_iterations;
+            m.late_iterations += s.late_iterations;
+            m.vus_max += s.vus_max;
+            lat.push(s.iteration_duration_us);
+        }
+        for n in &sc.names {
+            let i = slot(
+                &mut names,
+                |(m, _)| m.name == n.name && m.kind == n.kind && m.scenario == n.scenario,
+                || {
+                    let mut empty = n.clone();
+                    empty.count = 0;
+                    empty.failed = 0;
+                    empty.msgs_sent = 0;
+                    empty.msgs_received = 0;
+                    empty.status_codes.clear();
+                    empty.errors.clear();
+                    (empty, Vec::new())
+                },
+            );
+            let (m, lat) = &mut names[i];
+            m.count += n.count;
+            m.failed += n.failed;
+            m.msgs_sent += n.msgs_sent;
+            m.msgs_received += n.msgs_received;
+            add_counts(&mut m.status_codes, &n.status_codes);
+            add_counts(&mut m.errors, &n.errors);
+            lat.push(n.latency_us);
+        }
+        for c in &sc.checks {
+            let i = slot(
+                &mut checks,
+                |m| m.name == c.name && m.request == c.request,
+                || CheckResult {
+                    passes: 0,
+                    fails: 0,
+                    ..c.clone()
+                },
+            );
+            checks[i].passes += c.passes;
+            checks[i].fails += c.fails;
+        }
+        for t in &sc.thresholds {
+            let i = slot(
+                &mut thresholds,
+                |(m, _)| m.metric == t.metric && m.condition == t.condition,
+                || {
+                    let mut empty = t.clone();
+                    empty.passed = true;
+                    empty.abort_on_fail = false;
+                    (empty, Vec::new())
+                },
+            );
+            let (m, observed) = &mut thresholds[i];
+            m.passed &= t.passed;
+            m.abort_on_fail |= t.abort_on_fail;
+            observed.push(t.observed);
+        }
+    }
+    let thresholds: Vec<ThresholdResult> = thresholds
+        .into_iter()
+        .map(|(mut t, observed)| {
+            t.observed = worst_observed(t.operator(), &observed);
+            t
+        })
+        .collect();
+    Some(ScenarioReport {
+        file: first.file.clone(),
+        scenarios: scenarios
+            .into_iter()
+            .map(|(mut s, lat)| {
+                s.iteration_duration_us = worst_of(lat.iter());
+                s
+            })
+            .collect(),
+        names: names
+            .into_iter()
+            .map(|(mut n, lat)| {
+                n.latency_us = worst_of(lat.iter());
+                n.error_rate = if n.count > 0 {
+                    n.failed as f64 / n.count as f64
+                } else {
+                    0.0
+                };
+                n.rate = per_s(n.count, duration_s);
+                n
+            })
+            .collect(),
+        checks,
+        thresholds_passed: nodes.iter().all(|sc| sc.thresholds_passed)
+            && thresholds.iter().all(|t| t.passed),
+        thresholds,
+        aborted_by: nodes.iter().find_map(|sc| sc.aborted_by.clone()),
+        vus_max: nodes.iter().map(|sc| sc.vus_max).sum(),
+        // Results of a special mode describe one node's run: the first node's are kept.
+        breakpoint: first.breakpoint.clone(),
+        watch: first.watch.clone(),
+        spike: first.spike.clone(),
+    })
+}
+
+/// The value of the node nearest to failing a condition with `operator`: the largest for
+/// `<`/`<=`, the smallest for `>`/`>=`, the first node's otherwise. `None` (no samples, which
+/// fails) when any node had none.
+fn worst_observed(operator: &str, observed: &[Option<f64>]) -> Option<f64> {
+    let values: Option<Vec<f64>> = observed.iter().copied().collect();
+    let values = values?;
+    match operator {
+        "<" | "<=" => values.into_iter().reduce(f64::max),
+        ">" | ">=" => values.into_iter().reduce(f64::min),
+        _ => values.first().copied(),
+    }
+}
+
+/// The nodes' `ws` objects as one (see the module doc); `None` when no node has one.
+fn merge_ws(nodes: &[&WsReport], duration_s: f64) -> Option<WsReport> {
+    let first = nodes.first()?;
+    let sum = |f: fn(&WsReport) -> u64| nodes.iter().map(|w| f(w)).sum::<u64>();
+    let worst = |f: fn(&WsReport) -> &LatencySummary| worst_of(nodes.iter().map(|w| f(w)));
+    let mut close_codes = BTreeMap::new();
+    let mut errors = BTreeMap::new();
+    for w in nodes {
+        add_counts(&mut close_codes, &w.close_codes);
+        add_counts(&mut errors, &w.errors);
+    }
+    let herds: Vec<&HerdReport> = nodes.iter().filter_map(|w| w.herd.as_ref()).collect();
+    // A node that never got its sessions back keeps the merge from getting them all back.
+    let slowest = |f: fn(&HerdReport) -> Option<f64>| -> Option<f64> {
+        herds
+            .iter()
+            .map(|h| f(h))
+            .collect::<Option<Vec<f64>>>()?
+            .into_iter()
+            .reduce(f64::max)
+    };
+    let herd = (!herds.is_empty()).then(|| HerdReport {
+        dropped: herds.iter().map(|h| h.dropped).sum(),
+        back_50_s: slowest(|h| h.back_50_s),
+        back_99_s: slowest(|h| h.back_99_s),
+        back_100_s: slowest(|h| h.back_100_s),
+    });
+    let msgs_received = sum(|w| w.msgs_received);
+    Some(WsReport {
+        mode: first.mode.clone(),
+        sessions: sum(|w| w.sessions),
+        sessions_failed: sum(|w| w.sessions_failed),
+        handshake_us: worst(|w| &w.handshake_us),
+        session_duration_us: worst(|w| &w.session_duration_us),
+        msg_latency_us: worst(|w| &w.msg_latency_us),
+        ping_rtt_us: worst(|w| &w.ping_rtt_us),
+        fanout_us: worst(|w| &w.fanout_us),
+        msgs_sent: sum(|w| w.msgs_sent),
+        msgs_received,
+        msgs_received_per_s: per_s(msgs_received, duration_s),
+        bytes_sent: sum(|w| w.bytes_sent),
+        bytes_received: sum(|w| w.bytes_received),
+        pings_sent: sum(|w| w.pings_sent),
+        pongs_received: sum(|w| w.pongs_received),
+        pings_answered: sum(|w| w.pings_answered),
+        lost: sum(|w| w.lost),
+        duplicates: sum(|w| w.duplicates),
+        unanswered: sum(|w| w.unanswered),
+        late: sum(|w| w.late),
+        reconnects: sum(|w| w.reconnects),
+        close_codes,
+        errors,
+        herd,
+    })
 }
 
 /// Interval `i` of every node becomes interval `i` of the merge (the nodes started together):
@@ -333,6 +585,123 @@ mod tests {
         let m = merge(std::slice::from_ref(&a)).unwrap();
         assert_eq!(m.latency_us, a.latency_us);
         assert_eq!(m.requests, a.requests);
+    }
+
+    fn scenario_node(duration_s: f64) -> Report {
+        let mut r = report_with(&[100, 200], 2);
+        r.model = "scenario".into();
+        r.duration_s = duration_s;
+        r.scenario = Some(crate::report::flow::tests::scenario_sample());
+        let mut ws = crate::report::flow::tests::ws_sample();
+        ws.msgs_received_per_s = ws.msgs_received as f64 / duration_s;
+        r.ws = Some(ws);
+        r
+    }
+
+    #[test]
+    fn merging_one_scenario_report_keeps_its_objects() {
+        let a = scenario_node(10.0);
+        let m = merge(std::slice::from_ref(&a)).unwrap();
+        assert_eq!(m.scenario, a.scenario);
+        assert_eq!(m.ws, a.ws);
+    }
+
+    #[test]
+    fn scenario_counts_add_and_thresholds_keep_the_worst_node() {
+        let a = scenario_node(10.0);
+        let mut b = scenario_node(10.0);
+        {
+            let sc = b.scenario.as_mut().unwrap();
+            sc.scenarios[0].iterations = 500;
+            sc.names[1].count = 500;
+            sc.names[1].failed = 3;
+            sc.names[1].latency_us.p99 = 20_000;
+            sc.names[1].status_codes.insert("503".into(), 3);
+            sc.names.push(NameStats {
+                name: "only-on-b".into(),
+                ..sc.names[0].clone()
+            });
+            sc.checks[1].passes = 500;
+            sc.checks[1].fails = 0;
+            // home p(95)<1200: passed on both, b is worse.
+            sc.thresholds[0].observed = Some(30.0);
+            // search p(99)<5: b passes, a failed: the merge fails with a's value.
+            sc.thresholds[1].observed = Some(4.0);
+            sc.thresholds[1].passed = true;
+            // count>100: the smallest count is the worst.
+            sc.thresholds[3].observed = Some(120.0);
+            sc.thresholds[4].observed = Some(50.0);
+            sc.aborted_by = Some("http_req_failed".into());
+        }
+        let m = merge(&[a.clone(), b]).unwrap();
+        let sc = m.scenario.as_ref().unwrap();
+        assert_eq!(sc.scenarios[0].iterations, 1_500);
+        assert_eq!(sc.scenarios[0].vus_max, 34);
+        assert_eq!(sc.scenarios[1].iterations, 500);
+        let search = sc.names.iter().find(|n| n.name == "search").unwrap();
+        assert_eq!((search.count, search.failed), (1_500, 40));
+        assert!((search.error_rate - 40.0 / 1_500.0).abs() < 1e-12);
+        assert_eq!(search.rate, 150.0);
+        assert_eq!(search.status_codes["200"], 963 + 963);
+        assert_eq!(search.status_codes["503"], 3);
+        assert_eq!(search.errors["timeout"], 37 + 37);
+        assert_eq!(search.latency_us.p99, 20_000, "worst node's percentile");
+        assert_eq!(search.latency_us.count, 2_000);
+        assert_eq!(sc.names.len(), 4);
+        assert_eq!(sc.names[3].name, "only-on-b");
+        assert_eq!((sc.checks[1].passes, sc.checks[1].fails), (1_463, 37));
+        let t = &sc.thresholds;
+        assert_eq!((t[0].observed, t[0].passed), (Some(30.0), true));
+        assert_eq!((t[1].observed, t[1].passed), (Some(8.4), false));
+        assert_eq!((t[3].observed, t[3].passed), (Some(120.0), true));
+        // No samples on one node: no samples in the merge.
+        assert_eq!((t[4].observed, t[4].passed), (None, false));
+        assert!(!sc.thresholds_passed);
+        assert_eq!(sc.aborted_by.as_deref(), Some("http_req_failed"));
+        assert_eq!(sc.vus_max, 44);
+    }
+
+    #[test]
+    fn ws_counts_add_and_herd_recovery_is_the_slowest_node() {
+        let a = scenario_node(10.0);
+        let mut b = scenario_node(10.0);
+        {
+            let ws = b.ws.as_mut().unwrap();
+            ws.msg_latency_us.p99 = 9_999;
+            ws.herd = Some(HerdReport {
+                dropped: 7,
+                back_50_s: Some(1.5),
+                back_99_s: Some(2.0),
+                back_100_s: Some(3.0),
+            });
+            ws.close_codes.insert("1006".into(), 2);
+        }
+        let m = merge(&[a, b]).unwrap();
+        let ws = m.ws.unwrap();
+        assert_eq!(ws.sessions, 240);
+        assert_eq!(ws.msgs_received, 59_860);
+        assert_eq!(ws.msgs_received_per_s, 5_986.0);
+        assert_eq!((ws.lost, ws.reconnects), (82, 80));
+        assert_eq!(ws.msg_latency_us.p99, 9_999);
+        assert_eq!(ws.close_codes["1001"], 10);
+        assert_eq!(ws.close_codes["1006"], 2);
+        assert_eq!(ws.errors["eof"], 80);
+        let herd = ws.herd.unwrap();
+        assert_eq!(herd.dropped, 27);
+        assert_eq!((herd.back_50_s, herd.back_99_s), (Some(1.5), Some(2.0)));
+        assert_eq!(herd.back_100_s, None, "one node never got all back");
+    }
+
+    #[test]
+    fn different_ws_modes_do_not_merge() {
+        let a = scenario_node(10.0);
+        let mut b = scenario_node(10.0);
+        b.ws.as_mut().unwrap().mode = "pubsub".into();
+        let err = merge(&[a, b]).unwrap_err().to_string();
+        assert!(
+            err.contains("different WebSocket modes (echo and pubsub)"),
+            "{err}"
+        );
     }
 
     #[test]

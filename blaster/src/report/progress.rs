@@ -4,6 +4,9 @@
 //! on a terminal an `indicatif` bar with the latest interval's numbers; otherwise (CI logs,
 //! pipes) one plain line per interval; nothing with `--quiet`. No colour is used, so `NO_COLOR`
 //! is honoured trivially.
+//!
+//! A run with stages (scenario files) adds a stage label to each line, from a [`StageFn`]
+//! given with [`Progress::with_stage`]; [`scenario_stage`] is the one for scenario plans.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -11,7 +14,16 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::units::{format_count, format_duration_us, format_thousands};
+use crate::engine::vu::plan::Plan;
 use crate::metrics::interval::IntervalPoint;
+use crate::scenario::model::Executor;
+
+/// What the run is doing at a time since its start ("browse 12.0s/60s, stage 2/3 ->200/s"),
+/// `None` when there is nothing to say.
+pub type StageFn = Box<dyn Fn(Duration) -> Option<String>>;
+
+/// Most scenarios named in one stage label; the rest are counted.
+const MAX_STAGES_SHOWN: usize = 3;
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +57,7 @@ pub struct Progress {
     total: Option<Duration>,
     responses: u64,
     errors: u64,
+    stage: Option<StageFn>,
 }
 
 impl Progress {
@@ -74,7 +87,14 @@ impl Progress {
             total,
             responses: 0,
             errors: 0,
+            stage: None,
         }
+    }
+
+    /// Adds a stage label to every line.
+    pub fn with_stage(mut self, stage: StageFn) -> Progress {
+        self.stage = Some(stage);
+        self
     }
 
     /// Shows one finished interval.
@@ -135,7 +155,86 @@ impl Progress {
         if p.counters.late > 0 {
             line.push_str(&format!("  late {}", p.counters.late));
         }
+        if let Some(label) = self
+            .stage
+            .as_ref()
+            .and_then(|f| f(Duration::from_nanos(p.end_ns)))
+        {
+            line.push_str("  stage: ");
+            line.push_str(&label);
+        }
         line
+    }
+}
+
+/// The stage label of a scenario plan at `at` since the start: each running scenario with its
+/// elapsed and planned time, the stage of a ramping executor and its target, `stopping` during
+/// a graceful stop; `waiting` with the next start when nothing runs yet.
+pub fn scenario_stage(plan: &Plan, at: Duration) -> Option<String> {
+    let mut parts = Vec::new();
+    for s in &plan.scenarios {
+        if at < s.start || at >= s.hard_end() {
+            continue;
+        }
+        if at > s.end() {
+            parts.push(format!("{} stopping", s.name));
+            continue;
+        }
+        let into = at - s.start;
+        let mut part = format!(
+            "{} {}/{}",
+            s.name,
+            seconds(into),
+            seconds(s.executor.duration())
+        );
+        let (stages, unit) = match &s.executor {
+            Executor::RampingVus { stages, .. } => (stages.as_slice(), " VUs"),
+            Executor::RampingArrivalRate { stages, .. } => (stages.as_slice(), "/s"),
+            _ => (&[][..], ""),
+        };
+        let mut stage_end = Duration::ZERO;
+        for (i, stage) in stages.iter().enumerate() {
+            stage_end += stage.duration;
+            if into < stage_end {
+                part.push_str(&format!(
+                    " stage {}/{} ->{}{unit}",
+                    i + 1,
+                    stages.len(),
+                    format_count(stage.target)
+                ));
+                break;
+            }
+        }
+        parts.push(part);
+    }
+    if parts.is_empty() {
+        let next = plan
+            .scenarios
+            .iter()
+            .filter(|s| s.start > at)
+            .min_by_key(|s| s.start)?;
+        return Some(format!(
+            "waiting: {} starts at {}",
+            next.name,
+            seconds(next.start)
+        ));
+    }
+    let more = parts.len().saturating_sub(MAX_STAGES_SHOWN);
+    parts.truncate(MAX_STAGES_SHOWN);
+    let mut label = parts.join(", ");
+    if more > 0 {
+        label.push_str(&format!(" (+{more} more)"));
+    }
+    Some(label)
+}
+
+/// `12s`, `1.5s`: whole seconds without decimals.
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if (s - s.round()).abs() < 0.05 {
+        format!("{:.0}s", s.round())
+    } else {
+        format!("{s:.1}s")
     }
 }
 
@@ -174,6 +273,67 @@ mod tests {
         assert!(line.contains("conns 10"), "{line}");
         assert!(line.contains("late 3"), "{line}");
         assert!(line.contains("responses 1,500"), "{line}");
+    }
+
+    fn plan(toml: &str) -> Plan {
+        let file = crate::scenario::parse_str(
+            toml,
+            std::path::Path::new("t.toml"),
+            &Default::default(),
+            false,
+        )
+        .expect("valid scenario");
+        Plan::compile(std::sync::Arc::new(file)).expect("compiles")
+    }
+
+    const TWO: &str = r#"
+[scenarios.browse]
+executor = "constant-vus"
+vus = 2
+duration = "10s"
+graceful_stop = "5s"
+[[scenarios.browse.steps]]
+request = "GET http://127.0.0.1:1/"
+
+[scenarios.ramp]
+executor = "ramping-arrival-rate"
+start_time = "20s"
+start_rate = 10
+pre_allocated_vus = 5
+stages = [{ duration = "10s", target = 100 }, { duration = "20s", target = 200 }]
+[[scenarios.ramp.steps]]
+request = "GET http://127.0.0.1:1/"
+"#;
+
+    #[test]
+    fn the_stage_names_running_scenarios_their_time_and_ramp_stage() {
+        let p = plan(TWO);
+        let at = |s: f64| scenario_stage(&p, Duration::from_secs_f64(s));
+        assert_eq!(at(2.0).as_deref(), Some("browse 2s/10s"));
+        assert_eq!(at(10.0).as_deref(), Some("browse 10s/10s"));
+        assert_eq!(at(12.5).as_deref(), Some("browse stopping"));
+        assert_eq!(at(16.0).as_deref(), Some("waiting: ramp starts at 20s"));
+        assert_eq!(at(25.5).as_deref(), Some("ramp 5.5s/30s stage 1/2 ->100/s"));
+        assert_eq!(at(35.0).as_deref(), Some("ramp 15s/30s stage 2/2 ->200/s"));
+        assert_eq!(at(60.0).as_deref(), Some("ramp stopping"));
+        assert_eq!(at(90.0), None);
+    }
+
+    #[test]
+    fn the_stage_is_on_the_line() {
+        let p = std::sync::Arc::new(plan(TWO));
+        let progress = Progress::new(Mode::Off, Some(Duration::from_secs(50)))
+            .with_stage(Box::new(move |at| scenario_stage(&p, at)));
+        let point = IntervalPoint {
+            index: 2,
+            start_ns: 2_000_000_000,
+            end_ns: 3_000_000_000,
+            counters: Counters::default(),
+            open_connections: 2,
+            latency: new_histogram(),
+        };
+        let line = progress.line(&point);
+        assert!(line.ends_with("  stage: browse 3s/10s"), "{line}");
     }
 
     #[test]
