@@ -594,7 +594,9 @@ impl VuWorker {
             budget -= 1;
             if budget == 0 {
                 vu.wait = Wait::Yield;
-                self.set_timer(v, now);
+                // Just after `now`: `fire_timers(now)` also pops timers added while it runs,
+                // so one due at `now` would resume the VU inside the same pass, for ever.
+                self.set_timer(v, now + 1);
                 return Ok(());
             }
             match op {
