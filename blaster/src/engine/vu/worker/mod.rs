@@ -715,11 +715,16 @@ impl VuWorker {
         self.timers.push(Reverse((due, v, vu.wake_gen)));
     }
 
+    /// Fires the timers due by `now`. At most as many as were queued when the pass began:
+    /// timers set while it runs (a zero think time, a yield) wait for the next pass, so a VU
+    /// that never blocks cannot keep the loop from completions and the stop flag.
     fn fire_timers(&mut self, now: u64) -> R {
+        let mut budget = self.timers.len();
         while let Some(&Reverse((due, v, wake_gen))) = self.timers.peek() {
-            if due > now {
+            if due > now || budget == 0 {
                 break;
             }
+            budget -= 1;
             self.timers.pop();
             if self.vus[v as usize].wake_gen != wake_gen {
                 continue;
