@@ -69,6 +69,7 @@ impl VuWorker {
             Ok(r) => r,
             Err(_) => {
                 self.fail_step(v, id as usize, "bad_request");
+                self.flow.ws.sessions_failed += 1;
                 return self.end_iteration(v, now, false);
             }
         };
