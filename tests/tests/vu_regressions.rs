@@ -194,3 +194,42 @@ ws_session_failed = ["rate==0"]
     assert_eq!(u(&r["connections"]["opened"]), 0, "{r:#}");
     assert_eq!(u(&r["ws"]["sessions_failed"]), failed, "{r:#}");
 }
+
+/// Bug: the answer to a HEAD request was parsed as if a body of its `Content-Length` followed,
+/// so every HEAD step waited for bytes that never come and ended as a timeout.
+#[test]
+fn a_head_request_does_not_wait_for_the_body_its_content_length_announces() {
+    let mock = write(
+        r#"
+[[routes]]
+method = "GET"
+path = "/"
+body = "<!doctype html><h1>Home</h1>"
+"#,
+    );
+    let (_serve, addr) = start_serve_with(&["--mock", mock.path().to_str().unwrap(), "-t", "1"]);
+    let file = write(&format!(
+        r#"
+[scenarios.probe]
+executor = "per-vu-iterations"
+vus = 1
+iterations = 3
+[[scenarios.probe.steps]]
+request = "HEAD http://{addr}/"
+name = "head"
+timeout = "2s"
+[[scenarios.probe.steps]]
+request = "GET http://{addr}/"
+name = "get"
+checks = [{{ name = "body", body_contains = "Home" }}]
+"#
+    ));
+    let run = run(&file, Duration::from_secs(30));
+    let r = &run.report;
+    assert!(run.output.status.success(), "{:?}\n{r:#}", run.output);
+    assert_eq!(name_counts(r, "head"), (3, 0), "{r:#}");
+    // The GET after each HEAD on the same connection reads its own answer, body and all.
+    assert_eq!(name_counts(r, "get"), (3, 0), "{r:#}");
+    assert_eq!(u(&r["scenario"]["checks"][0]["passes"]), 3, "{r:#}");
+    assert_eq!(u(&r["connections"]["opened"]), 1, "{r:#}");
+}
