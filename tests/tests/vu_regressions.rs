@@ -195,6 +195,53 @@ ws_session_failed = ["rate==0"]
     assert_eq!(u(&r["ws"]["sessions_failed"]), failed, "{r:#}");
 }
 
+/// Bug: values rendered into a URL went into the request line as they were, so a CSV query
+/// with a space (`judo seminar`) made a malformed request that the server refused with 400.
+#[test]
+fn a_space_in_a_rendered_url_is_percent_encoded() {
+    let (_serve, addr) = start_serve(1);
+    let dir = TempPath::new("-dir");
+    std::fs::create_dir(dir.path()).expect("temp dir");
+    std::fs::write(
+        dir.path().join("queries.csv"),
+        "q\njudo seminar\n\"black belt\"\n",
+    )
+    .expect("write data");
+    let file = dir.path().join("search.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[data.queries]
+file = "queries.csv"
+[scenarios.search]
+executor = "per-vu-iterations"
+vus = 1
+iterations = 4
+[[scenarios.search.steps]]
+request = "GET http://{addr}/?q=${{data.queries.q}}"
+name = "search"
+checks = [{{ name = "ok", status = [200] }}]
+[[scenarios.search.steps]]
+ws_connect = "ws://{addr}/ws/echo?q=${{data.queries.q}}"
+name = "connect"
+[[scenarios.search.steps]]
+ws_close = true
+"#
+        ),
+    )
+    .expect("write scenario");
+    let run = run_json_output(
+        &["run", file.to_str().unwrap(), "-t", "1"],
+        Duration::from_secs(30),
+    );
+    let r = &run.report;
+    assert!(run.output.status.success(), "{:?}\n{r:#}", run.output);
+    assert_eq!(name_counts(r, "search"), (4, 0), "{r:#}");
+    assert_eq!(r["status_codes"]["200"], 4, "{r:#}");
+    assert_eq!(name_counts(r, "connect"), (4, 0), "{r:#}");
+}
+
 /// Bug: the answer to a HEAD request was parsed as if a body of its `Content-Length` followed,
 /// so every HEAD step waited for bytes that never come and ended as a timeout.
 #[test]
