@@ -789,6 +789,44 @@ fn breakpoint_and_spike() {
     );
 }
 
+/// The spike tolerance and the soak growth limit are numbers or strings with variables (a
+/// smoke run of a few seconds needs looser ones than the full run).
+#[test]
+fn spike_tolerance_and_soak_growth_take_variables() {
+    let spike = format!(
+        "{}[special.spike]\nscenario = \"a\"\nrecovery = \"2m\"\ntolerance = \"${{TOLERANCE:-1.2}}\"\n",
+        http_url()
+    );
+    let tolerance = |vars: &[(&str, &str)]| match parse_with(&spike, vars).unwrap().special {
+        Some(Special::Spike { tolerance, .. }) => tolerance,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(tolerance(&[]), 1.2);
+    assert_eq!(tolerance(&[("TOLERANCE", "4")]), 4.0);
+    assert_eq!(
+        parse_with(&spike, &[("TOLERANCE", "0.5")])
+            .unwrap_err()
+            .to_string(),
+        "plan.toml:10:13: tolerance is a factor of the baseline p95 and must be at least 1.0"
+    );
+    assert_eq!(
+        parse_with(&spike, &[("TOLERANCE", "lots")])
+            .unwrap_err()
+            .to_string(),
+        "plan.toml:10:13: expected a number like 1.5, not \"lots\""
+    );
+    let soak = format!(
+        "{}[special.soak]\nwatch = \"http://h/\"\ninterval = \"1s\"\njson = \"$.m\"\nmetric = \"m\"\nmax_growth_per_hour = \"${{MAX_GROWTH:-50}}\"\n",
+        http_url()
+    );
+    let growth = |vars: &[(&str, &str)]| match parse_with(&soak, vars).unwrap().special {
+        Some(Special::Soak(w)) => w.max_growth_per_hour,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(growth(&[]), Some(50.0));
+    assert_eq!(growth(&[("MAX_GROWTH", "1e6")]), Some(1e6));
+}
+
 #[test]
 fn did_you_mean_only_when_close() {
     use super::parse::did_you_mean;
