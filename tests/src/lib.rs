@@ -398,6 +398,55 @@ pub fn spawn_serve(args: &[&str]) -> Result<(ChildGuard, SocketAddr), String> {
     }
 }
 
+/// The example scenarios' folder, `examples/scenarios`.
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .join("examples/scenarios")
+}
+
+/// `blaster serve --mock FILE -t 1` on a free loopback port (a fresh server: counters, stocks
+/// and rate-limit windows start anew), like [`start_serve`].
+pub fn start_mock(file: &Path) -> (ChildGuard, SocketAddr) {
+    let file = file.to_str().expect("a UTF-8 mock file path");
+    start_serve_with(&["--mock", file, "-t", "1"])
+}
+
+/// The `-e NAME=VALUE` arguments of a scenario file's `# smoke:` comment lines: the values that
+/// shrink an example to a smoke run of a few seconds against the example mock (see
+/// examples/scenarios/README.md). Several lines add up; a line whose text starts with `(` is
+/// a note (no values). Errors say what is wrong with the lines, or that there is none.
+pub fn smoke_args(src: &str) -> Result<Vec<String>, String> {
+    let lines: Vec<&str> = src
+        .lines()
+        .filter_map(|l| l.strip_prefix("# smoke:"))
+        .collect();
+    if lines.is_empty() {
+        return Err("no \"# smoke:\" line (add one with the -e values of a smoke run)".into());
+    }
+    let words: Vec<&str> = lines
+        .iter()
+        .filter(|l| !l.trim_start().starts_with('('))
+        .flat_map(|l| l.split_whitespace())
+        .collect();
+    let mut args = Vec::new();
+    for pair in words.chunks(2) {
+        match pair {
+            ["-e", kv] if kv.split_once('=').is_some_and(|(k, _)| !k.is_empty()) => {
+                args.push("-e".to_owned());
+                args.push((*kv).to_owned());
+            }
+            _ => {
+                return Err(format!(
+                    "smoke lines hold `-e NAME=VALUE` pairs (values without spaces), not {pair:?}"
+                ));
+            }
+        }
+    }
+    Ok(args)
+}
+
 /// Extracts `ADDR` from a line containing `listening on http://ADDR/`.
 pub fn parse_listening(line: &str) -> Option<SocketAddr> {
     let rest = line.split("listening on http://").nth(1)?;
@@ -429,14 +478,21 @@ impl JsonRun {
 /// Runs `blaster ARGS --json <tmp> -q` (limit `timeout`) and parses the report, whatever the
 /// exit code; panics when no report was written.
 pub fn run_json_output<S: AsRef<std::ffi::OsStr>>(args: &[S], timeout: Duration) -> JsonRun {
-    let json = TempPath::new(".json");
     let mut cmd = Command::new(blaster_bin());
-    cmd.args(args).arg("--json").arg(json.path()).arg("-q");
+    cmd.args(args);
+    run_json_command(cmd, timeout)
+}
+
+/// Like [`run_json_output`] for a prepared `blaster` command (arguments, environment):
+/// appends `--json <tmp> -q`, runs it (limit `timeout`) and parses the report.
+pub fn run_json_command(mut cmd: Command, timeout: Duration) -> JsonRun {
+    let json = TempPath::new(".json");
+    cmd.arg("--json").arg(json.path()).arg("-q");
+    let what = format!("{cmd:?}");
     let output = ChildGuard::capture(cmd).into_output(timeout);
     let report = read_report(json.path()).unwrap_or_else(|e| {
         panic!(
-            "no JSON report from blaster {:?}: {e}\nstatus: {:?}\nstdout:\n{}\nstderr:\n{}",
-            args.iter().map(|a| a.as_ref()).collect::<Vec<_>>(),
+            "no JSON report from {what}: {e}\nstatus: {:?}\nstdout:\n{}\nstderr:\n{}",
             output.status,
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
@@ -858,6 +914,30 @@ mod tests {
             Some("[::1]:9".parse().unwrap())
         );
         assert_eq!(parse_listening("starting"), None);
+    }
+
+    #[test]
+    fn smoke_args_read_every_smoke_line() {
+        let src = "# Plan: x\n#\n# smoke: -e A=1 -e B=2s\n# smoke: -e C=50/s\n\n[scenarios.a]\n";
+        assert_eq!(
+            smoke_args(src).unwrap(),
+            ["-e", "A=1", "-e", "B=2s", "-e", "C=50/s"]
+        );
+        assert_eq!(
+            smoke_args("# smoke: (none: it is short)\n").unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(
+            smoke_args("# Plan: x\n")
+                .unwrap_err()
+                .contains("no \"# smoke:\" line")
+        );
+        assert!(
+            smoke_args("# smoke: -e A=1 -d 2s\n")
+                .unwrap_err()
+                .contains("-d")
+        );
+        assert!(smoke_args("# smoke: -e A\n").is_err());
     }
 
     #[test]

@@ -206,7 +206,7 @@ struct RawBreakpoint {
 struct RawSpike {
     scenario: S<String>,
     recovery: S<String>,
-    tolerance: Option<S<f64>>,
+    tolerance: Option<S<NumOrStr>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,7 +216,7 @@ struct RawSoak {
     interval: S<String>,
     json: S<String>,
     metric: S<String>,
-    max_growth_per_hour: Option<f64>,
+    max_growth_per_hour: Option<S<NumOrStr>>,
 }
 
 /// Reads and validates a scenario file. Load-time variables (`${NAME}`, `${NAME:-default}`)
@@ -421,6 +421,18 @@ impl Cx<'_> {
     fn count(&self, v: &S<NumOrStr>) -> Result<u64, ScenarioError> {
         let text = self.num_text(v)?;
         parse_count(&text).or_else(|e| self.err(&v.span(), e.to_string()))
+    }
+
+    /// A plain number (`1.2`, `"${TOLERANCE:-1.2}"`).
+    fn number(&self, v: &S<NumOrStr>) -> Result<f64, ScenarioError> {
+        let text = self.num_text(v)?;
+        match text.trim().parse::<f64>() {
+            Ok(n) if n.is_finite() => Ok(n),
+            _ => self.err(
+                &v.span(),
+                format!("expected a number like 1.5, not {text:?}"),
+            ),
+        }
     }
 
     fn rate(&self, v: &S<NumOrStr>) -> Result<f64, ScenarioError> {
@@ -1493,13 +1505,16 @@ impl Cx<'_> {
         if let Some(s) = &sp.spike {
             let r = s.get_ref();
             let tolerance = match &r.tolerance {
-                Some(t) if *t.get_ref() < 1.0 => {
-                    return self.err(
-                        &t.span(),
-                        "tolerance is a factor of the baseline p95 and must be at least 1.0",
-                    );
+                Some(t) => {
+                    let v = self.number(t)?;
+                    if v < 1.0 {
+                        return self.err(
+                            &t.span(),
+                            "tolerance is a factor of the baseline p95 and must be at least 1.0",
+                        );
+                    }
+                    v
                 }
-                Some(t) => *t.get_ref(),
                 None => 1.5,
             };
             return Ok(Some(Special::Spike {
@@ -1531,7 +1546,11 @@ impl Cx<'_> {
                 json: template::json_path(&self.expand(&r.json)?)
                     .or_else(|m| self.err(&r.json.span(), m))?,
                 metric,
-                max_growth_per_hour: r.max_growth_per_hour,
+                max_growth_per_hour: r
+                    .max_growth_per_hour
+                    .as_ref()
+                    .map(|m| self.number(m))
+                    .transpose()?,
             })));
         }
         Ok(None)

@@ -11,6 +11,38 @@ fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/scenarios")
 }
 
+/// The `-e NAME=VALUE` pairs of a file's `# smoke:` lines (the smoke run against the mock,
+/// see examples/scenarios/README.md; the end-to-end test `examples` runs them); `None`
+/// without such a line.
+fn smoke_vars(src: &str) -> Option<BTreeMap<String, String>> {
+    let lines: Vec<&str> = src
+        .lines()
+        .filter_map(|l| l.strip_prefix("# smoke:"))
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let mut vars = BTreeMap::new();
+    let words: Vec<&str> = lines
+        .iter()
+        .filter(|l| !l.trim_start().starts_with('('))
+        .flat_map(|l| l.split_whitespace())
+        .collect();
+    for pair in words.chunks(2) {
+        let [flag, kv] = pair else {
+            panic!("smoke line ends with {pair:?}")
+        };
+        assert_eq!(
+            *flag, "-e",
+            "smoke lines hold -e NAME=VALUE pairs, not {flag:?}"
+        );
+        let (k, v) = kv.split_once('=').expect("-e NAME=VALUE");
+        vars.insert(k.to_owned(), v.to_owned());
+    }
+    Some(vars)
+}
+
+/// Every example parses as it is (full size) and with its smoke values.
 #[test]
 fn every_example_parses() {
     let mut n = 0;
@@ -26,6 +58,10 @@ fn every_example_parses() {
         let src = std::fs::read_to_string(&path).unwrap();
         let file =
             parse_str(&src, &path, &BTreeMap::new(), false).unwrap_or_else(|e| panic!("{e}"));
+        let smoke =
+            smoke_vars(&src).unwrap_or_else(|| panic!("{}: no \"# smoke:\" line", path.display()));
+        parse_str(&src, &path, &smoke, false)
+            .unwrap_or_else(|e| panic!("with the smoke values {smoke:?}: {e}"));
         let summary = Summary {
             path: path.display().to_string(),
             file,
@@ -787,6 +823,44 @@ fn breakpoint_and_spike() {
         )),
         "plan.toml:10:1: only one of [special.breakpoint], [special.spike], [special.soak] per file"
     );
+}
+
+/// The spike tolerance and the soak growth limit are numbers or strings with variables (a
+/// smoke run of a few seconds needs looser ones than the full run).
+#[test]
+fn spike_tolerance_and_soak_growth_take_variables() {
+    let spike = format!(
+        "{}[special.spike]\nscenario = \"a\"\nrecovery = \"2m\"\ntolerance = \"${{TOLERANCE:-1.2}}\"\n",
+        http_url()
+    );
+    let tolerance = |vars: &[(&str, &str)]| match parse_with(&spike, vars).unwrap().special {
+        Some(Special::Spike { tolerance, .. }) => tolerance,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(tolerance(&[]), 1.2);
+    assert_eq!(tolerance(&[("TOLERANCE", "4")]), 4.0);
+    assert_eq!(
+        parse_with(&spike, &[("TOLERANCE", "0.5")])
+            .unwrap_err()
+            .to_string(),
+        "plan.toml:10:13: tolerance is a factor of the baseline p95 and must be at least 1.0"
+    );
+    assert_eq!(
+        parse_with(&spike, &[("TOLERANCE", "lots")])
+            .unwrap_err()
+            .to_string(),
+        "plan.toml:10:13: expected a number like 1.5, not \"lots\""
+    );
+    let soak = format!(
+        "{}[special.soak]\nwatch = \"http://h/\"\ninterval = \"1s\"\njson = \"$.m\"\nmetric = \"m\"\nmax_growth_per_hour = \"${{MAX_GROWTH:-50}}\"\n",
+        http_url()
+    );
+    let growth = |vars: &[(&str, &str)]| match parse_with(&soak, vars).unwrap().special {
+        Some(Special::Soak(w)) => w.max_growth_per_hour,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(growth(&[]), Some(50.0));
+    assert_eq!(growth(&[("MAX_GROWTH", "1e6")]), Some(1e6));
 }
 
 #[test]

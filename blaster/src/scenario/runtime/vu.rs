@@ -337,10 +337,15 @@ request = "GET http://127.0.0.1/"
 "#,
         );
         let shared = Shared::new(Arc::new(file)).unwrap();
-        assert!(VuState::new(5, 0, 1, &shared).is_ok());
+        // data/users.csv has 100 rows (ramp-sustain.toml runs 100 VUs).
+        assert!(VuState::new(100, 0, 1, &shared).is_ok());
         assert!(matches!(
-            VuState::new(6, 0, 1, &shared),
-            Err(RuntimeError::NotEnoughRows { rows: 5, vu: 6, .. })
+            VuState::new(101, 0, 1, &shared),
+            Err(RuntimeError::NotEnoughRows {
+                rows: 100,
+                vu: 101,
+                ..
+            })
         ));
     }
 

@@ -114,10 +114,14 @@ impl VuWorker {
                 self.metrics.closed_on_error += 1;
                 break self.close(v);
             }
+            // The answer to a HEAD has no body, whatever its Content-Length says.
+            let head_request = self.plan.steps[vu.step as usize]
+                .http()
+                .is_some_and(|h| h.method == "HEAD");
             let Proto::Http(parser) = &mut vu.proto else {
                 break Ok(());
             };
-            match parser.feed(&data[at..], false) {
+            match parser.feed(&data[at..], head_request) {
                 Ok(p) => {
                     if vu.collect && vu.resp.len() + p.consumed <= MAX_KEPT_RESPONSE {
                         vu.resp.extend_from_slice(&data[at..at + p.consumed]);

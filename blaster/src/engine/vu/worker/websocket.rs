@@ -16,7 +16,14 @@ impl VuWorker {
         let vu = &mut self.vus[v as usize];
         vu.state.render(url, &shared, &mut text);
         let (authority, mut path) = match split_url(&text, true) {
-            Ok((a, p)) => (a.to_owned(), p.to_owned()),
+            Ok((a, p)) => {
+                // As in an HTTP request line: a rendered value with a space must not break
+                // the Upgrade's request line (it was refused as a bad request).
+                let mut target = Vec::with_capacity(p.len());
+                super::http::push_target(&mut target, p.as_bytes());
+                let target = String::from_utf8(target).expect("push_target writes ASCII");
+                (a.to_owned(), target)
+            }
             Err(kind) => {
                 self.scratch = text;
                 self.fail_step(v, id as usize, kind);
@@ -69,6 +76,7 @@ impl VuWorker {
             Ok(r) => r,
             Err(_) => {
                 self.fail_step(v, id as usize, "bad_request");
+                self.flow.ws.sessions_failed += 1;
                 return self.end_iteration(v, now, false);
             }
         };
