@@ -1510,7 +1510,7 @@ impl Cx<'_> {
                     if v < 1.0 {
                         return self.err(
                             &t.span(),
-                            "tolerance is a factor of the baseline p95 and must be at least 1.0",
+                            "tolerance is a factor of the baseline p99 and must be at least 1.0",
                         );
                     }
                     v

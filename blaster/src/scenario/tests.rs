@@ -843,7 +843,7 @@ fn spike_tolerance_and_soak_growth_take_variables() {
         parse_with(&spike, &[("TOLERANCE", "0.5")])
             .unwrap_err()
             .to_string(),
-        "plan.toml:10:13: tolerance is a factor of the baseline p95 and must be at least 1.0"
+        "plan.toml:10:13: tolerance is a factor of the baseline p99 and must be at least 1.0"
     );
     assert_eq!(
         parse_with(&spike, &[("TOLERANCE", "lots")])

@@ -36,6 +36,10 @@ impl VuWorker {
         q.clear();
         q.extend_from_slice(h.method.as_bytes());
         q.push(b' ');
+        if path.starts_with('?') {
+            // `http://host?x`: the target needs its path.
+            q.push(b'/');
+        }
         push_target(q, path.as_bytes());
         q.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         q.extend_from_slice(authority.as_bytes());

@@ -32,6 +32,9 @@ impl VuWorker {
             }
         };
         self.scratch = text;
+        if path.starts_with('?') {
+            path.insert(0, '/');
+        }
         if let Some(topics) = step.topics {
             let topic = format!("t{}", vu.index % u64::from(topics.max(1)));
             let at = path.find('?').unwrap_or(path.len());
