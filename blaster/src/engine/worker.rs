@@ -741,28 +741,12 @@ impl Worker {
         }
         conn.state = State::Closing;
         let tok = |op| Token::new(slot, conn.generation, op).encode();
-        let close = opcode::Close::new(types::Fixed(slot))
-            .build()
-            .user_data(tok(op::CLOSE));
-        match target_op {
-            Some(target_op) => {
-                let chain = [
-                    opcode::AsyncCancel::new(tok(target_op))
-                        .build()
-                        .flags(squeue::Flags::IO_HARDLINK)
-                        .user_data(tok(op::CANCEL)),
-                    close,
-                ];
-                conn.ops += 2;
-                // SAFETY: neither entry points at memory.
-                unsafe { self.ring.push_chain(&chain) }.map_err(EngineError::Io)
-            }
-            None => {
-                conn.ops += 1;
-                // SAFETY: the entry points at no memory.
-                unsafe { self.ring.push(&close) }.map_err(EngineError::Io)
-            }
-        }
+        let cancel = target_op.map(|t| (tok(t), tok(op::CANCEL)));
+        conn.ops += self
+            .ring
+            .close_slot(slot, cancel, tok(op::CLOSE))
+            .map_err(EngineError::Io)?;
+        Ok(())
     }
 
     /// Ends every request in flight on a connection with `kind`, then closes it.

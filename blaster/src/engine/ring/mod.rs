@@ -224,6 +224,38 @@ impl Ring {
             .map_err(|_| io::Error::other("submission queue full while pushing a linked chain"))
     }
 
+    /// Queues the close of direct descriptor `slot`, after cancelling one long-lived
+    /// operation on it when `cancel` names it: `(its user_data, the cancel's user_data)`. The
+    /// cancel names the operation by its `user_data`, which the kernel finds with a hash
+    /// lookup; cancelling "everything on this descriptor" scans every pending request instead,
+    /// which made closing 10,000 connections quadratic. Returns how many operations were
+    /// queued (their completions arrive with the given user_data).
+    pub fn close_slot(
+        &mut self,
+        slot: u32,
+        cancel: Option<(u64, u64)>,
+        close_user_data: u64,
+    ) -> io::Result<u8> {
+        let close = opcode::Close::new(types::Fixed(slot))
+            .build()
+            .user_data(close_user_data);
+        match cancel {
+            Some((target, cancel_user_data)) => {
+                let chain = [
+                    opcode::AsyncCancel::new(target)
+                        .build()
+                        .flags(squeue::Flags::IO_HARDLINK)
+                        .user_data(cancel_user_data),
+                    close,
+                ];
+                // SAFETY: neither entry points at memory.
+                unsafe { self.push_chain(&chain) }.map(|()| 2)
+            }
+            // SAFETY: the entry points at no memory.
+            None => unsafe { self.push(&close) }.map(|()| 1),
+        }
+    }
+
     /// Submits what is queued and waits until at least one completion is ready or `timeout`
     /// passes (`None`: wait for a completion). Interruption by a signal is not an error.
     pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {

@@ -145,28 +145,13 @@ impl VuWorker {
         // ws_connect or a request to another host closes the old connection after queueing
         // its Upgrade or request). Every step that starts a connection clears it first.
         let tok = |op| Token::new(v, vu.generation, op).encode();
-        let close = opcode::Close::new(types::Fixed(v))
-            .build()
-            .user_data(tok(op::CLOSE));
-        match target_op {
-            Some(t) => {
-                let chain = [
-                    opcode::AsyncCancel::new(tok(t))
-                        .build()
-                        .flags(squeue::Flags::IO_HARDLINK)
-                        .user_data(tok(op::CANCEL)),
-                    close,
-                ];
-                vu.ops += 2;
-                // SAFETY: neither entry points at memory.
-                unsafe { self.ring.push_chain(&chain) }.map_err(EngineError::Io)
-            }
-            None => {
-                vu.ops += 1;
-                // SAFETY: the entry points at no memory.
-                unsafe { self.ring.push(&close) }.map_err(EngineError::Io)
-            }
-        }
+        let cancel = target_op.map(|t| (tok(t), tok(op::CANCEL)));
+        vu.ops += u16::from(
+            self.ring
+                .close_slot(v, cancel, tok(op::CLOSE))
+                .map_err(EngineError::Io)?,
+        );
+        Ok(())
     }
 
     /// A closing slot whose operations all completed is free; a VU waiting for a connection

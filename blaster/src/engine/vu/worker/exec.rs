@@ -268,13 +268,11 @@ impl VuWorker {
                 return Ok(());
             }
         }
-        // A fresh iteration right away would recurse; yield to the loop instead when the
-        // iteration did no I/O (it cannot make progress by recursing). Due just after `now`:
-        // `fire_timers(now)` pops every timer due at `now`, new ones included, so with a timer
-        // due at `now` an iteration that fails before any I/O would start again inside the
-        // same pass, for ever (no completions, no executor end, no stop signal).
+        // A fresh iteration right away would recurse; yield to the loop instead (the timer
+        // pass only fires timers queued before it began, see `fire_timers`, so an iteration
+        // that fails before any I/O cannot restart inside the same pass).
         self.vus[v as usize].wait = Wait::Backoff;
-        self.set_timer(v, now + 1);
+        self.set_timer(v, now);
         Ok(())
     }
 

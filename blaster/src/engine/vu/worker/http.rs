@@ -22,14 +22,12 @@ impl VuWorker {
                 return self.resume(v, now);
             }
         };
-        let (authority, path) = (authority.to_owned(), path.to_owned());
-        self.scratch = url;
-        let addr = match self.resolve(&authority) {
-            Some(a) => a,
-            None => {
-                self.fail_step(v, id as usize, "resolve_failed");
-                return self.resume(v, now);
-            }
+        // `authority` and `path` borrow the rendered URL (the worker's scratch buffer, taken
+        // out and put back below): no allocation per request.
+        let Some(addr) = self.resolve(authority) else {
+            self.scratch = url;
+            self.fail_step(v, id as usize, "resolve_failed");
+            return self.resume(v, now);
         };
         let vu = &mut self.vus[v as usize];
         let q = &mut vu.queue;
@@ -44,6 +42,7 @@ impl VuWorker {
         q.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         q.extend_from_slice(authority.as_bytes());
         q.extend_from_slice(b"\r\n");
+        self.scratch = url;
         for (name, value) in plan
             .file
             .options

@@ -594,9 +594,7 @@ impl VuWorker {
             budget -= 1;
             if budget == 0 {
                 vu.wait = Wait::Yield;
-                // Just after `now`: `fire_timers(now)` also pops timers added while it runs,
-                // so one due at `now` would resume the VU inside the same pass, for ever.
-                self.set_timer(v, now + 1);
+                self.set_timer(v, now);
                 return Ok(());
             }
             match op {
