@@ -316,8 +316,9 @@ impl RefCheck for Cx<'_> {
     }
 }
 
-/// Offset of the first character of a string value's content.
-fn content_start(src: &str, span: &Range<usize>) -> usize {
+/// Offset of the first character of a string value's content (also used by the mock
+/// file's parser, target/mock/spec.rs).
+pub(crate) fn content_start(src: &str, span: &Range<usize>) -> usize {
     let s = src.get(span.start..).unwrap_or("");
     if s.starts_with("\"\"\"") || s.starts_with("'''") {
         let nl = usize::from(s[3..].starts_with('\n'));
@@ -329,13 +330,50 @@ fn content_start(src: &str, span: &Range<usize>) -> usize {
     }
 }
 
+/// 1-based line and column (in characters) of byte `offset` of `src`.
+pub(crate) fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// A toml/serde error message reworded for users: unknown keys with a did-you-mean (or the
+/// expected list), missing keys, and serde's type names in plain words. Shared with the mock
+/// file's parser.
+pub(crate) fn describe_toml_error(msg: &str) -> String {
+    let msg = msg.trim();
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or("");
+        let expected: Vec<&str> = rest
+            .split_once("expected")
+            .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+            .unwrap_or_default();
+        let hint = did_you_mean(name, &expected);
+        if hint.is_empty() && !expected.is_empty() {
+            format!(
+                "unknown key \"{name}\"; expected one of: {}",
+                expected.join(", ")
+            )
+        } else {
+            format!("unknown key \"{name}\"{hint}")
+        }
+    } else if let Some(rest) = msg.strip_prefix("missing field `") {
+        format!("missing key \"{}\"", rest.split('`').next().unwrap_or(""))
+    } else {
+        msg.replace("expected f64", "expected a number")
+            .replace("expected u16", "expected a whole number like 200")
+            .replace("expected u64", "expected a whole number")
+            .replace("expected i64", "expected a whole number")
+            .replace("expected a sequence", "expected an array")
+            .replace("expected a map", "expected a table")
+            .replace("expected a string", "expected a string in quotes")
+    }
+}
+
 impl Cx<'_> {
     fn error_at(&self, offset: usize, message: impl Into<String>) -> ScenarioError {
-        let offset = offset.min(self.src.len());
-        let before = &self.src[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        let (line, column) = line_col(self.src, offset);
         ScenarioError {
             path: self.path.clone(),
             line,
@@ -356,32 +394,10 @@ impl Cx<'_> {
     fn toml_error(&self, e: &toml::de::Error) -> ScenarioError {
         let msg = e.message().trim();
         let offset = e.span().map_or(0, |s| s.start);
-        let message = if let Some(rest) = msg.strip_prefix("unknown field `") {
-            let name = rest.split('`').next().unwrap_or("");
-            let expected: Vec<&str> = rest
-                .split_once("expected")
-                .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
-                .unwrap_or_default();
-            let hint = did_you_mean(name, &expected);
-            if hint.is_empty() && !expected.is_empty() {
-                format!(
-                    "unknown key \"{name}\"; expected one of: {}",
-                    expected.join(", ")
-                )
-            } else {
-                format!("unknown key \"{name}\"{hint}")
-            }
-        } else if let Some(rest) = msg.strip_prefix("missing field `") {
-            format!("missing key \"{}\"", rest.split('`').next().unwrap_or(""))
-        } else if msg.contains("untagged enum NumOrStr") {
+        let message = if msg.contains("untagged enum NumOrStr") {
             "expected a number, or a string like \"10k\" or \"${VUS:-10}\"".to_owned()
         } else {
-            msg.replace("expected f64", "expected a number")
-                .replace("expected u16", "expected a whole number like 200")
-                .replace("expected u64", "expected a whole number")
-                .replace("expected a sequence", "expected an array")
-                .replace("expected a map", "expected a table")
-                .replace("expected a string", "expected a string in quotes")
+            describe_toml_error(msg)
         };
         self.error_at(offset, message)
     }

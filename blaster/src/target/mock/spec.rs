@@ -21,7 +21,7 @@ use super::limit::{KeySource, RateLimitSpec};
 use super::pattern::Pattern;
 use super::template::{Scope, Template};
 use crate::cli::units::{parse_bytes, parse_duration};
-use crate::scenario::parse::did_you_mean;
+use crate::scenario::parse::{content_start, describe_toml_error, did_you_mean, line_col};
 
 type S<T> = Spanned<T>;
 
@@ -280,26 +280,9 @@ struct Cx<'a> {
     path: &'a str,
 }
 
-/// Offset of the first character of a string value's content.
-fn content_start(src: &str, span: &Range<usize>) -> usize {
-    let s = src.get(span.start..).unwrap_or("");
-    if s.starts_with("\"\"\"") || s.starts_with("'''") {
-        let nl = usize::from(s[3..].starts_with('\n'));
-        span.start + 3 + nl
-    } else if s.starts_with('"') || s.starts_with('\'') {
-        span.start + 1
-    } else {
-        span.start
-    }
-}
-
 impl Cx<'_> {
     fn error_at(&self, offset: usize, message: impl Into<String>) -> MockError {
-        let offset = offset.min(self.src.len());
-        let before = &self.src[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        let (line, column) = line_col(self.src, offset);
         MockError {
             path: self.path.to_owned(),
             line,
@@ -313,31 +296,8 @@ impl Cx<'_> {
     }
 
     fn toml_error(&self, e: &toml::de::Error) -> MockError {
-        let msg = e.message().trim();
         let offset = e.span().map_or(0, |s| s.start);
-        let message = if let Some(rest) = msg.strip_prefix("unknown field `") {
-            let name = rest.split('`').next().unwrap_or("");
-            let expected: Vec<&str> = rest
-                .split_once("expected")
-                .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
-                .unwrap_or_default();
-            let hint = did_you_mean(name, &expected);
-            if hint.is_empty() && !expected.is_empty() {
-                format!(
-                    "unknown key \"{name}\"; expected one of: {}",
-                    expected.join(", ")
-                )
-            } else {
-                format!("unknown key \"{name}\"{hint}")
-            }
-        } else if let Some(rest) = msg.strip_prefix("missing field `") {
-            format!("missing key \"{}\"", rest.split('`').next().unwrap_or(""))
-        } else {
-            msg.replace("expected i64", "expected a whole number")
-                .replace("expected a sequence", "expected an array")
-                .replace("expected a map", "expected a table")
-                .replace("expected a string", "expected a string in quotes")
-        };
+        let message = describe_toml_error(e.message());
         self.error_at(offset, message)
     }
 
