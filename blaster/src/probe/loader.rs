@@ -4,6 +4,7 @@
 
 use std::{
     collections::BTreeMap,
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -11,7 +12,7 @@ use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
-    programs::{RawTracePoint, TracePoint},
+    programs::{CgroupAttachMode, RawTracePoint, SockOps, TracePoint},
 };
 use blaster_common::{
     CounterKey, Histogram, KernelOffsets, MAP_COUNTERS, MAP_HIST, MAP_OFFSETS, MAP_WATCH,
@@ -19,6 +20,7 @@ use blaster_common::{
 };
 
 use super::btf::Btf;
+use super::cgroup;
 use super::check;
 use super::netstat::ListenCounters;
 use super::snapshot::{self, LatencyHist, PortProbe, ProbeSnapshot};
@@ -63,7 +65,34 @@ const METRICS: &[u16] = &[
     metric::ACCEPT_WAIT,
     metric::RECV_QUEUE_WAIT,
     metric::RTT,
+    metric::SERVER_HANDSHAKE,
 ];
+
+/// Name of the `sock_ops` program in the object, and how [`Probe::skipped`] names it.
+const SOCK_OPS: &str = "sock_ops";
+
+/// How the probe attaches (the plain data behind `blaster probe`'s flags).
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// Trace accept(2)/accept4(2) (`--no-accept-syscalls` turns it off): while any
+    /// syscall tracepoint is attached, every syscall of every process on the host takes
+    /// the kernel's slower traced path (about 60 ns more here), which a server that
+    /// accepts through io_uring does not need to pay.
+    pub accept_syscalls: bool,
+    /// The cgroup v2 directory the `sock_ops` program (server-side handshake time)
+    /// attaches to (`--cgroup`). `None`: the root cgroup v2, and when that fails the
+    /// probe runs without it (listed in [`Probe::skipped`]); given: failing is an error.
+    pub cgroup: Option<PathBuf>,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        Self {
+            accept_syscalls: true,
+            cgroup: None,
+        }
+    }
+}
 
 /// The kernel struct fields the programs follow, by [`offsets`] group: (group, [(struct,
 /// field path, setter)]).
@@ -174,19 +203,19 @@ pub struct Probe {
     /// Kernel struct fields missing from BTF: the paths that need them are off
     /// (io_uring accepts, accepts without a peer address, ports of some dropped packets).
     pub offsets_missing: Vec<String>,
+    /// The cgroup the `sock_ops` program is attached to, if it is.
+    pub sock_ops_cgroup: Option<String>,
 }
 
 impl Probe {
     /// Loads the embedded object, watches `ports` and attaches the programs.
     pub fn start(ports: &[u16]) -> Result<Self> {
-        Self::start_with(ports, true)
+        Self::start_with(ports, &ProbeOptions::default())
     }
 
-    /// [`Probe::start`]; `accept_syscalls` false leaves out the `syscalls:*accept*`
-    /// tracepoints: while any syscall tracepoint is attached, every syscall of every
-    /// process on the host takes the kernel's slower traced path (about 60 ns more here),
-    /// which a server that accepts through io_uring does not need to pay.
-    pub fn start_with(ports: &[u16], accept_syscalls: bool) -> Result<Self> {
+    /// [`Probe::start`] with `opts`.
+    pub fn start_with(ports: &[u16], opts: &ProbeOptions) -> Result<Self> {
+        let accept_syscalls = opts.accept_syscalls;
         let mut ports: Vec<u16> = ports.to_vec();
         ports.sort_unstable();
         ports.dedup();
@@ -278,6 +307,23 @@ impl Probe {
                 skipped.push((format!("{category}:{name}"), format!("{e:#}")));
             }
         }
+        let sock_ops_cgroup = match attach_sock_ops(&mut ebpf, opts.cgroup.as_deref()) {
+            Ok(describe) => Some(describe),
+            Err(e) if opts.cgroup.is_some() => {
+                return Err(e.context(format!(
+                    "attaching the sock_ops program (server-side handshake time) failed ({}); \
+                     run `blaster probe --check`",
+                    check::permission_hint()
+                )));
+            }
+            Err(e) => {
+                skipped.push((
+                    format!("{SOCK_OPS} (server-side handshake time)"),
+                    format!("{e:#}"),
+                ));
+                None
+            }
+        };
         let drop_names = check::tracefs_dir()
             .ok()
             .and_then(|d| std::fs::read_to_string(d.join("events/skb/kfree_skb/format")).ok())
@@ -291,6 +337,7 @@ impl Probe {
             drop_names,
             skipped,
             offsets_missing,
+            sock_ops_cgroup,
         })
     }
 
@@ -335,6 +382,7 @@ impl Probe {
                     metric::ACCEPT_WAIT => p.accept_wait = summary,
                     metric::RECV_QUEUE_WAIT => p.recv_queue_wait = summary,
                     metric::RTT => p.srtt = summary,
+                    metric::SERVER_HANDSHAKE => p.server_handshake = summary,
                     _ => {}
                 }
             }
@@ -373,6 +421,27 @@ impl Probe {
             ports: ports.into_values().collect(),
         })
     }
+}
+
+/// Loads the `sock_ops` program and attaches it to `cgroup` (the root cgroup v2 when
+/// `None`); returns where it is attached. The link is the program's: dropping the
+/// [`Ebpf`] detaches it.
+fn attach_sock_ops(ebpf: &mut Ebpf, cgroup: Option<&std::path::Path>) -> Result<String> {
+    let cg = cgroup::open(cgroup).map_err(anyhow::Error::msg)?;
+    let program: &mut SockOps = ebpf
+        .program_mut(SOCK_OPS)
+        .context("program sock_ops missing from the object")?
+        .try_into()?;
+    program
+        .load()
+        .map_err(|e| anyhow::anyhow!("{e:#} ({})", verifier_tail(&format!("{e:?}"))))?;
+    // `Single`: on 5.7+ aya attaches with a BPF link, which always shares the cgroup with
+    // other programs (another probe, another tool) and takes no mode flag (the kernel
+    // answers EINVAL to BPF_F_ALLOW_MULTI there).
+    program
+        .attach(&cg.file, CgroupAttachMode::Single)
+        .with_context(|| format!("attaching to the {}", cg.describe))?;
+    Ok(cg.describe)
 }
 
 /// Watches `ports` for `duration`, then returns what the probe measured.
