@@ -122,11 +122,12 @@ pub mod counter {
     pub const URING_ACCEPT: u16 = 10;
     /// Passive opens that closed before the application accepted them.
     pub const CLOSED_UNACCEPTED: u16 = 11;
-    /// SYNs to this port that got a request socket (the `sock_ops` program; SYN-cookie
-    /// SYNs included).
+    /// SYNs to this port that got a request socket (the `sock_ops` program; not SYNs
+    /// answered with a cookie: their request socket has no listener, so no cgroup program
+    /// runs for it).
     pub const SYN_RECEIVED: u16 = 12;
-    /// Passive opens established whose SYN the `sock_ops` program had not seen (it came
-    /// before the probe started, or its entry was evicted).
+    /// Passive opens established whose SYN the `sock_ops` program had not seen (a SYN
+    /// cookie, a SYN before the probe started, an evicted entry).
     pub const SERVER_HANDSHAKE_UNMATCHED: u16 = 13;
 }
 

@@ -641,9 +641,10 @@ pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
 ///
 /// - `BPF_SOCK_OPS_RWND_INIT` on a request socket (`is_fullsock` 0): `tcp_conn_request`
 ///   asks for the initial receive window of the SYN it just accepted, before the SYN-ACK
-///   goes out (also for SYN-cookie and Fast Open SYNs; `TIMEOUT_INIT` would miss those,
-///   and older kernels call it again at the final ACK). On a full socket it is a
-///   `connect()`, not ours.
+///   goes out (also for Fast Open SYNs; `TIMEOUT_INIT` would miss those, and older
+///   kernels call it again at the final ACK). On a full socket it is a `connect()`, not
+///   ours. A SYN answered with a cookie gets a request socket without a listener, for
+///   which no cgroup program runs: its connection counts as unmatched.
 /// - `BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB`: the child socket is established (the final
 ///   ACK came, or at once for Fast Open).
 ///

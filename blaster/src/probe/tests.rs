@@ -754,3 +754,71 @@ fn probe_server_handshake_in_a_netns_matches_the_delay() {
         want / 1e6
     );
 }
+
+/// `TcpExt` counter `name` of the calling thread's network namespace.
+fn tcp_ext(name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names = lines.next()?.split_whitespace();
+    let values = lines.next()?.split_whitespace();
+    names.zip(values).find(|(n, _)| *n == name)?.1.parse().ok()
+}
+
+/// SYN cookies, the documented limit: with `tcp_syncookies` 2 in a fresh namespace every
+/// SYN is answered with a cookie. The kernel makes the cookie's request socket without a
+/// listener, so the cgroup program does not run at the SYN: no handshake time, and each
+/// connection counts as `server_handshake_unmatched` (not lost silently).
+#[test]
+fn probe_server_handshake_with_syn_cookies() {
+    const N: u64 = 4;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        require_or_skip("a network namespace needs root");
+        return;
+    }
+    let ns = match Netns::create() {
+        Ok(ns) => ns,
+        Err(e) => {
+            require_or_skip(&format!("cannot make a network namespace: {e}"));
+            return;
+        }
+    };
+    let got = std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter().expect("setns into the test namespace");
+            // /proc/sys/net is the opening thread's namespace: only the test's changes.
+            std::fs::write("/proc/sys/net/ipv4/tcp_syncookies", "2")
+                .expect("tcp_syncookies 2 in the test namespace");
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind in the namespace");
+            let port = listener.local_addr().expect("local addr").port();
+            let probe = start_or_skip(port)?;
+            if !sock_ops_or_skip(&probe) {
+                return None;
+            }
+            let cookies_before = tcp_ext("SyncookiesSent").expect("SyncookiesSent");
+            let conns: Vec<_> = (0..N)
+                .map(|_| {
+                    let c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                    (c, listener.accept().expect("accept").0)
+                })
+                .collect();
+            let cookies = tcp_ext("SyncookiesSent").expect("SyncookiesSent") - cookies_before;
+            let snap = probe.snapshot().expect("snapshot");
+            drop(conns);
+            Some((snap, port, cookies))
+        })
+        .join()
+        .expect("the namespace thread")
+    });
+    drop(ns);
+    let Some((snap, port, cookies)) = got else {
+        return;
+    };
+    let p = snap.port(port).expect("watched port");
+    eprintln!("{cookies} SYN cookies sent; {:?}", p.server_handshake);
+    assert_eq!(cookies, N, "every SYN got a cookie");
+    assert_eq!(p.connections, N, "{p:?}");
+    assert_eq!(p.server_handshake.count, 0, "{p:?}");
+    assert_eq!(p.syns_received, 0, "{p:?}");
+    assert_eq!(p.server_handshake_unmatched, N, "{p:?}");
+}
