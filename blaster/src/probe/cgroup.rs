@@ -62,7 +62,8 @@ pub(crate) fn open(path: Option<&Path>) -> Result<Cgroup, String> {
 fn open_dir(p: &Path) -> Result<File, String> {
     File::open(p).map_err(|e| {
         format!(
-            "cannot open the cgroup directory {}: {e} (run as root, or give another --cgroup)",
+            "cannot open the cgroup directory {}: {e}: give an existing cgroup v2 directory \
+             with --cgroup",
             p.display()
         )
     })
@@ -190,6 +191,24 @@ mod tests {
             root_in_mountinfo("25 19 0:23 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"),
             None
         );
+    }
+
+    #[test]
+    fn probe_cgroup_flag_errors_name_the_path() {
+        let dir = std::env::temp_dir();
+        let err = open(Some(&dir)).err().expect("a temp dir is no cgroup");
+        assert!(
+            err.contains(&format!("--cgroup {}", dir.display())),
+            "{err}"
+        );
+        assert!(err.contains("not a cgroup v2 directory"), "{err}");
+        let err = open(Some(Path::new("/nonexistent/blaster-cgroup")))
+            .err()
+            .expect("missing");
+        assert!(err.contains("/nonexistent/blaster-cgroup"), "{err}");
+        if let Some(root) = root_mount() {
+            assert!(is_cgroup2(&root), "{}", root.display());
+        }
     }
 
     /// Needs root: the fallback mount works even when cgroup2 is already mounted (a second

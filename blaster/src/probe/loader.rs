@@ -307,22 +307,31 @@ impl Probe {
                 skipped.push((format!("{category}:{name}"), format!("{e:#}")));
             }
         }
-        let sock_ops_cgroup = match attach_sock_ops(&mut ebpf, opts.cgroup.as_deref()) {
-            Ok(describe) => Some(describe),
-            Err(e) if opts.cgroup.is_some() => {
-                return Err(e.context(format!(
-                    "attaching the sock_ops program (server-side handshake time) failed ({}); \
-                     run `blaster probe --check`",
-                    check::permission_hint()
-                )));
-            }
+        // The server-side handshake: optional with the default (root) cgroup, required
+        // when `--cgroup` names one.
+        let required = opts.cgroup.is_some();
+        let what = format!("{SOCK_OPS} (server-side handshake time)");
+        let sock_ops_cgroup = match cgroup::open(opts.cgroup.as_deref()) {
+            Err(e) if required => bail!("{e}"),
             Err(e) => {
-                skipped.push((
-                    format!("{SOCK_OPS} (server-side handshake time)"),
-                    format!("{e:#}"),
-                ));
+                skipped.push((what, e));
                 None
             }
+            Ok(cg) => match attach_sock_ops(&mut ebpf, &cg) {
+                Ok(()) => Some(cg.describe),
+                Err(e) if required => {
+                    return Err(e.context(format!(
+                        "attaching the sock_ops program to the {} failed ({}); run \
+                         `blaster probe --check`",
+                        cg.describe,
+                        check::permission_hint()
+                    )));
+                }
+                Err(e) => {
+                    skipped.push((what, format!("{e:#}")));
+                    None
+                }
+            },
         };
         let drop_names = check::tracefs_dir()
             .ok()
@@ -423,11 +432,9 @@ impl Probe {
     }
 }
 
-/// Loads the `sock_ops` program and attaches it to `cgroup` (the root cgroup v2 when
-/// `None`); returns where it is attached. The link is the program's: dropping the
-/// [`Ebpf`] detaches it.
-fn attach_sock_ops(ebpf: &mut Ebpf, cgroup: Option<&std::path::Path>) -> Result<String> {
-    let cg = cgroup::open(cgroup).map_err(anyhow::Error::msg)?;
+/// Loads the `sock_ops` program and attaches it to `cg`. The link is the program's:
+/// dropping the [`Ebpf`] detaches it.
+fn attach_sock_ops(ebpf: &mut Ebpf, cg: &cgroup::Cgroup) -> Result<()> {
     let program: &mut SockOps = ebpf
         .program_mut(SOCK_OPS)
         .context("program sock_ops missing from the object")?
@@ -441,7 +448,7 @@ fn attach_sock_ops(ebpf: &mut Ebpf, cgroup: Option<&std::path::Path>) -> Result<
     program
         .attach(&cg.file, CgroupAttachMode::Single)
         .with_context(|| format!("attaching to the {}", cg.describe))?;
-    Ok(cg.describe)
+    Ok(())
 }
 
 /// Watches `ports` for `duration`, then returns what the probe measured.
