@@ -350,6 +350,13 @@ impl Probe {
         })
     }
 
+    /// The kernel's id of the loaded `sock_ops` program (tests check it goes away).
+    #[cfg(test)]
+    pub(crate) fn sock_ops_program_id(&self) -> Option<u32> {
+        let p: &SockOps = self.ebpf.program(SOCK_OPS)?.try_into().ok()?;
+        p.info().ok().map(|i| i.id())
+    }
+
     /// The watched ports, sorted.
     pub fn ports(&self) -> &[u16] {
         &self.ports

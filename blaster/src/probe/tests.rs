@@ -822,3 +822,33 @@ fn probe_server_handshake_with_syn_cookies() {
     assert_eq!(p.syns_received, 0, "{p:?}");
     assert_eq!(p.server_handshake_unmatched, N, "{p:?}");
 }
+
+/// The sock_ops program is detached and unloaded when the probe goes away (its cgroup link
+/// is the probe's only hold on it): nothing stays attached to the root cgroup.
+#[test]
+fn probe_sock_ops_is_detached_on_drop() {
+    use std::time::{Duration, Instant};
+    let Some(probe) = start_or_skip(9) else {
+        return;
+    };
+    if !sock_ops_or_skip(&probe) {
+        return;
+    }
+    let id = probe.sock_ops_program_id().expect("the program's id");
+    let loaded = |id: u32| {
+        aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .any(|p| p.id() == id)
+    };
+    assert!(loaded(id), "program {id} is loaded while the probe runs");
+    drop(probe);
+    // The kernel releases a link's program from a work queue: allow it a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while loaded(id) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !loaded(id),
+        "program {id} still loaded after the probe was dropped"
+    );
+}
