@@ -128,7 +128,9 @@ fn count(port: u16, which: u16, detail: u32) {
         detail,
     };
     match COUNTERS.get_ptr_mut(key) {
-        // SAFETY: a per-CPU map value of this CPU; tracepoint programs do not nest on a CPU.
+        // SAFETY: a live per-CPU map value of this CPU. A program in softirq (the sock_ops
+        // one, say) may interrupt one in process context on the same CPU: at worst one
+        // increment of the same key is lost, never an invalid access.
         Some(p) => unsafe { *p += 1 },
         None => {
             let _ = COUNTERS.insert(key, 1, 0);
@@ -141,7 +143,8 @@ fn count(port: u16, which: u16, detail: u32) {
 #[inline(always)]
 fn record(port: u16, slot: u16, which: u16, ns: u64) {
     match HIST.get_ptr_mut(hist_index(slot, which)) {
-        // SAFETY: a per-CPU map value of this CPU; tracepoint programs do not nest on a CPU.
+        // SAFETY: as in `count`: this CPU's value; an interrupting program can at worst
+        // lose one sample of the same histogram.
         Some(h) => unsafe { (*h).record(ns) },
         None => count(port, counter::HIST_MISSING, which as u32),
     }
