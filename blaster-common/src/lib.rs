@@ -15,6 +15,7 @@
 //! | [`MAP_ESTABLISHED`] | LRU hash | [`PeerKey`] | [`Pending`] | kernel only (awaiting accept) |
 //! | [`MAP_ACCEPTING`] | hash | pid_tgid `u64` | user pointer `u64` | kernel only (in accept) |
 //! | [`MAP_SOCKS`] | LRU hash | socket address `u64` | [`SockInfo`] | kernel only (passive opens on watched ports) |
+//! | [`MAP_SYN_RECV`] | LRU hash | [`FlowKey`] | [`Pending`] | kernel only (SYN received, `sock_ops`) |
 //! | [`MAP_OFFSETS`] | array (1) | `u32` 0 | [`KernelOffsets`] | user: struct offsets from the kernel's BTF |
 //! | [`MAP_STATE`] | array ([`state::COUNT`]) | `u32` | `u64` | kernel: [`state`] gauges |
 //!
@@ -38,6 +39,9 @@ pub const MAP_ESTABLISHED: &str = "ESTABLISHED";
 pub const MAP_ACCEPTING: &str = "ACCEPTING";
 /// Passively opened sockets on watched ports: socket address -> [`SockInfo`].
 pub const MAP_SOCKS: &str = "SOCKS";
+/// SYNs received on watched ports, awaiting their final ACK (the `sock_ops` program):
+/// [`FlowKey`] -> [`Pending`]. Abandoned SYNs are left to the LRU to evict.
+pub const MAP_SYN_RECV: &str = "SYN_RECV";
 /// One [`KernelOffsets`] at index 0, written by user space before attaching.
 pub const MAP_OFFSETS: &str = "OFFSETS";
 /// Gauges the programs keep for themselves; see [`state`].
@@ -79,8 +83,13 @@ pub mod metric {
     /// Smoothed RTT (`tcp_sock.srtt_us`) of passive opens on this port, sampled at each
     /// read that took data.
     pub const RTT: u16 = 3;
+    /// Passive open, server side: the SYN arrived at the listener (its request socket
+    /// got its receive window, `BPF_SOCK_OPS_RWND_INIT`) until the child socket became
+    /// established (`BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB`): the SYN-ACK's trip to the
+    /// client and the ACK's trip back. Keyed by the local listening port.
+    pub const SERVER_HANDSHAKE: u16 = 4;
     /// Number of metrics; [`super::MAX_HISTS`] reserves room for all of them.
-    pub const COUNT: u16 = 4;
+    pub const COUNT: u16 = 5;
 }
 
 /// What a counter counts ([`CounterKey::counter`]).
@@ -113,6 +122,13 @@ pub mod counter {
     pub const URING_ACCEPT: u16 = 10;
     /// Passive opens that closed before the application accepted them.
     pub const CLOSED_UNACCEPTED: u16 = 11;
+    /// SYNs to this port that got a request socket (the `sock_ops` program; not SYNs
+    /// answered with a cookie: their request socket has no listener, so no cgroup program
+    /// runs for it).
+    pub const SYN_RECEIVED: u16 = 12;
+    /// Passive opens established whose SYN the `sock_ops` program had not seen (a SYN
+    /// cookie, a SYN before the probe started, an evicted entry).
+    pub const SERVER_HANDSHAKE_UNMATCHED: u16 = 13;
 }
 
 /// Indexes of [`MAP_STATE`].
@@ -309,6 +325,23 @@ pub struct PeerKey {
     pub _pad: u32,
 }
 
+/// Key of [`MAP_SYN_RECV`]: a connection's 4-tuple as a `sock_ops` program sees it, the
+/// same for the request socket (at the SYN) and the child socket (established). IPv4
+/// addresses are stored IPv4-mapped (`::ffff:a.b.c.d`), so a dual-stack listener's child
+/// (AF_INET6, mapped) matches its request socket (AF_INET).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Local address, as the four 32-bit words of an IPv6 address (network order).
+    pub local_ip: [u32; 4],
+    /// Remote address, likewise.
+    pub remote_ip: [u32; 4],
+    /// Local port, host order (`bpf_sock_ops.local_port`).
+    pub local_port: u32,
+    /// Remote port as `bpf_sock_ops.remote_port` holds it (network order).
+    pub remote_port: u32,
+}
+
 /// Floor of log2 of `v` (`v > 0`), written without `leading_zeros` so the BPF backend
 /// emits plain shifts and compares.
 #[inline(always)]
@@ -388,6 +421,8 @@ mod user {
     unsafe impl aya::Pod for super::PeerKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SockInfo {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::KernelOffsets {}
 }

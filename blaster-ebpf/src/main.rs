@@ -3,8 +3,10 @@
 //! counters, aggregated in the kernel (see docs/PROBE.md and `blaster-common` for the
 //! maps).
 //!
-//! Only tracepoints are used (kprobes and fentry are not available everywhere blaster
-//! runs). Field offsets are those of the tracepoint formats in
+//! Only tracepoints and one `sock_ops` program are used (kprobes and fentry are not
+//! available everywhere blaster runs). The `sock_ops` program, attached to a cgroup v2
+//! (the root by default), times the server side of the handshake: request sockets have
+//! no tracepoint. Field offsets are those of the tracepoint formats in
 //! `/sys/kernel/tracing/events/{sock,tcp,skb,io_uring,syscalls}/*/format`, stable since
 //! Linux 5.x; the loader checks them against the running kernel before attaching. The
 //! few kernel structs followed by pointer (descriptor tables, `sk_buff` headers) are read
@@ -21,16 +23,17 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
     EbpfContext,
+    bindings::{BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, BPF_SOCK_OPS_RWND_INIT},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
         bpf_probe_read_kernel, bpf_probe_read_user,
     },
-    macros::{map, raw_tracepoint, tracepoint},
+    macros::{map, raw_tracepoint, sock_ops, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
-    programs::{RawTracePointContext, TracePointContext},
+    programs::{RawTracePointContext, SockOpsContext, TracePointContext},
 };
 use blaster_common::{
-    CounterKey, Histogram, KernelOffsets, MAX_COUNTERS, MAX_HISTS, MAX_PORTS,
+    CounterKey, FlowKey, Histogram, KernelOffsets, MAX_COUNTERS, MAX_HISTS, MAX_PORTS,
     MAX_TRACKED, PeerKey, Pending, SockInfo, counter, hist_index, metric, offsets, state,
 };
 
@@ -51,6 +54,9 @@ static ESTABLISHED: LruHashMap<PeerKey, u64> = LruHashMap::with_max_entries(MAX_
 
 #[map(name = "SOCKS")]
 static SOCKS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
+
+#[map(name = "SYN_RECV")]
+static SYN_RECV: LruHashMap<FlowKey, Pending> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
 
 #[map(name = "OFFSETS")]
 static OFFSETS: Array<KernelOffsets> = Array::with_max_entries(1, 0);
@@ -122,7 +128,9 @@ fn count(port: u16, which: u16, detail: u32) {
         detail,
     };
     match COUNTERS.get_ptr_mut(key) {
-        // SAFETY: a per-CPU map value of this CPU; tracepoint programs do not nest on a CPU.
+        // SAFETY: a live per-CPU map value of this CPU. A program in softirq (the sock_ops
+        // one, say) may interrupt one in process context on the same CPU: at worst one
+        // increment of the same key is lost, never an invalid access.
         Some(p) => unsafe { *p += 1 },
         None => {
             let _ = COUNTERS.insert(key, 1, 0);
@@ -135,7 +143,8 @@ fn count(port: u16, which: u16, detail: u32) {
 #[inline(always)]
 fn record(port: u16, slot: u16, which: u16, ns: u64) {
     match HIST.get_ptr_mut(hist_index(slot, which)) {
-        // SAFETY: a per-CPU map value of this CPU; tracepoint programs do not nest on a CPU.
+        // SAFETY: as in `count`: this CPU's value; an interrupting program can at worst
+        // lose one sample of the same histogram.
         Some(h) => unsafe { (*h).record(ns) },
         None => count(port, counter::HIST_MISSING, which as u32),
     }
@@ -625,6 +634,98 @@ pub fn sys_enter_accept(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "syscalls", name = "sys_exit_accept")]
 pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
     accept_exit(&ctx)
+}
+
+// ---- sock_ops: server-side handshake ----------------------------------------------------
+
+/// The cgroup's `sock_ops` program (attached by the loader to a cgroup v2, the root by
+/// default, so it sees the sockets of every process below it in every network namespace).
+/// It runs a few times per connection (not per packet); two callbacks matter:
+///
+/// - `BPF_SOCK_OPS_RWND_INIT` on a request socket (`is_fullsock` 0): `tcp_conn_request`
+///   asks for the initial receive window of the SYN it just accepted, before the SYN-ACK
+///   goes out (also for Fast Open SYNs; `TIMEOUT_INIT` would miss those, and older
+///   kernels call it again at the final ACK). On a full socket it is a `connect()`, not
+///   ours. A SYN answered with a cookie gets a request socket without a listener, for
+///   which no cgroup program runs: its connection counts as unmatched.
+/// - `BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB`: the child socket is established (the final
+///   ACK came, or at once for Fast Open).
+///
+/// Both see the same 4-tuple, the key of [`SYN_RECV`]. The return value 1 leaves the
+/// kernel's choices (window, timeout) alone: `reply` is never set.
+#[sock_ops]
+pub fn sock_ops(ctx: SockOpsContext) -> u32 {
+    let op = ctx.op();
+    if op != BPF_SOCK_OPS_RWND_INIT && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB {
+        return 1;
+    }
+    // Host order, the listener's port for both callbacks.
+    let port = ctx.local_port() as u16;
+    let Some(slot) = slot_of(port) else {
+        return 1;
+    };
+    let key = flow_key(&ctx);
+    if op == BPF_SOCK_OPS_RWND_INIT {
+        // SAFETY: a field of the context; the verifier checks the access.
+        if unsafe { core::ptr::read_volatile(&(*ctx.ops).is_fullsock) } != 0 {
+            return 1;
+        }
+        let p = Pending {
+            ts: now(),
+            port,
+            slot,
+            _pad: [0; 2],
+        };
+        // A SYN for a 4-tuple already waiting replaces it (the old one was abandoned: a
+        // retransmitted SYN of a live request finds the request, not this path).
+        let _ = SYN_RECV.insert(key, p, 0);
+        count(port, counter::SYN_RECEIVED, 0);
+    } else {
+        match SYN_RECV.get_ptr(key) {
+            Some(p) => {
+                // SAFETY: a live map value; copied out before the remove below.
+                let ts = unsafe { (*p).ts };
+                let _ = SYN_RECV.remove(key);
+                record(port, slot, metric::SERVER_HANDSHAKE, now().saturating_sub(ts));
+            }
+            None => count(port, counter::SERVER_HANDSHAKE_UNMATCHED, 0),
+        }
+    }
+    1
+}
+
+/// The 4-tuple of a `sock_ops` context, IPv4 addresses IPv4-mapped (see [`FlowKey`]).
+/// Each context word is read on its own: the verifier allows only 4-byte loads of them.
+#[inline(always)]
+fn flow_key(ctx: &SockOpsContext) -> FlowKey {
+    let ops = ctx.ops;
+    let mut key = FlowKey {
+        local_ip: [0; 4],
+        remote_ip: [0; 4],
+        local_port: ctx.local_port(),
+        remote_port: ctx.remote_port(),
+    };
+    if ctx.family() == AF_INET6 as u32 {
+        // SAFETY: fields of the context; the verifier checks each 4-byte access.
+        unsafe {
+            key.local_ip[0] = core::ptr::read_volatile(&(*ops).local_ip6[0]);
+            key.local_ip[1] = core::ptr::read_volatile(&(*ops).local_ip6[1]);
+            key.local_ip[2] = core::ptr::read_volatile(&(*ops).local_ip6[2]);
+            key.local_ip[3] = core::ptr::read_volatile(&(*ops).local_ip6[3]);
+            key.remote_ip[0] = core::ptr::read_volatile(&(*ops).remote_ip6[0]);
+            key.remote_ip[1] = core::ptr::read_volatile(&(*ops).remote_ip6[1]);
+            key.remote_ip[2] = core::ptr::read_volatile(&(*ops).remote_ip6[2]);
+            key.remote_ip[3] = core::ptr::read_volatile(&(*ops).remote_ip6[3]);
+        }
+    } else {
+        // ::ffff:a.b.c.d
+        let mapped = 0xffff_u32.to_be();
+        key.local_ip[2] = mapped;
+        key.local_ip[3] = ctx.local_ip4();
+        key.remote_ip[2] = mapped;
+        key.remote_ip[3] = ctx.remote_ip4();
+    }
+    key
 }
 
 // ---- tcp counters -----------------------------------------------------------------------

@@ -66,6 +66,8 @@ fn run_with_probe_reports_the_kernel_share() {
             port,
             connections: 6,
             accept_wait: hist(4, 80_000),
+            // The server side of the 4 handshakes: 20 ms each.
+            server_handshake: hist(4, 20_000_000),
             // 30 more samples of 50 µs during the run.
             recv_queue_wait: hist(40, 50_000),
             drops: 1,
@@ -103,6 +105,9 @@ fn run_with_probe_reports_the_kernel_share() {
     assert_eq!(u(k, &["recv_queue_us", "count"]), 30);
     assert_eq!(k["recv_queue_us"]["p50"], 50.0);
     assert_eq!(u(k, &["accept_queue_us", "count"]), 4);
+    assert_eq!(u(k, &["server_handshake_us", "count"]), 4);
+    assert_eq!(k["server_handshake_us"]["p50"], 20_000.0);
+    assert_eq!(u(k, &["handshake_us", "count"]), 0, "no local connects");
     assert_eq!(u(k, &["drops_by_reason", "NO_SOCKET"]), 1);
     assert_eq!(u(k, &["listen_drops"]), 0);
     // 30 x 50 µs of receive-queue wait over 200 responses: 7.5 µs per request.

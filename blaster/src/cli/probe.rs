@@ -36,6 +36,11 @@ pub struct ProbeArgs {
     /// attached syscall tracepoint slows every syscall on the host a little.
     #[arg(long)]
     pub no_accept_syscalls: bool,
+    /// The cgroup v2 directory whose sockets the sock_ops program (server-side handshake
+    /// time) watches, e.g. a container's. Default: the root cgroup v2 (every process);
+    /// mounted for a moment when no cgroup2 is mounted.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
 }
 
 #[cfg(not(feature = "probe"))]
@@ -52,7 +57,7 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
     use std::sync::atomic::Ordering;
     use std::sync::{Arc, Mutex};
 
-    use crate::probe::{Probe, ProbeSnapshot};
+    use crate::probe::{Probe, ProbeOptions, ProbeSnapshot};
     use crate::report::endpoint::{Endpoint, Render};
 
     if args.check {
@@ -75,7 +80,16 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         });
     }
     let stop = super::install_stop_signals()?;
-    let probe = Probe::start_with(&args.ports, !args.no_accept_syscalls)?;
+    let probe = Probe::start_with(
+        &args.ports,
+        &ProbeOptions {
+            accept_syscalls: !args.no_accept_syscalls,
+            cgroup: args.cgroup.clone(),
+        },
+    )?;
+    if let Some(cg) = &probe.sock_ops_cgroup {
+        eprintln!("blaster probe: sock_ops (server-side handshake time) attached to the {cg}");
+    }
     for (what, why) in &probe.skipped {
         if !args.no_accept_syscalls || !what.starts_with("syscalls:") {
             eprintln!("blaster probe: warning: {what} not attached: {why}");
@@ -154,10 +168,12 @@ fn summary_line(elapsed_ms: u64, p: &crate::probe::PortProbe) -> String {
     use std::fmt::Write as _;
     let us = |ns: u64| units::format_duration_us(ns / 1_000);
     let mut line = format!(
-        "[{:>6.1}s] port {:<5} conns {}  accept wait p50 {} p99 {}  recv wait p50 {} p99 {}  srtt p50 {}  handshakes {} (p50 {})  retrans {} (SYN-ACK {})  resets sent {} recv {}",
+        "[{:>6.1}s] port {:<5} conns {}  handshake p50 {} p99 {}  accept wait p50 {} p99 {}  recv wait p50 {} p99 {}  srtt p50 {}  local connects {} (p50 {})  retrans {} (SYN-ACK {})  resets sent {} recv {}",
         elapsed_ms as f64 / 1e3,
         p.port,
         p.connections,
+        us(p.server_handshake.p50_ns),
+        us(p.server_handshake.p99_ns),
         us(p.accept_wait.p50_ns),
         us(p.accept_wait.p99_ns),
         us(p.recv_queue_wait.p50_ns),
@@ -182,4 +198,37 @@ fn summary_line(elapsed_ms: u64, p: &crate::probe::PortProbe) -> String {
         }
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use crate::cli::{Cli, Command};
+
+    fn probe_args(argv: &[&str]) -> super::ProbeArgs {
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Probe(a) => a,
+            other => panic!("not a probe command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn probe_cgroup_flag_defaults_to_the_root() {
+        let a = probe_args(&["blaster", "probe", "--port", "8080"]);
+        assert_eq!(a.cgroup, None);
+        let a = probe_args(&[
+            "blaster",
+            "probe",
+            "--port",
+            "8080",
+            "--cgroup",
+            "/sys/fs/cgroup/system.slice",
+        ]);
+        assert_eq!(
+            a.cgroup.as_deref(),
+            Some(std::path::Path::new("/sys/fs/cgroup/system.slice"))
+        );
+        assert!(Cli::try_parse_from(["blaster", "probe", "--port", "1", "--cgroup"]).is_err());
+    }
 }

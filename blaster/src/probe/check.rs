@@ -88,14 +88,52 @@ pub fn check() -> Vec<(String, Result<(), String>)> {
         ));
     }
     out.push((
+        "cgroup v2 for the sock_ops program (optional: server-side handshake time)".to_string(),
+        match super::cgroup::root_mount() {
+            Some(root) => {
+                eprintln!("probe: the root cgroup v2 is mounted at {}", root.display());
+                Ok(())
+            }
+            None => Err(format!(
+                "no cgroup2 mounted: the probe mounts one for a moment when it may (root), \
+                 else run `{}`",
+                super::cgroup::mount_command()
+            )),
+        },
+    ));
+    let started = super::Probe::start(&[9]);
+    let sock_ops = match &started {
+        Ok(p) => match &p.sock_ops_cgroup {
+            Some(_) => Ok(()),
+            None => Err(p
+                .skipped
+                .iter()
+                .find(|(what, _)| what.starts_with("sock_ops"))
+                .map(|(_, why)| why.clone())
+                .unwrap_or_else(|| "not attached".to_string())),
+        },
+        Err(_) => Err("the probe did not load (see the tracepoint programs)".to_string()),
+    };
+    out.push((
         "load and attach the tracepoint programs".to_string(),
-        super::Probe::start(&[9])
+        started
             .map(|p| {
-                if !p.skipped.is_empty() {
-                    eprintln!("probe: optional programs skipped: {:?}", p.skipped);
+                let other: Vec<_> = p
+                    .skipped
+                    .iter()
+                    .filter(|(what, _)| !what.starts_with("sock_ops"))
+                    .collect();
+                if !other.is_empty() {
+                    eprintln!("probe: optional programs skipped: {other:?}");
                 }
             })
             .map_err(|e| format!("{e:#}")),
+    ));
+    out.push((
+        "load the sock_ops program and attach it to the root cgroup v2 (optional: server-side \
+         handshake time)"
+            .to_string(),
+        sock_ops,
     ));
     out
 }

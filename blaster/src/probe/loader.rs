@@ -4,6 +4,7 @@
 
 use std::{
     collections::BTreeMap,
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -11,7 +12,7 @@ use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
-    programs::{RawTracePoint, TracePoint},
+    programs::{CgroupAttachMode, RawTracePoint, SockOps, TracePoint},
 };
 use blaster_common::{
     CounterKey, Histogram, KernelOffsets, MAP_COUNTERS, MAP_HIST, MAP_OFFSETS, MAP_WATCH,
@@ -19,6 +20,7 @@ use blaster_common::{
 };
 
 use super::btf::Btf;
+use super::cgroup;
 use super::check;
 use super::netstat::ListenCounters;
 use super::snapshot::{self, LatencyHist, PortProbe, ProbeSnapshot};
@@ -63,7 +65,34 @@ const METRICS: &[u16] = &[
     metric::ACCEPT_WAIT,
     metric::RECV_QUEUE_WAIT,
     metric::RTT,
+    metric::SERVER_HANDSHAKE,
 ];
+
+/// Name of the `sock_ops` program in the object, and how [`Probe::skipped`] names it.
+const SOCK_OPS: &str = "sock_ops";
+
+/// How the probe attaches (the plain data behind `blaster probe`'s flags).
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// Trace accept(2)/accept4(2) (`--no-accept-syscalls` turns it off): while any
+    /// syscall tracepoint is attached, every syscall of every process on the host takes
+    /// the kernel's slower traced path (about 60 ns more here), which a server that
+    /// accepts through io_uring does not need to pay.
+    pub accept_syscalls: bool,
+    /// The cgroup v2 directory the `sock_ops` program (server-side handshake time)
+    /// attaches to (`--cgroup`). `None`: the root cgroup v2, and when that fails the
+    /// probe runs without it (listed in [`Probe::skipped`]); given: failing is an error.
+    pub cgroup: Option<PathBuf>,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        Self {
+            accept_syscalls: true,
+            cgroup: None,
+        }
+    }
+}
 
 /// The kernel struct fields the programs follow, by [`offsets`] group: (group, [(struct,
 /// field path, setter)]).
@@ -174,19 +203,19 @@ pub struct Probe {
     /// Kernel struct fields missing from BTF: the paths that need them are off
     /// (io_uring accepts, accepts without a peer address, ports of some dropped packets).
     pub offsets_missing: Vec<String>,
+    /// The cgroup the `sock_ops` program is attached to, if it is.
+    pub sock_ops_cgroup: Option<String>,
 }
 
 impl Probe {
     /// Loads the embedded object, watches `ports` and attaches the programs.
     pub fn start(ports: &[u16]) -> Result<Self> {
-        Self::start_with(ports, true)
+        Self::start_with(ports, &ProbeOptions::default())
     }
 
-    /// [`Probe::start`]; `accept_syscalls` false leaves out the `syscalls:*accept*`
-    /// tracepoints: while any syscall tracepoint is attached, every syscall of every
-    /// process on the host takes the kernel's slower traced path (about 60 ns more here),
-    /// which a server that accepts through io_uring does not need to pay.
-    pub fn start_with(ports: &[u16], accept_syscalls: bool) -> Result<Self> {
+    /// [`Probe::start`] with `opts`.
+    pub fn start_with(ports: &[u16], opts: &ProbeOptions) -> Result<Self> {
+        let accept_syscalls = opts.accept_syscalls;
         let mut ports: Vec<u16> = ports.to_vec();
         ports.sort_unstable();
         ports.dedup();
@@ -278,6 +307,32 @@ impl Probe {
                 skipped.push((format!("{category}:{name}"), format!("{e:#}")));
             }
         }
+        // The server-side handshake: optional with the default (root) cgroup, required
+        // when `--cgroup` names one.
+        let required = opts.cgroup.is_some();
+        let what = format!("{SOCK_OPS} (server-side handshake time)");
+        let sock_ops_cgroup = match cgroup::open(opts.cgroup.as_deref()) {
+            Err(e) if required => bail!("{e}"),
+            Err(e) => {
+                skipped.push((what, e));
+                None
+            }
+            Ok(cg) => match attach_sock_ops(&mut ebpf, &cg) {
+                Ok(()) => Some(cg.describe),
+                Err(e) if required => {
+                    return Err(e.context(format!(
+                        "attaching the sock_ops program to the {} failed ({}); run \
+                         `blaster probe --check`",
+                        cg.describe,
+                        check::permission_hint()
+                    )));
+                }
+                Err(e) => {
+                    skipped.push((what, format!("{e:#}")));
+                    None
+                }
+            },
+        };
         let drop_names = check::tracefs_dir()
             .ok()
             .and_then(|d| std::fs::read_to_string(d.join("events/skb/kfree_skb/format")).ok())
@@ -291,7 +346,15 @@ impl Probe {
             drop_names,
             skipped,
             offsets_missing,
+            sock_ops_cgroup,
         })
+    }
+
+    /// The kernel's id of the loaded `sock_ops` program (tests check it goes away).
+    #[cfg(test)]
+    pub(crate) fn sock_ops_program_id(&self) -> Option<u32> {
+        let p: &SockOps = self.ebpf.program(SOCK_OPS)?.try_into().ok()?;
+        p.info().ok().map(|i| i.id())
     }
 
     /// The watched ports, sorted.
@@ -335,6 +398,7 @@ impl Probe {
                     metric::ACCEPT_WAIT => p.accept_wait = summary,
                     metric::RECV_QUEUE_WAIT => p.recv_queue_wait = summary,
                     metric::RTT => p.srtt = summary,
+                    metric::SERVER_HANDSHAKE => p.server_handshake = summary,
                     _ => {}
                 }
             }
@@ -373,6 +437,25 @@ impl Probe {
             ports: ports.into_values().collect(),
         })
     }
+}
+
+/// Loads the `sock_ops` program and attaches it to `cg`. The link is the program's:
+/// dropping the [`Ebpf`] detaches it.
+fn attach_sock_ops(ebpf: &mut Ebpf, cg: &cgroup::Cgroup) -> Result<()> {
+    let program: &mut SockOps = ebpf
+        .program_mut(SOCK_OPS)
+        .context("program sock_ops missing from the object")?
+        .try_into()?;
+    program
+        .load()
+        .map_err(|e| anyhow::anyhow!("{e:#} ({})", verifier_tail(&format!("{e:?}"))))?;
+    // `Single`: on 5.7+ aya attaches with a BPF link, which always shares the cgroup with
+    // other programs (another probe, another tool) and takes no mode flag (the kernel
+    // answers EINVAL to BPF_F_ALLOW_MULTI there).
+    program
+        .attach(&cg.file, CgroupAttachMode::Single)
+        .with_context(|| format!("attaching to the {}", cg.describe))?;
+    Ok(())
 }
 
 /// Watches `ports` for `duration`, then returns what the probe measured.

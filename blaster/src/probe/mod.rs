@@ -3,8 +3,9 @@
 //! The kernel side (`blaster-ebpf`) is built by `cargo xtask build-ebpf` and embedded by
 //! the loader ([`Probe`], feature `probe`) from the path in `BLASTER_PROBE_OBJ`, which
 //! `cargo xtask build|run|test` set. It watches a few listening ports and aggregates, in
-//! kernel maps, per port: handshake time, accept-queue wait, receive-queue wait and
-//! smoothed RTT as log-linear histograms; retransmits (also of SYN-ACKs), resets and
+//! kernel maps, per port: handshake time (server side through a `sock_ops` program on a
+//! cgroup v2, and of connections made from this host), accept-queue wait, receive-queue
+//! wait and smoothed RTT as log-linear histograms; retransmits (also of SYN-ACKs), resets and
 //! dropped packets by reason as counters.
 //!
 //! Always compiled (no eBPF needed): the plain data of a snapshot ([`ProbeSnapshot`]),
@@ -15,6 +16,8 @@
 //! lacks.
 
 pub mod btf;
+#[cfg(feature = "probe")]
+mod cgroup;
 #[cfg(feature = "probe")]
 mod check;
 #[cfg(feature = "probe")]
@@ -28,5 +31,5 @@ mod tests;
 #[cfg(feature = "probe")]
 pub use check::{check, tracepoint_layout_ok};
 #[cfg(feature = "probe")]
-pub use loader::{Probe, run_probe};
+pub use loader::{Probe, ProbeOptions, run_probe};
 pub use snapshot::{Bucket, DropCount, LatencyHist, PortProbe, ProbeSnapshot};

@@ -67,6 +67,16 @@ pub struct PortProbe {
     pub port: u16,
     /// Passive opens: connections to this port that became established.
     pub connections: u64,
+    /// Passive opens on this port, server side: the SYN arrived (a request socket was
+    /// made) until the connection was established (the final ACK came): the SYN-ACK's and
+    /// the ACK's trips, as the server sees them. From the `sock_ops` program; empty when
+    /// it is not attached (see `unavailable`).
+    pub server_handshake: LatencyHist,
+    /// SYNs to this port that got a request socket (`sock_ops`).
+    pub syns_received: u64,
+    /// Passive opens established whose SYN the `sock_ops` program had not seen (before the
+    /// probe started, or evicted from its table).
+    pub server_handshake_unmatched: u64,
     /// Active opens to this port, `connect()` (SYN_SENT) to ESTABLISHED: the TCP
     /// handshake as the connecting side sees it.
     pub handshake: LatencyHist,
@@ -152,6 +162,12 @@ impl PortProbe {
         PortProbe {
             port: self.port,
             connections: d(self.connections, earlier.connections),
+            server_handshake: self.server_handshake.since(&earlier.server_handshake),
+            syns_received: d(self.syns_received, earlier.syns_received),
+            server_handshake_unmatched: d(
+                self.server_handshake_unmatched,
+                earlier.server_handshake_unmatched,
+            ),
             handshake: self.handshake.since(&earlier.handshake),
             accept_wait: self.accept_wait.since(&earlier.accept_wait),
             recv_queue_wait: self.recv_queue_wait.since(&earlier.recv_queue_wait),
@@ -344,6 +360,8 @@ pub(crate) fn add_counter(
         counter::SYNACK_RETRANSMIT => p.synack_retransmits += n,
         counter::URING_ACCEPT => p.uring_accepts += n,
         counter::CLOSED_UNACCEPTED => p.closed_unaccepted += n,
+        counter::SYN_RECEIVED => p.syns_received += n,
+        counter::SERVER_HANDSHAKE_UNMATCHED => p.server_handshake_unmatched += n,
         counter::KFREE_SKB => {
             p.drops += n;
             match p.drops_by_reason.iter_mut().find(|c| c.reason == detail) {
@@ -434,6 +452,8 @@ mod tests {
         add_counter(&mut ports, 80, counter::KFREE_SKB, 3, 2);
         add_counter(&mut ports, 80, counter::KFREE_SKB, 40, 4);
         add_counter(&mut ports, 80, counter::SEND_RESET, 1, 1);
+        add_counter(&mut ports, 80, counter::SYN_RECEIVED, 0, 3);
+        add_counter(&mut ports, 80, counter::SERVER_HANDSHAKE_UNMATCHED, 0, 1);
         let late = ProbeSnapshot {
             elapsed_ms: 3000,
             listen_overflows: 5,
@@ -452,6 +472,7 @@ mod tests {
             .collect();
         assert_eq!(reasons, [(40, 4), (3, 2)]);
         assert_eq!(p.resets_sent_by_reason, [(1, 1)]);
+        assert_eq!((p.syns_received, p.server_handshake_unmatched), (3, 1));
         assert!(early.since(&late).unwrap_err().contains("restarted"));
     }
 

@@ -28,6 +28,32 @@ fn start_or_skip(port: u16) -> Option<Probe> {
     }
 }
 
+/// Whether the probe's sock_ops program is attached; when it is not, prints why and
+/// returns false, or panics when the probe is required (`BLASTER_PROBE_REQUIRE`).
+fn sock_ops_or_skip(probe: &Probe) -> bool {
+    if probe.sock_ops_cgroup.is_some() {
+        return true;
+    }
+    let why = probe
+        .skipped
+        .iter()
+        .find(|(what, _)| what.starts_with("sock_ops"))
+        .map_or("not attached", |(_, why)| why.as_str());
+    require_or_skip(&format!("the sock_ops program is not attached: {why}"));
+    false
+}
+
+/// A missing prerequisite: fails the test when the probe is required
+/// (`BLASTER_PROBE_REQUIRE`, as `cargo xtask test --require` sets it) or under `CI=true`,
+/// else prints why the test does nothing.
+fn require_or_skip(why: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    if ci || std::env::var_os("BLASTER_PROBE_REQUIRE").is_some() {
+        panic!("prerequisite missing (BLASTER_PROBE_REQUIRE or CI=true is set): {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
 #[test]
 fn probe_counts_loopback_handshakes_and_accepts() {
     const N: u64 = 25;
@@ -59,6 +85,17 @@ fn probe_counts_loopback_handshakes_and_accepts() {
     assert_eq!(p.handshake.buckets.iter().map(|b| b.count).sum::<u64>(), N);
     assert_eq!(p.hist_missing, 0);
     assert_eq!(p.handshake_unmatched, 0);
+    if sock_ops_or_skip(&probe) {
+        // The server side of the same handshakes, through the sock_ops program.
+        assert_eq!(p.server_handshake.count, N, "{:?}", p.server_handshake);
+        assert_eq!(p.syns_received, N);
+        assert_eq!(p.server_handshake_unmatched, 0);
+        assert!(
+            p.server_handshake.max_ns < 1_000_000_000,
+            "{:?}",
+            p.server_handshake
+        );
+    }
     drop((clients, accepted));
 }
 
@@ -461,6 +498,9 @@ fn probe_feeds_the_kernel_section_of_a_run() {
     assert_eq!(k["connections"], CONNECTIONS, "{k:#}");
     assert_eq!(k["connections"], report["connections"]["opened"]);
     assert_eq!(k["accept_queue_us"]["count"], CONNECTIONS, "{k:#}");
+    if probe.lock().expect("probe").sock_ops_cgroup.is_some() {
+        assert_eq!(k["server_handshake_us"]["count"], CONNECTIONS, "{k:#}");
+    }
     let recv = k["recv_queue_us"]["count"].as_u64().expect("count");
     assert!(
         recv * 10 >= responses * 9 && recv <= responses,
@@ -470,4 +510,345 @@ fn probe_feeds_the_kernel_section_of_a_run() {
     assert!(split["client"].as_f64().expect("client") > 0.0, "{split}");
     drop(endpoint);
     server.stop().expect("server stopped cleanly");
+}
+
+/// A dual-stack listener: IPv6 connections and IPv4 ones (IPv4-mapped on the listener's
+/// side) both have their server-side handshake matched, SYN to established.
+#[test]
+fn probe_server_handshake_of_ipv6_and_mapped_ipv4() {
+    const N: u64 = 3;
+    let listener = match TcpListener::bind("[::]:0") {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("SKIPPED: no IPv6 on this host ({e})");
+            return;
+        }
+    };
+    let port = listener.local_addr().expect("local addr").port();
+    let Some(probe) = start_or_skip(port) else {
+        return;
+    };
+    if !sock_ops_or_skip(&probe) {
+        return;
+    }
+    let mut conns = Vec::new();
+    for host in ["::1", "127.0.0.1"] {
+        for _ in 0..N {
+            let c = TcpStream::connect((host, port)).expect("connect");
+            conns.push((c, listener.accept().expect("accept").0));
+        }
+    }
+    let snap = probe.snapshot().expect("snapshot");
+    let p = snap.port(port).expect("watched port");
+    eprintln!("{:?}", p.server_handshake);
+    assert_eq!(p.server_handshake.count, 2 * N, "{p:?}");
+    assert_eq!(p.server_handshake_unmatched, 0, "{p:?}");
+    assert_eq!(p.syns_received, 2 * N);
+    drop(conns);
+}
+
+/// A network namespace made for one test (`ip netns add`), deleted when dropped, whatever
+/// the test's outcome.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// `ip netns add NAME` and `lo` up in it; `Err` says what failed.
+    fn create() -> Result<Netns, String> {
+        let name = format!(
+            "blaster-probe-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        );
+        ip(&["netns", "add", &name])?;
+        let ns = Netns { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Moves the calling thread into the namespace (sockets it makes afterwards, and threads
+    /// it spawns, live there).
+    fn enter(&self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(format!("/run/netns/{}", self.name))?;
+        // SAFETY: a valid namespace descriptor; setns changes only this thread's namespace.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!("cleanup: {e}");
+        }
+    }
+}
+
+/// Runs `program args`; `Err` with its stderr when it fails or cannot start.
+fn run_tool(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run `{program}` ({e}): install iproute2"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    run_tool("ip", args)
+}
+
+/// How the test delays the handshake inside the namespace.
+#[derive(Clone, Copy, Debug)]
+enum HandshakeDelay {
+    /// `tc qdisc add dev lo root netem delay D`: every packet on `lo` waits D. The server
+    /// sees the SYN after its wait; then the SYN-ACK and the final ACK each wait once
+    /// before the server's connection is established: 2 x D.
+    Netem(std::time::Duration),
+    /// Kernels without netem (CONFIG_NET_SCH_NETEM off, as on the development machine):
+    /// TCP_DEFER_ACCEPT on the listener makes the server ignore the bare final ACK and
+    /// establish the connection when the first data arrives; the client sends it D after
+    /// its connect() began: D.
+    DeferAccept(std::time::Duration),
+}
+
+impl HandshakeDelay {
+    /// The SYN-to-established time the server should see.
+    fn expected(self) -> std::time::Duration {
+        match self {
+            HandshakeDelay::Netem(d) => 2 * d,
+            HandshakeDelay::DeferAccept(d) => d,
+        }
+    }
+}
+
+/// The handshake test: in a fresh network namespace (the probe's sock_ops program
+/// sits on the root cgroup, which holds sockets of every namespace), a server and a client
+/// on the namespace's loopback, with each packet delayed 10 ms by netem (or, without netem,
+/// the connection established 20 ms after the SYN through TCP_DEFER_ACCEPT). The probe's
+/// server-side handshake p50 must be within 10% of the expected time (the true median lies
+/// in p50's bucket, `bucket_lower..=p50`, which must meet `expected +- 10%`), and its count
+/// must equal the client's connections.
+#[test]
+fn probe_server_handshake_in_a_netns_matches_the_delay() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+
+    const N: u64 = 8;
+    const NETEM: Duration = Duration::from_millis(10);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        require_or_skip("a network namespace needs root");
+        return;
+    }
+    let ns = match Netns::create() {
+        Ok(ns) => ns,
+        Err(e) => {
+            require_or_skip(&format!("cannot make a network namespace: {e}"));
+            return;
+        }
+    };
+    let delay_ms = NETEM.as_millis().to_string();
+    let delay = match run_tool(
+        "tc",
+        &[
+            "-n",
+            &ns.name,
+            "qdisc",
+            "add",
+            "dev",
+            "lo",
+            "root",
+            "netem",
+            "delay",
+            &format!("{delay_ms}ms"),
+        ],
+    ) {
+        Ok(()) => HandshakeDelay::Netem(NETEM),
+        Err(e) => {
+            eprintln!("no netem here ({e}): delaying the establishment with TCP_DEFER_ACCEPT");
+            HandshakeDelay::DeferAccept(2 * NETEM)
+        }
+    };
+    let expected = delay.expected();
+    eprintln!("{delay:?}: expecting a server-side handshake of {expected:?}");
+
+    // One thread in the namespace does everything: server, client, probe.
+    let (snap, sock_ops, port) = std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter().expect("setns into the test namespace");
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind in the namespace");
+            let port = listener.local_addr().expect("local addr").port();
+            if let HandshakeDelay::DeferAccept(_) = delay {
+                let secs: libc::c_int = 5;
+                // SAFETY: a valid socket and a pointer to an int that outlives the call.
+                let rc = unsafe {
+                    libc::setsockopt(
+                        listener.as_raw_fd(),
+                        libc::IPPROTO_TCP,
+                        libc::TCP_DEFER_ACCEPT,
+                        (&secs as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(
+                    rc,
+                    0,
+                    "TCP_DEFER_ACCEPT: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            let probe = start_or_skip(port)?;
+            let sock_ops = sock_ops_or_skip(&probe);
+            let mut conns = Vec::new();
+            for _ in 0..N {
+                let began = Instant::now();
+                let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                if let HandshakeDelay::DeferAccept(d) = delay {
+                    std::thread::sleep(d.saturating_sub(began.elapsed()));
+                    c.write_all(b"x").expect("first data");
+                }
+                // accept returns once the server's side is established.
+                let server = listener.accept().expect("accept").0;
+                conns.push((c, server));
+            }
+            let snap = probe.snapshot().expect("snapshot");
+            drop(conns);
+            Some((snap, sock_ops, port))
+        })
+        .join()
+        .expect("the namespace thread")
+    })
+    .map_or((None, false, 0), |(a, b, c)| (Some(a), b, c));
+    drop(ns);
+    let (Some(snap), true) = (snap, sock_ops) else {
+        return;
+    };
+    let p = snap.port(port).expect("watched port");
+    let h = &p.server_handshake;
+    eprintln!("server handshake: {h:?}");
+    assert_eq!(h.count, N, "one handshake per client connection: {p:?}");
+    assert_eq!(p.syns_received, N, "{p:?}");
+    assert_eq!(p.server_handshake_unmatched, 0, "{p:?}");
+    let want = expected.as_nanos() as f64;
+    let lower = blaster_common::bucket_lower(blaster_common::bucket_index(h.p50_ns)) as f64;
+    assert!(
+        h.p50_ns as f64 >= want * 0.90 && lower <= want * 1.10,
+        "server handshake p50 {:.2} ms (bucket from {:.2} ms) for an expected {:.2} ms ({delay:?})",
+        h.p50_ns as f64 / 1e6,
+        lower / 1e6,
+        want / 1e6
+    );
+}
+
+/// `TcpExt` counter `name` of the calling thread's network namespace.
+fn tcp_ext(name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names = lines.next()?.split_whitespace();
+    let values = lines.next()?.split_whitespace();
+    names.zip(values).find(|(n, _)| *n == name)?.1.parse().ok()
+}
+
+/// SYN cookies, the documented limit: with `tcp_syncookies` 2 in a fresh namespace every
+/// SYN is answered with a cookie. The kernel makes the cookie's request socket without a
+/// listener, so the cgroup program does not run at the SYN: no handshake time, and each
+/// connection counts as `server_handshake_unmatched` (not lost silently).
+#[test]
+fn probe_server_handshake_with_syn_cookies() {
+    const N: u64 = 4;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        require_or_skip("a network namespace needs root");
+        return;
+    }
+    let ns = match Netns::create() {
+        Ok(ns) => ns,
+        Err(e) => {
+            require_or_skip(&format!("cannot make a network namespace: {e}"));
+            return;
+        }
+    };
+    let got = std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter().expect("setns into the test namespace");
+            // /proc/sys/net is the opening thread's namespace: only the test's changes.
+            std::fs::write("/proc/sys/net/ipv4/tcp_syncookies", "2")
+                .expect("tcp_syncookies 2 in the test namespace");
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind in the namespace");
+            let port = listener.local_addr().expect("local addr").port();
+            let probe = start_or_skip(port)?;
+            if !sock_ops_or_skip(&probe) {
+                return None;
+            }
+            let cookies_before = tcp_ext("SyncookiesSent").expect("SyncookiesSent");
+            let conns: Vec<_> = (0..N)
+                .map(|_| {
+                    let c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                    (c, listener.accept().expect("accept").0)
+                })
+                .collect();
+            let cookies = tcp_ext("SyncookiesSent").expect("SyncookiesSent") - cookies_before;
+            let snap = probe.snapshot().expect("snapshot");
+            drop(conns);
+            Some((snap, port, cookies))
+        })
+        .join()
+        .expect("the namespace thread")
+    });
+    drop(ns);
+    let Some((snap, port, cookies)) = got else {
+        return;
+    };
+    let p = snap.port(port).expect("watched port");
+    eprintln!("{cookies} SYN cookies sent; {:?}", p.server_handshake);
+    assert_eq!(cookies, N, "every SYN got a cookie");
+    assert_eq!(p.connections, N, "{p:?}");
+    assert_eq!(p.server_handshake.count, 0, "{p:?}");
+    assert_eq!(p.syns_received, 0, "{p:?}");
+    assert_eq!(p.server_handshake_unmatched, N, "{p:?}");
+}
+
+/// The sock_ops program is detached and unloaded when the probe goes away (its cgroup link
+/// is the probe's only hold on it): nothing stays attached to the root cgroup.
+#[test]
+fn probe_sock_ops_is_detached_on_drop() {
+    use std::time::{Duration, Instant};
+    let Some(probe) = start_or_skip(9) else {
+        return;
+    };
+    if !sock_ops_or_skip(&probe) {
+        return;
+    }
+    let id = probe.sock_ops_program_id().expect("the program's id");
+    let loaded = |id: u32| {
+        aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .any(|p| p.id() == id)
+    };
+    assert!(loaded(id), "program {id} is loaded while the probe runs");
+    drop(probe);
+    // The kernel releases a link's program from a work queue: allow it a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while loaded(id) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !loaded(id),
+        "program {id} still loaded after the probe was dropped"
+    );
 }

@@ -30,7 +30,11 @@ pub struct KernelReport {
     pub window_s: f64,
     /// Connections to the port that became established (passive opens).
     pub connections: u64,
-    /// SYN to established, for connections made from the probe's host (empty otherwise).
+    /// Server side: SYN received to established (the SYN-ACK's and the ACK's trips), from
+    /// the probe's `sock_ops` program (empty when it is not attached).
+    pub server_handshake_us: KernelLatency,
+    /// `connect()` to established, for connections made from the probe's host (empty
+    /// otherwise).
     pub handshake_us: KernelLatency,
     /// Established until the application accepted it.
     pub accept_queue_us: KernelLatency,
@@ -125,6 +129,7 @@ impl KernelReport {
             port,
             window_s: delta.elapsed_ms as f64 / 1e3,
             connections: p.connections,
+            server_handshake_us: KernelLatency::from_hist(&p.server_handshake),
             handshake_us: KernelLatency::from_hist(&p.handshake),
             accept_queue_us: KernelLatency::from_hist(&p.accept_wait),
             recv_queue_us: KernelLatency::from_hist(&p.recv_queue_wait),
@@ -215,13 +220,18 @@ pub fn render_text(r: &Report, k: &KernelReport, out: &mut String) {
     };
     line(out, "recv queue", &pcts(&k.recv_queue_us));
     line(out, "accept queue", &pcts(&k.accept_queue_us));
-    let mut conn = pcts(&k.handshake_us);
+    // The server's SYN-to-established beside the client's connect; connects made from the
+    // probe's own host (a local client) when there are any.
+    let mut conn = pcts(&k.server_handshake_us);
     if r.connect_latency_us.count > 0 {
         let _ = write!(
             conn,
             "  (client connect p50 {})",
             format_duration_us(r.connect_latency_us.p50)
         );
+    }
+    if k.handshake_us.count > 0 {
+        let _ = write!(conn, "  local connects p50 {}", us(k.handshake_us.p50));
     }
     line(out, "handshake", &conn);
     line(
@@ -294,6 +304,7 @@ mod tests {
                 // The run added 100 µs, 300 µs waits to the earlier 5 ms one.
                 recv_queue_wait: hist(&[5_000_000, 100_000, 300_000]),
                 accept_wait: hist(&[50_000]),
+                server_handshake: hist(&[20_000_000, 21_000_000]),
                 drops: 2,
                 drops_by_reason: vec![DropCount {
                     reason: 3,
@@ -320,6 +331,9 @@ mod tests {
         assert_eq!(k.latency_split_us.recv_queue, 100.0);
         assert_eq!(k.latency_split_us.application, 900.0);
         assert_eq!(k.accept_queue_us.count, 1);
+        assert_eq!(k.server_handshake_us.count, 2);
+        assert_eq!(k.server_handshake_us.mean, 20_500.0);
+        assert_eq!(k.handshake_us.count, 0);
         assert_eq!(k.drops_by_reason.get("NO_SOCKET"), Some(&2));
         assert_eq!(k.listen_overflows, 4);
 
@@ -354,6 +368,7 @@ mod tests {
         };
         k.drops_by_reason.insert("NO_SOCKET".into(), 1);
         k.recv_queue_us = KernelLatency::from_hist(&hist(&[1_000, 2_000]));
+        k.server_handshake_us = KernelLatency::from_hist(&hist(&[20_000_000]));
         k.unavailable.push("tcp:tcp_probe: not here".into());
         let value = serde_json::to_value(&k).unwrap();
         let errors: Vec<String> = validator
