@@ -62,16 +62,17 @@ pub struct WatchReport {
     pub rising: bool,
 }
 
-/// Latency around a spike, from the time series (per-interval p99, averaged by count).
+/// Latency around a spike, from the time series (per-interval p95, averaged by count: the
+/// seed plan states its latency targets as p95).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpikeReport {
     pub scenario: String,
     /// Before the ramp to the peak.
-    pub baseline_p99_ms: Option<f64>,
+    pub baseline_p95_ms: Option<f64>,
     /// While at the peak.
-    pub spike_p99_ms: Option<f64>,
+    pub spike_p95_ms: Option<f64>,
     /// From `recovery` after the spike ended to the end of the run.
-    pub recovered_p99_ms: Option<f64>,
+    pub recovered_p95_ms: Option<f64>,
     /// The allowed factor over the baseline.
     pub tolerance: f64,
     /// recovered <= tolerance * baseline.
@@ -793,9 +794,9 @@ pub(crate) mod tests {
             }),
             spike: Some(SpikeReport {
                 scenario: "users".to_owned(),
-                baseline_p99_ms: Some(4.0),
-                spike_p99_ms: Some(80.5),
-                recovered_p99_ms: Some(9.25),
+                baseline_p95_ms: Some(4.0),
+                spike_p95_ms: Some(80.5),
+                recovered_p95_ms: Some(9.25),
                 tolerance: 1.5,
                 recovered: false,
             }),

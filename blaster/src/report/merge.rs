@@ -531,6 +531,7 @@ fn merge_timeseries(reports: &[Report]) -> Vec<TimePoint> {
                     count: sum(|p| p.latency_us.count),
                     p50: max(|p| p.latency_us.p50),
                     p90: max(|p| p.latency_us.p90),
+                    p95: max(|p| p.latency_us.p95),
                     p99: max(|p| p.latency_us.p99),
                     max: max(|p| p.latency_us.max),
                 },

@@ -689,7 +689,8 @@ pub enum Special {
     /// the spike with latency `recovery` after it ends.
     Spike {
         scenario: String,
-        /// How long after the spike the p99 (per-interval, from the time series) must be back within `tolerance` times baseline.
+        /// How long after the spike the p95 (per-interval, from the time series) must be back
+        /// within `tolerance` times baseline.
         recovery: Duration,
         tolerance: f64,
     },

@@ -94,14 +94,14 @@ pub(super) fn special_section(out: &mut String, sc: &ScenarioReport) {
     if let Some(sp) = &sc.spike {
         rows.push(vec![
             format!(
-                "Spike ({}): p99 before / at peak / after",
+                "Spike ({}): p95 before / at peak / after",
                 md_text(&sp.scenario)
             ),
             format!(
                 "{} / {} / {}",
-                ms(sp.baseline_p99_ms),
-                ms(sp.spike_p99_ms),
-                ms(sp.recovered_p99_ms)
+                ms(sp.baseline_p95_ms),
+                ms(sp.spike_p95_ms),
+                ms(sp.recovered_p95_ms)
             ),
         ]);
         rows.push(vec![
