@@ -583,10 +583,22 @@ mod tests {
             executor: Executor::RampingVus {
                 start_vus: 1,
                 stages: vec![
-                    Stage { duration: s(1), target: 1.0 },
-                    Stage { duration: s(2), target: 1.0 },
-                    Stage { duration: s(1), target: 10.0 },
-                    Stage { duration: s(2), target: 1.0 },
+                    Stage {
+                        duration: s(1),
+                        target: 1.0,
+                    },
+                    Stage {
+                        duration: s(2),
+                        target: 1.0,
+                    },
+                    Stage {
+                        duration: s(1),
+                        target: 10.0,
+                    },
+                    Stage {
+                        duration: s(2),
+                        target: 1.0,
+                    },
                 ],
             },
             start: Duration::ZERO,

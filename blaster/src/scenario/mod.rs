@@ -35,7 +35,7 @@
 //! [options]                 # timeout, headers, tags, threads
 //! [variables]               # file defaults for ${NAME}
 //! [data.NAME]               # kind = csv | json | geo-walk, file, mode = sequential | random | unique-per-vu
-//! [scenarios.NAME]          # executor + its keys, start_time, graceful_stop, tags
+//! [scenarios.NAME]          # executor + its keys, start_time, graceful_stop, error_backoff, tags
 //! [[scenarios.NAME.flows]]  # name, weight, steps (or [[scenarios.NAME.steps]] for one flow)
 //! [thresholds]              # "metric{tag:value}" = ["p(95)<500"] or { conditions, abort_on_fail }
 //! [special.soak]            # or special.breakpoint, special.spike

@@ -124,6 +124,11 @@ pub struct ScenarioSpec {
     pub graceful_stop: Duration,
     /// Tags added to every sample of this scenario (`scenario` is always added).
     pub tags: BTreeMap<String, String>,
+    /// How long a VU waits after a failed iteration (one whose request or session failed
+    /// without an answer: refused, reset, timed out) before its next one, so a flow that fails
+    /// at once does not spin (`error_backoff`, default [`Backoff::DEFAULT_ERROR`]). Only for
+    /// VU-based executors: arrival-rate executors are paced by their arrivals.
+    pub error_backoff: Backoff,
     /// At least one flow; each iteration picks one by weight.
     pub flows: Vec<Flow>,
 }
@@ -132,6 +137,55 @@ impl ScenarioSpec {
     /// The sum of the flow weights.
     pub fn total_weight(&self) -> f64 {
         self.flows.iter().map(|f| f.weight).sum()
+    }
+}
+
+/// How long a VU waits before its next iteration after a failed one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Backoff {
+    /// No wait.
+    None,
+    Fixed(Duration),
+    /// `base * 2^(failures-1)`, capped at `max`, times a random factor in [0.5, 1) (jitter).
+    Exponential {
+        base: Duration,
+        max: Duration,
+    },
+}
+
+impl Backoff {
+    /// A scenario's `error_backoff` when the file has none: `exp:10ms..1s`.
+    pub const DEFAULT_ERROR: Backoff = Backoff::Exponential {
+        base: Duration::from_millis(10),
+        max: Duration::from_secs(1),
+    };
+
+    /// The wait after `failures` consecutive failures (>= 1); `unit` is a uniform [0, 1) draw.
+    pub fn delay(self, failures: u32, unit: f64) -> Duration {
+        match self {
+            Backoff::None => Duration::ZERO,
+            Backoff::Fixed(d) => d,
+            Backoff::Exponential { base, max } => {
+                let exp = failures.saturating_sub(1).min(30);
+                let full = base.saturating_mul(1u32 << exp).min(max);
+                full.mul_f64(0.5 + unit.clamp(0.0, 1.0) * 0.5)
+            }
+        }
+    }
+
+    /// The shortest wait after `failures` consecutive failures (the jitter at its least).
+    pub fn min_delay(self, failures: u32) -> Duration {
+        self.delay(failures, 0.0)
+    }
+
+    /// Written as in files and `--backoff`: `none`, `1s`, `exp:10ms..1s`.
+    pub fn source_text(self) -> String {
+        use crate::scenario::format_duration as d;
+        match self {
+            Backoff::None => "none".into(),
+            Backoff::Fixed(t) => d(t),
+            Backoff::Exponential { base, max } => format!("exp:{}..{}", d(base), d(max)),
+        }
     }
 }
 

@@ -115,6 +115,7 @@ struct RawScenario {
     executor: S<String>,
     start_time: Option<S<String>>,
     graceful_stop: Option<S<String>>,
+    error_backoff: Option<S<String>>,
     #[serde(default)]
     tags: BTreeMap<String, S<String>>,
     vus: Option<S<NumOrStr>>,
@@ -316,6 +317,33 @@ impl RefCheck for Cx<'_> {
     }
 }
 
+/// Header fields the WebSocket handshake writes itself (proto/ws/handshake.rs refuses them
+/// in its extra headers, except Sec-WebSocket-Accept, which is the server's answer), so a
+/// ws_connect step may not set them. Sec-WebSocket-Protocol is allowed: its value becomes the
+/// offered subprotocols.
+pub(crate) const WS_HANDSHAKE_HEADERS: [&str; 6] = [
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Extensions",
+    "Sec-WebSocket-Accept",
+];
+
+fn is_ws_handshake_header(name: &str) -> bool {
+    WS_HANDSHAKE_HEADERS
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name.trim()))
+}
+
+fn has_ws_connect(steps: &[Step]) -> bool {
+    steps.iter().any(|s| match &s.kind {
+        StepKind::WsConnect { .. } => true,
+        StepKind::Group { steps, .. } | StepKind::Loop { steps, .. } => has_ws_connect(steps),
+        _ => false,
+    })
+}
+
 /// Offset of the first character of a string value's content (also used by the mock
 /// file's parser, target/mock/spec.rs).
 pub(crate) fn content_start(src: &str, span: &Range<usize>) -> usize {
@@ -510,6 +538,9 @@ impl Cx<'_> {
             ));
         }
 
+        self.check_ws_option_headers(&raw, &scenarios)?;
+        self.check_unique_rows(&raw, &options, &scenarios)?;
+
         let special = match &raw.special {
             Some(sp) => self.special(sp, &scenarios)?,
             None => None,
@@ -537,6 +568,103 @@ impl Cx<'_> {
             thresholds,
             special,
         })
+    }
+
+    /// `[options] headers` go on every WebSocket handshake too: refuse the ones the handshake
+    /// sets itself when the file has a ws_connect step (at check time, not per connect).
+    fn check_ws_option_headers(
+        &self,
+        raw: &RawFile,
+        scenarios: &[ScenarioSpec],
+    ) -> Result<(), ScenarioError> {
+        let Some(o) = &raw.options else {
+            return Ok(());
+        };
+        if !scenarios
+            .iter()
+            .flat_map(|s| &s.flows)
+            .any(|f| has_ws_connect(&f.steps))
+        {
+            return Ok(());
+        }
+        for (name, value) in &o.headers {
+            if is_ws_handshake_header(name) {
+                return self.err(
+                    &value.span(),
+                    format!(
+                        "header \"{name}\" in [options] headers would go on every WebSocket handshake, and the handshake sets it itself; move it to the request steps that need it"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A `unique-per-vu` data source must have a row for every VU number of the scenarios that
+    /// read it (VU numbers count on across scenarios in file order, as at run time).
+    fn check_unique_rows(
+        &self,
+        raw: &RawFile,
+        options: &Options,
+        scenarios: &[ScenarioSpec],
+    ) -> Result<(), ScenarioError> {
+        let mut first_vu = 1u64;
+        for sc in scenarios {
+            let max_vus = sc.executor.max_vus();
+            let last_vu = first_vu + max_vus.saturating_sub(1);
+            let mut reads: Vec<String> = Vec::new();
+            let mut on_template = |t: &Template| {
+                for seg in &t.segments {
+                    if let Segment::Data { source, .. } = seg
+                        && !reads.contains(source)
+                    {
+                        reads.push(source.clone());
+                    }
+                }
+            };
+            for (_, t) in &options.headers {
+                on_template(t);
+            }
+            for f in &sc.flows {
+                super::runtime::walk(&f.steps, &mut on_template, &mut |_| {});
+            }
+            for source in &reads {
+                let Some(ds) = self.data.get(source) else {
+                    continue;
+                };
+                let DataKind::Table { path, rows, .. } = &ds.kind else {
+                    continue;
+                };
+                if ds.mode != PickMode::UniquePerVu || (rows.len() as u64) >= last_vu {
+                    continue;
+                }
+                let raw_ds = raw.data.get(source).expect("parsed from it");
+                let at = raw_ds
+                    .get_ref()
+                    .mode
+                    .as_ref()
+                    .map_or(raw_ds.span(), |m| m.span());
+                let numbers = if first_vu == 1 {
+                    String::new()
+                } else {
+                    format!(
+                        " (VU numbers {first_vu} to {last_vu}: they count on across the scenarios before it)"
+                    )
+                };
+                let fit = (rows.len() as u64).saturating_sub(first_vu - 1);
+                return self.err(
+                    &at,
+                    format!(
+                        "data source \"{source}\" ({}) has {} row(s) and mode = \"unique-per-vu\", but scenario \"{}\" can run {max_vus} VU(s){numbers}, each needing a row of its own; add rows to the file, let the scenario run at most {fit} VU(s), or use mode = \"sequential\"",
+                        path.display(),
+                        rows.len(),
+                        sc.name,
+                    ),
+                );
+            }
+            first_vu += max_vus;
+        }
+        Ok(())
     }
 
     fn options(&self, o: &RawOptions) -> Result<Options, ScenarioError> {
@@ -901,11 +1029,34 @@ impl Cx<'_> {
             }
         }
 
+        let arrival = matches!(
+            executor,
+            Executor::ConstantArrivalRate { .. } | Executor::RampingArrivalRate { .. }
+        );
+        let error_backoff = match &s.error_backoff {
+            Some(b) if arrival => {
+                return self.err(
+                    &b.span(),
+                    format!(
+                        "error_backoff does not apply to executor {exec_name}: its arrivals already pace the iterations; remove it (it is for VU-based executors)"
+                    ),
+                );
+            }
+            Some(b) => {
+                let text = self.expand(b)?;
+                crate::cli::vu::parse_backoff(text.trim())
+                    .or_else(|e| self.err(&b.span(), format!("error_backoff: {e}")))?
+            }
+            None if arrival => Backoff::None,
+            None => Backoff::DEFAULT_ERROR,
+        };
+
         Ok(ScenarioSpec {
             name: name.into(),
             executor,
             start_time: self.opt_duration(&s.start_time, Duration::ZERO)?,
             graceful_stop: self.opt_duration(&s.graceful_stop, Duration::from_secs(30))?,
+            error_backoff,
             tags: self.tags(&s.tags)?,
             flows,
         })
@@ -1068,6 +1219,17 @@ impl Cx<'_> {
                     && !(l.starts_with("ws://") || l.starts_with("wss://"))
                 {
                     return self.err(&u.span(), "ws_connect URL must start with ws:// or wss://");
+                }
+                if let Some(h) = &r.headers
+                    && let Some((header, value)) =
+                        h.get_ref().iter().find(|(n, _)| is_ws_handshake_header(n))
+                {
+                    return self.err(
+                        &value.span(),
+                        format!(
+                            "header \"{header}\" is set by the WebSocket handshake itself; remove it from the ws_connect step's headers (offer subprotocols with Sec-WebSocket-Protocol; extensions are not supported)"
+                        ),
+                    );
                 }
                 StepKind::WsConnect {
                     name: name(url.source_text())?,

@@ -962,3 +962,168 @@ fn check_loads_a_file_and_summarises() {
         "{text}"
     );
 }
+
+#[test]
+fn error_backoff_defaults_parses_and_explains() {
+    // VU-based executors back off after a failed iteration by default.
+    let f = parse(&http_url());
+    assert_eq!(f.scenarios[0].error_backoff, Backoff::DEFAULT_ERROR);
+    assert_eq!(Backoff::DEFAULT_ERROR.source_text(), "exp:10ms..1s");
+    let head = "[scenarios.a]\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\n";
+    let with = |b: &str| {
+        format!("{head}error_backoff = {b}\n[[scenarios.a.steps]]\nrequest = \"GET http://h/\"\n")
+    };
+    for (text, want) in [
+        ("\"none\"", Backoff::None),
+        ("\"100ms\"", Backoff::Fixed(Duration::from_millis(100))),
+        (
+            "\"exp:10ms..2s\"",
+            Backoff::Exponential {
+                base: Duration::from_millis(10),
+                max: Duration::from_secs(2),
+            },
+        ),
+        (
+            "\"${BACKOFF:-250ms}\"",
+            Backoff::Fixed(Duration::from_millis(250)),
+        ),
+    ] {
+        assert_eq!(
+            parse(&with(text)).scenarios[0].error_backoff,
+            want,
+            "{text}"
+        );
+    }
+    assert_eq!(
+        err(&with("\"soon\"")),
+        "plan.toml:5:17: error_backoff: invalid backoff \"soon\": expected none, a duration such as 1s, or exp:BASE..MAX such as exp:100ms..5s"
+    );
+    assert_eq!(
+        err(&with("\"exp:1s..10ms\"")),
+        "plan.toml:5:17: error_backoff: invalid backoff \"exp:1s..10ms\": expected none, a duration such as 1s, or exp:BASE..MAX such as exp:100ms..5s"
+    );
+    // Arrival-rate executors are paced by their arrivals: no backoff, and none may be set.
+    let arrival = "[scenarios.a]\nexecutor = \"constant-arrival-rate\"\nrate = 5\nduration = \"1s\"\npre_allocated_vus = 1\n";
+    let f = parse(&format!(
+        "{arrival}[[scenarios.a.steps]]\nrequest = \"GET http://h/\"\n"
+    ));
+    assert_eq!(f.scenarios[0].error_backoff, Backoff::None);
+    assert_eq!(
+        err(&format!(
+            "{arrival}error_backoff = \"1s\"\n[[scenarios.a.steps]]\nrequest = \"GET http://h/\"\n"
+        )),
+        "plan.toml:6:17: error_backoff does not apply to executor constant-arrival-rate: its arrivals already pace the iterations; remove it (it is for VU-based executors)"
+    );
+}
+
+#[test]
+fn ws_connect_may_not_set_handshake_headers() {
+    for name in super::parse::WS_HANDSHAKE_HEADERS {
+        let e = err(&with_step(&format!(
+            "ws_connect = \"ws://h/ws\"\nheaders = {{ \"{name}\" = \"x\" }}"
+        )));
+        assert_eq!(
+            e,
+            format!(
+                "plan.toml:7:{}: header \"{name}\" is set by the WebSocket handshake itself; remove it from the ws_connect step's headers (offer subprotocols with Sec-WebSocket-Protocol; extensions are not supported)",
+                18 + name.len()
+            )
+        );
+    }
+    // Case does not matter; subprotocols and other headers are fine.
+    assert!(
+        err(&with_step(
+            "ws_connect = \"ws://h/ws\"\nheaders = { \"sec-websocket-key\" = \"x\" }"
+        ))
+        .contains("header \"sec-websocket-key\" is set by the WebSocket handshake itself")
+    );
+    parse(&with_step(
+        "ws_connect = \"ws://h/ws\"\nheaders = { Sec-WebSocket-Protocol = \"chat\", Authorization = \"Bearer t\" }",
+    ));
+    // An HTTP request may send Connection.
+    parse(&with_step(
+        "request = \"GET http://h/\"\nheaders = { Connection = \"close\" }",
+    ));
+    // [options] headers go on handshakes too, but only matter when there is a ws_connect.
+    let opts = "[options]\nheaders = { Connection = \"close\" }\n";
+    parse(&format!("{opts}{}", http_url()));
+    assert_eq!(
+        err(&format!(
+            "{opts}{}",
+            with_step("ws_connect = \"ws://h/ws\"")
+        )),
+        "plan.toml:2:26: header \"Connection\" in [options] headers would go on every WebSocket handshake, and the handshake sets it itself; move it to the request steps that need it"
+    );
+}
+
+/// The check-time list agrees with what the handshake encoder refuses at run time.
+#[test]
+fn the_reserved_ws_headers_are_the_ones_the_handshake_refuses() {
+    use crate::proto::ws::{UpgradeRequest, UpgradeRequestError};
+    for name in super::parse::WS_HANDSHAKE_HEADERS {
+        let refused = UpgradeRequest::new("/", "h", &[], &[(name.to_owned(), "x".to_owned())]);
+        if name == "Sec-WebSocket-Accept" {
+            // The server's answer: not refused by the encoder, but never the client's to send.
+            assert!(refused.is_ok());
+        } else {
+            assert_eq!(
+                refused.unwrap_err(),
+                UpgradeRequestError::HandshakeHeader(name.to_owned())
+            );
+        }
+    }
+    // And the one it accepts is the subprotocol header, which the parser allows.
+    assert!(
+        UpgradeRequest::new(
+            "/",
+            "h",
+            &[],
+            &[("Sec-WebSocket-Protocol".into(), "chat".into())]
+        )
+        .is_err(),
+        "the worker turns Sec-WebSocket-Protocol into offered subprotocols before encoding"
+    );
+}
+
+#[test]
+fn unique_per_vu_rows_must_cover_the_vus_at_check_time() {
+    // data/queries.csv has 6 rows.
+    let data = "[data.q]\nfile = \"data/queries.csv\"\nmode = \"unique-per-vu\"\n";
+    let scenario = |name: &str, vus: &str| {
+        format!(
+            "[scenarios.{name}]\nexecutor = \"constant-vus\"\nvus = \"{vus}\"\nduration = \"1s\"\n[[scenarios.{name}.steps]]\nrequest = \"GET http://h/?q=${{data.q.q}}\"\n"
+        )
+    };
+    parse(&format!("{data}{}", scenario("a", "6")));
+    assert_eq!(
+        err(&format!("{data}{}", scenario("a", "${VUS:-7}"))),
+        "plan.toml:3:8: data source \"q\" (".to_owned()
+            + &examples_dir()
+                .join("data/queries.csv")
+                .display()
+                .to_string()
+            + ") has 6 row(s) and mode = \"unique-per-vu\", but scenario \"a\" can run 7 VU(s), each needing a row of its own; add rows to the file, let the scenario run at most 6 VU(s), or use mode = \"sequential\""
+    );
+    // VU numbers count on across scenarios: 4 + 3 VUs, the second scenario reads VU 5..7.
+    let e = err(&format!(
+        "{data}{}{}",
+        "[scenarios.first]\nexecutor = \"constant-vus\"\nvus = 4\nduration = \"1s\"\n[[scenarios.first.steps]]\nrequest = \"GET http://h/\"\n",
+        scenario("b", "3")
+    ));
+    assert!(
+        e.contains("scenario \"b\" can run 3 VU(s) (VU numbers 5 to 7: they count on across the scenarios before it)")
+            && e.contains("let the scenario run at most 2 VU(s)"),
+        "{e}"
+    );
+    // Arrival-rate executors count their max_vus; other modes are not limited.
+    let arrival = "[scenarios.a]\nexecutor = \"constant-arrival-rate\"\nrate = 5\nduration = \"1s\"\npre_allocated_vus = 2\nmax_vus = 10\n[[scenarios.a.steps]]\nrequest = \"GET http://h/?q=${data.q.q}\"\n";
+    assert!(err(&format!("{data}{arrival}")).contains("can run 10 VU(s)"));
+    parse(&format!(
+        "[data.q]\nfile = \"data/queries.csv\"\nmode = \"sequential\"\n{}",
+        scenario("a", "50")
+    ));
+    // A scenario that does not read the source is not limited by it.
+    parse(&format!(
+        "{data}[scenarios.a]\nexecutor = \"constant-vus\"\nvus = 50\nduration = \"1s\"\n[[scenarios.a.steps]]\nrequest = \"GET http://h/\"\n"
+    ));
+}

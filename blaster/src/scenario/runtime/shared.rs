@@ -151,7 +151,7 @@ impl Shared {
 
 /// Calls `on_template` for every template and `on_capture` for every capture in `steps`,
 /// groups and loops included.
-pub(super) fn walk(
+pub(crate) fn walk(
     steps: &[Step],
     on_template: &mut dyn FnMut(&Template),
     on_capture: &mut dyn FnMut(&Capture),

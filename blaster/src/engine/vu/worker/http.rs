@@ -210,7 +210,8 @@ impl VuWorker {
 
     /// A request or message step failed without a response: counts it, and its checks as
     /// failed.
-    pub(super) fn fail_step(&mut self, _v: u32, step: usize, kind: &'static str) {
+    pub(super) fn fail_step(&mut self, v: u32, step: usize, kind: &'static str) {
+        self.vus[v as usize].iter_failed = true;
         let st = &mut self.flow.steps[step];
         st.count += 1;
         st.error(kind);

@@ -154,7 +154,10 @@ struct Vu {
     /// Intended start of the iteration (arrival-rate), consumed by its first request.
     intended: Option<u64>,
     iterations_done: u64,
+    /// Consecutive failed iterations (reset by a successful one): the backoff's exponent.
     failures: u32,
+    /// A step of this iteration failed without an answer (refused, reset, timed out...).
+    iter_failed: bool,
     /// The step being waited on.
     step: u32,
     req_start: u64,
@@ -355,6 +358,7 @@ impl VuWorker {
                     intended: None,
                     iterations_done: 0,
                     failures: 0,
+                    iter_failed: false,
                     step: 0,
                     req_start: 0,
                     collect: false,
@@ -742,7 +746,8 @@ impl VuWorker {
             Wait::Backoff => {
                 vu.wait = Wait::Off;
                 let ei = vu.scenario as usize;
-                if self.execs[ei].done {
+                // A backoff that ends after the executor stopped starts nothing.
+                if self.execs[ei].done || now >= self.execs[ei].end_ns {
                     return Ok(());
                 }
                 self.begin_iteration(v, now, None)
