@@ -122,6 +122,12 @@ pub struct NameStats {
     pub errors: BTreeMap<String, u64>,
     pub msgs_sent: u64,
     pub msgs_received: u64,
+    /// HTTP requests sent again after a retry status (`retry = { on = [...] }`), and the
+    /// total time waited before them (Retry-After or the backoff), in milliseconds.
+    #[serde(default)]
+    pub retries: u64,
+    #[serde(default)]
+    pub retry_wait_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -376,6 +382,8 @@ impl ScenarioReport {
                         errors: BTreeMap::new(),
                         msgs_sent: 0,
                         msgs_received: 0,
+                        retries: 0,
+                        retry_wait_ms: 0.0,
                     });
                     hists.push(new_histogram());
                     names.len() - 1
@@ -386,6 +394,8 @@ impl ScenarioReport {
             n.failed += st.failed;
             n.msgs_sent += st.msgs_sent;
             n.msgs_received += st.msgs_received;
+            n.retries += st.retries;
+            n.retry_wait_ms += st.retry_wait_us as f64 / 1000.0;
             for (s, c) in &st.statuses {
                 *n.status_codes.entry(s.to_string()).or_insert(0) += c;
             }
@@ -712,6 +722,8 @@ pub(crate) mod tests {
             },
             msgs_sent: 0,
             msgs_received: 0,
+            retries: 0,
+            retry_wait_ms: 0.0,
         };
         ScenarioReport {
             file: "shop.toml".to_owned(),

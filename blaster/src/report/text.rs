@@ -320,6 +320,15 @@ fn scenario_section(out: &mut String, sc: &super::flow::ScenarioReport) {
                 format_duration_us(l.max),
             );
         }
+        for n in sc.names.iter().filter(|n| n.retries > 0) {
+            let _ = writeln!(
+                out,
+                "  {}: {} retried, {} waited before retrying",
+                n.name,
+                format_thousands(n.retries),
+                format_duration_us((n.retry_wait_ms * 1000.0) as u64),
+            );
+        }
     }
     if !sc.checks.is_empty() {
         out.push('\n');

@@ -255,6 +255,7 @@ fn describe_steps(out: &mut String, steps: &[Step], indent: usize) -> fmt::Resul
             )?,
             StepKind::WsClose { code } => write!(out, "{pad}ws close {code}")?,
             StepKind::Sleep(t) => write!(out, "{pad}sleep {}", describe_think(t))?,
+            StepKind::SleepFor(t) => write!(out, "{pad}sleep \"{}\" (per VU)", t.source_text())?,
             StepKind::Group { name, steps } => {
                 writeln!(out, "{pad}group \"{name}\"{prob}:")?;
                 describe_steps(out, steps, indent + 2)?;

@@ -334,6 +334,9 @@ pub enum StepKind {
         code: u16,
     },
     Sleep(ThinkTime),
+    /// A sleep whose duration is rendered per VU (`sleep = "${vars.retry_after}s"`): a bare
+    /// number is seconds; a value that is not a duration does not sleep.
+    SleepFor(Template),
     Group {
         name: String,
         steps: Vec<Step>,
@@ -354,7 +357,7 @@ impl StepKind {
             StepKind::WsExpect { .. } => "ws_expect",
             StepKind::WsSubscribe { .. } => "ws_subscribe",
             StepKind::WsClose { .. } => "ws_close",
-            StepKind::Sleep(_) => "sleep",
+            StepKind::Sleep(_) | StepKind::SleepFor(_) => "sleep",
             StepKind::Group { .. } => "group",
             StepKind::Loop { .. } => "loop",
         }
@@ -376,6 +379,50 @@ pub struct HttpStep {
     pub captures: Vec<Capture>,
     /// Statuses that are expected outcomes, not failures (`http_req_failed`). Empty: 200-399.
     pub expect: Vec<u16>,
+    /// Send the request again when the answer has one of these statuses (`retry`).
+    pub retry: Option<Retry>,
+}
+
+/// `retry = { on = [429, 503], max = 3, max_wait = "30s", backoff = "1s" }`: an answer with
+/// a status in `on` is sent again, at most `max` times, after the answer's `Retry-After`
+/// (seconds or an HTTP date) capped at `max_wait`, or without one after `backoff` doubled per
+/// retry (also capped). Every attempt is a sample; checks and captures see the last answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    pub on: Vec<u16>,
+    pub max: u32,
+    pub max_wait: Duration,
+    pub backoff: Duration,
+}
+
+impl Retry {
+    /// The wait before retry number `retry` (1-based) and whether it came from Retry-After.
+    /// `retry_after` is the answer's header value; `now` the wall clock (for HTTP dates).
+    pub fn wait(
+        &self,
+        retry: u32,
+        retry_after: Option<&[u8]>,
+        now: std::time::SystemTime,
+    ) -> (Duration, bool) {
+        if let Some(d) = retry_after.and_then(|v| parse_retry_after(v, now)) {
+            return (d.min(self.max_wait), true);
+        }
+        let doubled = self
+            .backoff
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(20));
+        (doubled.min(self.max_wait), false)
+    }
+}
+
+/// A `Retry-After` value: delta-seconds (`120`) or an HTTP date (`Wed, 21 Oct 2015 07:28:00
+/// GMT`, the time to wait until; a date in the past is no wait). `None` when it is neither.
+pub fn parse_retry_after(value: &[u8], now: std::time::SystemTime) -> Option<Duration> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(text.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 impl HttpStep {
@@ -428,6 +475,10 @@ pub enum CheckCondition {
     JsonEquals { path: JsonPath, value: Template },
     HeaderEquals { name: String, value: Template },
     LatencyBelow(Duration),
+    /// The request has a `retry`: every retry made after waiting the server's `Retry-After`
+    /// got an answer outside `retry.on`. A request that never waited a Retry-After does not
+    /// count for a check made only of this condition.
+    RetryAfterHonoured,
 }
 
 /// A value taken from a response into a per-VU variable (`${vars.NAME}`).

@@ -168,8 +168,18 @@ struct RawStep {
     checks: Option<S<Vec<S<RawCheck>>>>,
     capture: Option<S<BTreeMap<String, S<String>>>>,
     expect: Option<S<Vec<u16>>>,
+    retry: Option<S<RawRetry>>,
     probability: Option<S<f64>>,
     steps: Option<S<Vec<S<RawStep>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    on: S<Vec<u16>>,
+    max: Option<S<NumOrStr>>,
+    max_wait: Option<S<String>>,
+    backoff: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,6 +192,7 @@ struct RawCheck {
     header: Option<S<String>>,
     equals: Option<S<toml::Value>>,
     latency_below: Option<S<String>>,
+    retry_after_honoured: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1109,6 +1120,7 @@ impl Cx<'_> {
                 "checks",
                 "capture",
                 "expect",
+                "retry",
                 "probability",
             ],
             "ws_connect" => &["name", "headers", "probability"],
@@ -1119,7 +1131,8 @@ impl Cx<'_> {
             "group" => &["steps", "probability"],
             _ => &["steps", "probability"],
         };
-        let extras: [(&str, Option<Range<usize>>); 9] = [
+        let extras: [(&str, Option<Range<usize>>); 10] = [
+            ("retry", r.retry.as_ref().map(|v| v.span())),
             ("name", r.name.as_ref().map(|v| v.span())),
             ("headers", r.headers.as_ref().map(|v| v.span())),
             ("body", r.body.as_ref().map(|v| v.span())),
@@ -1192,9 +1205,19 @@ impl Cx<'_> {
                 let url_t = template::template(url.trim(), &self.vars, self)
                     .or_else(|(at, m)| self.local(&req.span(), (at + url_offset, m)))?;
                 check_url(&url_t).or_else(|m| self.err(&req.span(), m))?;
+                let retry = r.retry.as_ref().map(|x| self.retry(x)).transpose()?;
                 let mut checks = Vec::new();
                 for (i, c) in r.checks.iter().flat_map(|c| c.get_ref().iter()).enumerate() {
-                    checks.push(self.check(c, i)?);
+                    let check = self.check(c, i)?;
+                    if retry.is_none()
+                        && check.conditions.contains(&CheckCondition::RetryAfterHonoured)
+                    {
+                        return self.err(
+                            &c.span(),
+                            "retry_after_honoured needs the step to retry: add retry = { on = [429], max = 1, max_wait = \"2m\" } (a max_wait above the server's window)",
+                        );
+                    }
+                    checks.push(check);
                 }
                 StepKind::Http(HttpStep {
                     name: name(format!("{method} {}", url_t.source_text()))?,
@@ -1210,6 +1233,7 @@ impl Cx<'_> {
                         .as_ref()
                         .map(|e| e.get_ref().clone())
                         .unwrap_or_default(),
+                    retry,
                 })
             }
             "ws_connect" => {
@@ -1275,7 +1299,16 @@ impl Cx<'_> {
                 };
                 StepKind::WsClose { code }
             }
-            "sleep" => StepKind::Sleep(self.think_time(r.sleep.as_ref().expect("kind"))?),
+            "sleep" => {
+                let s = r.sleep.as_ref().expect("kind");
+                // Run-time references (`${vars.retry_after}s`): rendered per VU.
+                let t = self.template(s)?;
+                if t.as_literal().is_some() {
+                    StepKind::Sleep(self.think_time(s)?)
+                } else {
+                    StepKind::SleepFor(t)
+                }
+            }
             "group" => {
                 let g = r.group.as_ref().expect("kind");
                 let Some(steps) = &r.steps else {
@@ -1312,6 +1345,50 @@ impl Cx<'_> {
             }
         };
         Ok(Step { probability, kind })
+    }
+
+    fn retry(&self, r: &S<RawRetry>) -> Result<Retry, ScenarioError> {
+        let raw = r.get_ref();
+        let on = raw.on.get_ref().clone();
+        if on.is_empty() {
+            return self.err(
+                &raw.on.span(),
+                "retry.on needs at least one status, like on = [429, 503]",
+            );
+        }
+        if let Some(bad) = on.iter().find(|s| !(100..=599).contains(*s)) {
+            return self.err(
+                &raw.on.span(),
+                format!("retry.on: {bad} is not an HTTP status (100 to 599)"),
+            );
+        }
+        let max = match &raw.max {
+            Some(m) => {
+                let n = self.count(m)?;
+                if n == 0 || n > 100 {
+                    return self.err(
+                        &m.span(),
+                        format!("retry.max must be 1 to 100 retries, not {n}"),
+                    );
+                }
+                n as u32
+            }
+            None => 3,
+        };
+        let max_wait = self.opt_duration(&raw.max_wait, Duration::from_secs(60))?;
+        let backoff = self.opt_duration(&raw.backoff, Duration::from_secs(1))?;
+        if max_wait.is_zero() {
+            return self.err(
+                &raw.max_wait.as_ref().map(|m| m.span()).unwrap_or_else(|| r.span()),
+                "retry.max_wait must be longer than 0, like \"30s\"",
+            );
+        }
+        Ok(Retry {
+            on,
+            max,
+            max_wait,
+            backoff,
+        })
     }
 
     fn think_time(&self, s: &S<String>) -> Result<ThinkTime, ScenarioError> {
@@ -1447,8 +1524,18 @@ impl Cx<'_> {
         if let Some(l) = &c.latency_below {
             conditions.push(CheckCondition::LatencyBelow(self.duration(l)?));
         }
+        match c.retry_after_honoured.as_ref().map(|b| (*b.get_ref(), b.span())) {
+            Some((true, _)) => conditions.push(CheckCondition::RetryAfterHonoured),
+            Some((false, at)) => {
+                return self.err(
+                    &at,
+                    "retry_after_honoured can only be true (leave it out for no such condition)",
+                );
+            }
+            None => {}
+        }
         if conditions.is_empty() {
-            return self.err(&span, "a check needs status, body_contains, json + equals, header + equals or latency_below");
+            return self.err(&span, "a check needs status, body_contains, json + equals, header + equals, latency_below or retry_after_honoured");
         }
         let name = c
             .name
@@ -1789,7 +1876,7 @@ impl KnownTags {
                     self.add_steps(steps);
                 }
                 StepKind::Loop { steps, .. } => self.add_steps(steps),
-                StepKind::WsClose { .. } | StepKind::Sleep(_) => {}
+                StepKind::WsClose { .. } | StepKind::Sleep(_) | StepKind::SleepFor(_) => {}
             }
         }
     }

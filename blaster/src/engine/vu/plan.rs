@@ -28,6 +28,8 @@ pub enum Op {
     WsSubscribe(u32),
     WsClose(u32),
     Sleep(ThinkTime),
+    /// A sleep rendered per VU (`sleep = "${vars.retry_after}s"`).
+    SleepFor(Template),
     /// Run the next op(s) with probability `p`, else jump over `skip` ops.
     Maybe {
         p: f64,
@@ -390,6 +392,7 @@ fn compile_steps(
                 ops.push(Op::WsClose(id));
             }
             StepKind::Sleep(t) => ops.push(Op::Sleep(*t)),
+            StepKind::SleepFor(t) => ops.push(Op::SleepFor(t.clone())),
             StepKind::Group { name, steps } => {
                 let path = format!("{group}::{name}");
                 compile_steps(steps, ctx, ops, depth, &path)?;

@@ -170,7 +170,9 @@ pub(crate) fn walk(
                             CheckCondition::BodyContains(t)
                             | CheckCondition::JsonEquals { value: t, .. }
                             | CheckCondition::HeaderEquals { value: t, .. } => on_template(t),
-                            CheckCondition::StatusIn(_) | CheckCondition::LatencyBelow(_) => {}
+                            CheckCondition::StatusIn(_)
+                            | CheckCondition::LatencyBelow(_)
+                            | CheckCondition::RetryAfterHonoured => {}
                         }
                     }
                 }
@@ -192,6 +194,7 @@ pub(crate) fn walk(
             StepKind::Group { steps, .. } | StepKind::Loop { steps, .. } => {
                 walk(steps, on_template, on_capture)
             }
+            StepKind::SleepFor(t) => on_template(t),
             StepKind::WsClose { .. } | StepKind::Sleep(_) => {}
         }
     }

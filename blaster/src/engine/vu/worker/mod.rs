@@ -107,6 +107,8 @@ enum Wait {
     Yield,
     /// Think time (timer).
     Sleep,
+    /// Before sending an HTTP request again after a retry status (timer).
+    Retry,
     /// Needs a connection (queued bytes go out once connected).
     Connect,
     /// An HTTP response (timer: deadline).
@@ -158,6 +160,11 @@ struct Vu {
     failures: u32,
     /// A step of this iteration failed without an answer (refused, reset, timed out...).
     iter_failed: bool,
+    /// The HTTP step being retried: retries so far, whether the last wait was the server's
+    /// Retry-After, and whether an answer after such a wait was again a retry status.
+    retries: u32,
+    waited_retry_after: bool,
+    retry_after_broken: bool,
     /// The step being waited on.
     step: u32,
     req_start: u64,
@@ -359,6 +366,9 @@ impl VuWorker {
                     iterations_done: 0,
                     failures: 0,
                     iter_failed: false,
+                    retries: 0,
+                    waited_retry_after: false,
+                    retry_after_broken: false,
                     step: 0,
                     req_start: 0,
                     collect: false,
@@ -636,6 +646,14 @@ impl VuWorker {
                     };
                     vu.pc = if again { start + 1 } else { vu.pc + 1 };
                 }
+                Op::SleepFor(t) => {
+                    let text = vu.state.render_string(t, &self.shared);
+                    let d = runtime::rendered_sleep(&text).unwrap_or_default();
+                    vu.pc += 1;
+                    vu.wait = Wait::Sleep;
+                    self.set_timer(v, now + d.as_nanos().min(u128::from(u64::MAX / 4)) as u64);
+                    return Ok(());
+                }
                 Op::Sleep(t) => {
                     let d = runtime::think_time(t, vu.state.rng());
                     vu.pc += 1;
@@ -706,6 +724,9 @@ impl VuWorker {
     fn resume(&mut self, v: u32, now: u64) -> R {
         let vu = &mut self.vus[v as usize];
         vu.wake_gen = vu.wake_gen.wrapping_add(1);
+        vu.retries = 0;
+        vu.waited_retry_after = false;
+        vu.retry_after_broken = false;
         vu.pc += 1;
         vu.wait = Wait::Yield;
         self.run_vu(v, now)
@@ -742,6 +763,10 @@ impl VuWorker {
             Wait::Sleep | Wait::Yield => {
                 vu.wait = Wait::Yield;
                 self.run_vu(v, now)
+            }
+            Wait::Retry => {
+                let step = vu.step;
+                self.http_request(v, step, now)
             }
             Wait::Backoff => {
                 vu.wait = Wait::Off;
