@@ -113,3 +113,129 @@ fn a_flow_that_fails_at_once_backs_off_instead_of_spinning() {
         "with error_backoff = \"none\" the VUs did only {spun} iterations (bound with backoff {bound})"
     );
 }
+
+const MOCK: &str = r#"
+[[routes]]
+method = "GET"
+path = "/honest"
+[routes.rate_limit]
+key = "header:Authorization"
+window = "2s"
+limit = 1
+
+# Says "come back in 1 s" while its window lasts 30 s.
+[[routes]]
+method = "GET"
+path = "/liar"
+[routes.rate_limit]
+key = "header:Authorization"
+window = "30s"
+limit = 1
+retry_after = 1
+"#;
+
+const RETRY: &str = r#"
+[scenarios.limited]
+executor = "per-vu-iterations"
+vus = 1
+iterations = 1
+max_duration = "20s"
+[[scenarios.limited.steps]]
+request = "GET ${BASE}/${ROUTE}"
+name = "first"
+headers = { Authorization = "t" }
+[[scenarios.limited.steps]]
+request = "GET ${BASE}/${ROUTE}"
+name = "limited"
+headers = { Authorization = "t" }
+expect = [200, 429]
+retry = { on = [429], max = 1, max_wait = "5s" }
+checks = [{ name = "retry_after_honoured", retry_after_honoured = true }]
+[[scenarios.limited.steps]]
+# Refused again (the retry took the new window's one request): wait its Retry-After by hand.
+request = "GET ${BASE}/${ROUTE}"
+name = "refused"
+headers = { Authorization = "t" }
+expect = [429]
+capture = { wait = "header:Retry-After" }
+[[scenarios.limited.steps]]
+sleep = "${vars.wait}s"
+[[scenarios.limited.steps]]
+request = "GET ${BASE}/${ROUTE}"
+name = "after sleep"
+headers = { Authorization = "t" }
+expect = [200, 429]
+checks = [{ name = "after the slept Retry-After", status = [200] }]
+
+[thresholds]
+"checks{check:retry_after_honoured}" = ["rate==1"]
+"#;
+
+fn name<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["scenario"]["names"]
+        .as_array()
+        .expect("scenario.names")
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("no name {name} in:\n{report:#}"))
+}
+
+fn check<'a>(report: &'a Value, check: &str) -> (u64, u64) {
+    let c = report["scenario"]["checks"]
+        .as_array()
+        .expect("scenario.checks")
+        .iter()
+        .find(|c| c["name"] == check)
+        .unwrap_or_else(|| panic!("no check {check} in:\n{report:#}"));
+    (c["passes"].as_u64().unwrap(), c["fails"].as_u64().unwrap())
+}
+
+fn run_retry(route: &str) -> (Option<i32>, Value) {
+    let mock = write(MOCK);
+    let (_mock, addr) = blaster_tests::start_mock(mock.path());
+    let file = write(RETRY);
+    let run = run_json_output(
+        &[
+            "run",
+            file.path().to_str().unwrap(),
+            "-e",
+            &format!("BASE=http://{addr}"),
+            "-e",
+            &format!("ROUTE={route}"),
+            "-t",
+            "1",
+        ],
+        Duration::from_secs(60),
+    );
+    (run.output.status.code(), run.report)
+}
+
+#[test]
+fn a_retry_waits_the_servers_retry_after_and_the_check_passes_when_it_is_honoured() {
+    let (code, r) = run_retry("honest");
+    let limited = name(&r, "limited");
+    assert_eq!(limited["retries"], 1, "{limited:#}");
+    assert_eq!(limited["status_codes"]["429"], 1, "{limited:#}");
+    assert_eq!(limited["status_codes"]["200"], 1, "{limited:#}");
+    // The mock's Retry-After is the window's rest rounded up to whole seconds: 2 s here.
+    let waited = limited["retry_wait_ms"].as_f64().expect("retry_wait_ms");
+    assert!((1_000.0..=2_000.0).contains(&waited), "waited {waited} ms");
+    assert_eq!(check(&r, "retry_after_honoured"), (1, 0));
+    // The sleep took its duration from the captured Retry-After, and then the request passed.
+    assert_eq!(name(&r, "refused")["status_codes"]["429"], 1);
+    assert_eq!(check(&r, "after the slept Retry-After"), (1, 0), "{r:#}");
+    assert_eq!(code, Some(0), "{r:#}");
+    let text = r["scenario"]["thresholds"][0]["passed"].clone();
+    assert_eq!(text, true);
+}
+
+#[test]
+fn the_retry_after_check_fails_against_a_server_that_lies_about_it() {
+    let (code, r) = run_retry("liar");
+    let limited = name(&r, "limited");
+    assert_eq!(limited["retries"], 1, "{limited:#}");
+    // Waited the advertised second, and was refused again.
+    assert_eq!(limited["status_codes"]["429"], 2, "{limited:#}");
+    assert_eq!(check(&r, "retry_after_honoured"), (0, 1));
+    assert_eq!(code, Some(99), "a failed threshold exits 99: {r:#}");
+}

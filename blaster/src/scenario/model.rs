@@ -472,8 +472,14 @@ pub struct Check {
 pub enum CheckCondition {
     StatusIn(Vec<u16>),
     BodyContains(Template),
-    JsonEquals { path: JsonPath, value: Template },
-    HeaderEquals { name: String, value: Template },
+    JsonEquals {
+        path: JsonPath,
+        value: Template,
+    },
+    HeaderEquals {
+        name: String,
+        value: Template,
+    },
     LatencyBelow(Duration),
     /// The request has a `retry`: every retry made after waiting the server's `Retry-After`
     /// got an answer outside `retry.on`. A request that never waited a Retry-After does not

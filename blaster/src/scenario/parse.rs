@@ -1210,7 +1210,9 @@ impl Cx<'_> {
                 for (i, c) in r.checks.iter().flat_map(|c| c.get_ref().iter()).enumerate() {
                     let check = self.check(c, i)?;
                     if retry.is_none()
-                        && check.conditions.contains(&CheckCondition::RetryAfterHonoured)
+                        && check
+                            .conditions
+                            .contains(&CheckCondition::RetryAfterHonoured)
                     {
                         return self.err(
                             &c.span(),
@@ -1379,7 +1381,10 @@ impl Cx<'_> {
         let backoff = self.opt_duration(&raw.backoff, Duration::from_secs(1))?;
         if max_wait.is_zero() {
             return self.err(
-                &raw.max_wait.as_ref().map(|m| m.span()).unwrap_or_else(|| r.span()),
+                &raw.max_wait
+                    .as_ref()
+                    .map(|m| m.span())
+                    .unwrap_or_else(|| r.span()),
                 "retry.max_wait must be longer than 0, like \"30s\"",
             );
         }
@@ -1524,7 +1529,11 @@ impl Cx<'_> {
         if let Some(l) = &c.latency_below {
             conditions.push(CheckCondition::LatencyBelow(self.duration(l)?));
         }
-        match c.retry_after_honoured.as_ref().map(|b| (*b.get_ref(), b.span())) {
+        match c
+            .retry_after_honoured
+            .as_ref()
+            .map(|b| (*b.get_ref(), b.span()))
+        {
             Some((true, _)) => conditions.push(CheckCondition::RetryAfterHonoured),
             Some((false, at)) => {
                 return self.err(

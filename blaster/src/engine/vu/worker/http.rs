@@ -164,7 +164,12 @@ impl VuWorker {
 
     /// Records an answer and runs the step's checks and captures; returns true when the
     /// request will be sent again (`retry`), false when the step is done.
-    pub(super) fn on_response(&mut self, v: u32, status: u16, now: u64) -> Result<bool, EngineError> {
+    pub(super) fn on_response(
+        &mut self,
+        v: u32,
+        status: u16,
+        now: u64,
+    ) -> Result<bool, EngineError> {
         let plan = Arc::clone(&self.plan);
         let shared = Arc::clone(&self.shared);
         let vu = &mut self.vus[v as usize];
@@ -199,8 +204,11 @@ impl VuWorker {
                 } else {
                     None
                 };
-                let (wait, from_header) =
-                    retry.wait(vu.retries + 1, header.as_deref(), std::time::SystemTime::now());
+                let (wait, from_header) = retry.wait(
+                    vu.retries + 1,
+                    header.as_deref(),
+                    std::time::SystemTime::now(),
+                );
                 let due = now.saturating_add(wait.as_nanos().min(u128::from(u64::MAX / 4)) as u64);
                 // Never past the scenario's hard end: the run would cut the retry off anyway.
                 if due < self.execs[vu.scenario as usize].hard_end_ns {
@@ -241,7 +249,15 @@ impl VuWorker {
                     }
                 }
                 let ok = !(honoured && vu.retry_after_broken)
-                    && runtime::run_check(c, status, headers, body, latency, &mut vu.state, &shared);
+                    && runtime::run_check(
+                        c,
+                        status,
+                        headers,
+                        body,
+                        latency,
+                        &mut vu.state,
+                        &shared,
+                    );
                 let cell = &mut self.flow.steps[id].checks[i];
                 if ok {
                     cell.0 += 1;
