@@ -333,7 +333,7 @@ fn step_errors() {
         err(&with_step(
             "request = \"GET http://h/\"\nchecks = [{ name = \"x\" }]"
         )),
-        "plan.toml:7:11: a check needs status, body_contains, json + equals, header + equals or latency_below"
+        "plan.toml:7:11: a check needs status, body_contains, json + equals, header + equals, latency_below or retry_after_honoured"
     );
 }
 
@@ -1126,4 +1126,151 @@ fn unique_per_vu_rows_must_cover_the_vus_at_check_time() {
     parse(&format!(
         "{data}[scenarios.a]\nexecutor = \"constant-vus\"\nvus = 50\nduration = \"1s\"\n[[scenarios.a.steps]]\nrequest = \"GET http://h/\"\n"
     ));
+}
+
+#[test]
+fn retry_parses_with_defaults_and_explains_errors() {
+    let f = parse(&with_step(
+        "request = \"GET http://h/\"\nretry = { on = [429, 503], max = \"${MAX:-2}\", max_wait = \"30s\", backoff = \"250ms\" }\nchecks = [{ name = \"retry_after_honoured\", retry_after_honoured = true }]",
+    ));
+    let StepKind::Http(h) = &f.scenarios[0].flows[0].steps[0].kind else {
+        panic!("an HTTP step")
+    };
+    assert_eq!(
+        h.retry,
+        Some(Retry {
+            on: vec![429, 503],
+            max: 2,
+            max_wait: Duration::from_secs(30),
+            backoff: Duration::from_millis(250),
+        })
+    );
+    assert_eq!(
+        h.checks[0].conditions,
+        vec![CheckCondition::RetryAfterHonoured]
+    );
+    let f = parse(&with_step(
+        "request = \"GET http://h/\"\nretry = { on = [429] }",
+    ));
+    let StepKind::Http(h) = &f.scenarios[0].flows[0].steps[0].kind else {
+        panic!("an HTTP step")
+    };
+    assert_eq!(
+        h.retry,
+        Some(Retry {
+            on: vec![429],
+            max: 3,
+            max_wait: Duration::from_secs(60),
+            backoff: Duration::from_secs(1),
+        })
+    );
+    for (step, want) in [
+        (
+            "request = \"GET http://h/\"\nretry = { on = [] }",
+            "plan.toml:7:16: retry.on needs at least one status, like on = [429, 503]",
+        ),
+        (
+            "request = \"GET http://h/\"\nretry = { on = [42] }",
+            "plan.toml:7:16: retry.on: 42 is not an HTTP status (100 to 599)",
+        ),
+        (
+            "request = \"GET http://h/\"\nretry = { on = [429], max = 0 }",
+            "plan.toml:7:29: retry.max must be 1 to 100 retries, not 0",
+        ),
+        (
+            "request = \"GET http://h/\"\nretry = { on = [429], max_wait = \"0s\" }",
+            "plan.toml:7:34: retry.max_wait must be longer than 0, like \"30s\"",
+        ),
+        (
+            "request = \"GET http://h/\"\nretry = { on = [429], max_wiat = \"1s\" }",
+            "plan.toml:7:23: unknown key \"max_wiat\"; did you mean \"max_wait\"?",
+        ),
+        (
+            "request = \"GET http://h/\"\nchecks = [{ name = \"h\", retry_after_honoured = true }]",
+            "plan.toml:7:11: retry_after_honoured needs the step to retry: add retry = { on = [429], max = 1, max_wait = \"2m\" } (a max_wait above the server's window)",
+        ),
+        (
+            "request = \"GET http://h/\"\nretry = { on = [429] }\nchecks = [{ retry_after_honoured = false }]",
+            "plan.toml:8:36: retry_after_honoured can only be true (leave it out for no such condition)",
+        ),
+        (
+            "sleep = \"1s\"\nretry = { on = [429] }",
+            "plan.toml:7:9: key \"retry\" does not apply to a sleep step; it takes probability",
+        ),
+    ] {
+        assert_eq!(err(&with_step(step)), want, "{step}");
+    }
+}
+
+#[test]
+fn sleep_takes_a_captured_variable() {
+    let f = parse(&with_step(
+        "request = \"GET http://h/\"\ncapture = { wait = \"header:Retry-After\" }\n[[scenarios.a.steps]]\nsleep = \"${vars.wait}s\"",
+    ));
+    let StepKind::SleepFor(t) = &f.scenarios[0].flows[0].steps[1].kind else {
+        panic!("a per-VU sleep: {:?}", f.scenarios[0].flows[0].steps[1])
+    };
+    assert_eq!(t.source_text(), "${vars.wait}s");
+    // A literal sleep stays a think time; an unknown variable is named.
+    let f = parse(&with_step("sleep = \"${T:-2s}\""));
+    assert_eq!(
+        f.scenarios[0].flows[0].steps[0].kind,
+        StepKind::Sleep(ThinkTime::Constant(Duration::from_secs(2)))
+    );
+    assert!(err(&with_step("sleep = \"${vars.wiat}s\"")).starts_with("plan.toml:6:"));
+    use super::runtime::rendered_sleep;
+    assert_eq!(rendered_sleep("2"), Some(Duration::from_secs(2)));
+    assert_eq!(rendered_sleep(" 1.5 "), Some(Duration::from_millis(1500)));
+    assert_eq!(rendered_sleep("2s"), Some(Duration::from_secs(2)));
+    assert_eq!(rendered_sleep("250ms"), Some(Duration::from_millis(250)));
+    // Nothing captured: "s" is no duration, so no sleep.
+    assert_eq!(rendered_sleep("s"), None);
+    assert_eq!(rendered_sleep("-1"), None);
+}
+
+#[test]
+fn retry_after_delta_seconds_and_http_dates() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    // Wed, 21 Oct 2015 07:28:00 GMT
+    let date = UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+    let now = date - Duration::from_secs(90);
+    assert_eq!(
+        parse_retry_after(b"120", now),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(parse_retry_after(b" 0 ", now), Some(Duration::ZERO));
+    assert_eq!(
+        parse_retry_after(b"Wed, 21 Oct 2015 07:28:00 GMT", now),
+        Some(Duration::from_secs(90))
+    );
+    // A date in the past: no wait.
+    assert_eq!(
+        parse_retry_after(
+            b"Wed, 21 Oct 2015 07:28:00 GMT",
+            date + Duration::from_secs(5)
+        ),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(parse_retry_after(b"soon", now), None);
+    assert_eq!(parse_retry_after(b"-5", now), None);
+    let r = Retry {
+        on: vec![429],
+        max: 3,
+        max_wait: Duration::from_secs(30),
+        backoff: Duration::from_secs(1),
+    };
+    let now = SystemTime::now();
+    // Retry-After wins, capped by max_wait.
+    assert_eq!(r.wait(1, Some(b"7"), now), (Duration::from_secs(7), true));
+    assert_eq!(
+        r.wait(1, Some(b"3600"), now),
+        (Duration::from_secs(30), true)
+    );
+    // Without it (or unreadable): the backoff, doubling per retry, capped.
+    assert_eq!(r.wait(1, None, now), (Duration::from_secs(1), false));
+    assert_eq!(
+        r.wait(3, Some(b"later"), now),
+        (Duration::from_secs(4), false)
+    );
+    assert_eq!(r.wait(9, None, now), (Duration::from_secs(30), false));
 }
