@@ -229,6 +229,16 @@ fn describe_steps(out: &mut String, steps: &[Step], indent: usize) -> fmt::Resul
                 if !h.expect.is_empty() {
                     write!(out, " expect: {:?}", h.expect)?;
                 }
+                if let Some(r) = &h.retry {
+                    write!(
+                        out,
+                        " retry on {:?} up to {}x (Retry-After up to {}, else backoff {})",
+                        r.on,
+                        r.max,
+                        format_duration(r.max_wait),
+                        format_duration(r.backoff)
+                    )?;
+                }
             }
             StepKind::WsConnect { url, .. } => {
                 write!(out, "{pad}ws connect {}", url.source_text())?
@@ -327,7 +337,15 @@ impl fmt::Display for Summary {
             if !sc.start_time.is_zero() {
                 write!(f, ", starts at {}", format_duration(sc.start_time))?;
             }
-            writeln!(f, ", graceful stop {}", format_duration(sc.graceful_stop))?;
+            write!(f, ", graceful stop {}", format_duration(sc.graceful_stop))?;
+            if sc.error_backoff != model::Backoff::None {
+                write!(
+                    f,
+                    ", after a failed iteration waits {}",
+                    sc.error_backoff.source_text()
+                )?;
+            }
+            writeln!(f)?;
             let total = sc.total_weight();
             for flow in &sc.flows {
                 writeln!(

@@ -562,8 +562,8 @@ mod tests {
             "| Breakpoint: broke at | **300/s**: http\\_req\\_failed rate\\<0.01 (measured 0.031) |"
         );
         assert_eq!(
-            row_of(&md, "Spike (users): p99 before / at peak / after"),
-            "| Spike (users): p99 before / at peak / after | 4.00 ms / 80.50 ms / 9.25 ms |"
+            row_of(&md, "Spike (users): p95 before / at peak / after"),
+            "| Spike (users): p95 before / at peak / after | 4.00 ms / 80.50 ms / 9.25 ms |"
         );
         assert_eq!(
             row_of(&md, "Spike: recovered within 1.5x"),
