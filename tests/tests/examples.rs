@@ -249,8 +249,8 @@ fn a_copy_with_an_impossible_threshold_exits_99() {
 fn a_bad_copy_exits_1_naming_the_line() {
     let (dir, src) = altered_copy(
         "rate-limit.toml",
-        "max_duration = \"2m\"",
-        "max_duraton = \"2m\"",
+        "max_duration = \"3m\"",
+        "max_duraton = \"3m\"",
     );
     let line = 1 + src
         .lines()
