@@ -222,6 +222,10 @@ impl VuWorker {
         vu.pc = 0;
         vu.iterating = true;
         vu.iter_failed = false;
+        // A VU stopped while it waited to retry starts its next request afresh.
+        vu.retries = 0;
+        vu.waited_retry_after = false;
+        vu.retry_after_broken = false;
         vu.iter_start = intended.unwrap_or(now);
         vu.intended = intended;
         self.active += 1;
