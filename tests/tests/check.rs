@@ -89,3 +89,60 @@ fn variables_from_the_command_line_override_defaults() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("NAME=VALUE"));
 }
+
+/// Mistakes that used to surface only when a run started are caught by `blaster check`, with
+/// the line, the key and what to do.
+#[test]
+fn check_catches_ws_handshake_headers_and_too_few_unique_rows() {
+    let dir = TempPath::new("-check");
+    std::fs::create_dir(dir.path()).unwrap();
+    let ws = dir.path().join("ws.toml");
+    std::fs::write(
+        &ws,
+        "[scenarios.a]\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\n[[scenarios.a.steps]]\nws_connect = \"ws://127.0.0.1:1/ws\"\nheaders = { Sec-WebSocket-Key = \"abc\" }\n",
+    )
+    .unwrap();
+    let out = run_blaster(&["check", ws.to_str().unwrap()], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:7:33: header \"Sec-WebSocket-Key\" is set by the WebSocket handshake itself; remove it",
+            ws.display()
+        )),
+        "{err}"
+    );
+
+    std::fs::write(dir.path().join("users.csv"), "email\na@x\nb@x\n").unwrap();
+    let unique = dir.path().join("unique.toml");
+    std::fs::write(
+        &unique,
+        "[data.users]\nfile = \"users.csv\"\nmode = \"unique-per-vu\"\n[scenarios.a]\nexecutor = \"constant-vus\"\nvus = \"${VUS:-3}\"\nduration = \"1s\"\n[[scenarios.a.steps]]\nrequest = \"POST http://127.0.0.1:1/login\"\nbody = \"${data.users.email}\"\n",
+    )
+    .unwrap();
+    let out = run_blaster(
+        &["check", unique.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:3:8: data source \"users\"", unique.display()))
+            && err.contains(
+                "has 2 row(s) and mode = \"unique-per-vu\", but scenario \"a\" can run 3 VU(s)"
+            )
+            && err.contains("let the scenario run at most 2 VU(s)"),
+        "{err}"
+    );
+    // With -e VUS=2 the rows suffice.
+    let out = run_blaster(
+        &["check", unique.to_str().unwrap(), "-e", "VUS=2"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

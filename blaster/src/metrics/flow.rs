@@ -33,6 +33,10 @@ pub struct StepStats {
     pub msgs_received: u64,
     /// Messages sent by this step (ws_send / ws_subscribe).
     pub msgs_sent: u64,
+    /// HTTP requests sent again after a retry status (`retry`), and the time waited before
+    /// them (µs).
+    pub retries: u64,
+    pub retry_wait_us: u64,
 }
 
 impl StepStats {
@@ -46,6 +50,8 @@ impl StepStats {
             errors: BTreeMap::new(),
             msgs_received: 0,
             msgs_sent: 0,
+            retries: 0,
+            retry_wait_us: 0,
         }
     }
 
@@ -58,6 +64,8 @@ impl StepStats {
         self.duration
             .add(&o.duration)
             .expect("same histogram bounds");
+        self.retries += o.retries;
+        self.retry_wait_us += o.retry_wait_us;
         self.count += o.count;
         self.failed += o.failed;
         for (s, n) in &o.statuses {
@@ -375,6 +383,8 @@ impl FlowMetrics {
                 duration: hist(&a.duration, &b.duration),
                 count: a.count - b.count,
                 failed: a.failed - b.failed,
+                retries: a.retries - b.retries,
+                retry_wait_us: a.retry_wait_us - b.retry_wait_us,
                 statuses: a
                     .statuses
                     .iter()

@@ -62,16 +62,17 @@ pub struct WatchReport {
     pub rising: bool,
 }
 
-/// Latency around a spike, from the time series (per-interval p99, averaged by count).
+/// Latency around a spike, from the time series (per-interval p95, averaged by count: the
+/// seed plan states its latency targets as p95).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpikeReport {
     pub scenario: String,
     /// Before the ramp to the peak.
-    pub baseline_p99_ms: Option<f64>,
+    pub baseline_p95_ms: Option<f64>,
     /// While at the peak.
-    pub spike_p99_ms: Option<f64>,
+    pub spike_p95_ms: Option<f64>,
     /// From `recovery` after the spike ended to the end of the run.
-    pub recovered_p99_ms: Option<f64>,
+    pub recovered_p95_ms: Option<f64>,
     /// The allowed factor over the baseline.
     pub tolerance: f64,
     /// recovered <= tolerance * baseline.
@@ -121,6 +122,12 @@ pub struct NameStats {
     pub errors: BTreeMap<String, u64>,
     pub msgs_sent: u64,
     pub msgs_received: u64,
+    /// HTTP requests sent again after a retry status (`retry = { on = [...] }`), and the
+    /// total time waited before them (Retry-After or the backoff), in milliseconds.
+    #[serde(default)]
+    pub retries: u64,
+    #[serde(default)]
+    pub retry_wait_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -375,6 +382,8 @@ impl ScenarioReport {
                         errors: BTreeMap::new(),
                         msgs_sent: 0,
                         msgs_received: 0,
+                        retries: 0,
+                        retry_wait_ms: 0.0,
                     });
                     hists.push(new_histogram());
                     names.len() - 1
@@ -385,6 +394,8 @@ impl ScenarioReport {
             n.failed += st.failed;
             n.msgs_sent += st.msgs_sent;
             n.msgs_received += st.msgs_received;
+            n.retries += st.retries;
+            n.retry_wait_ms += st.retry_wait_us as f64 / 1000.0;
             for (s, c) in &st.statuses {
                 *n.status_codes.entry(s.to_string()).or_insert(0) += c;
             }
@@ -711,6 +722,8 @@ pub(crate) mod tests {
             },
             msgs_sent: 0,
             msgs_received: 0,
+            retries: 0,
+            retry_wait_ms: 0.0,
         };
         ScenarioReport {
             file: "shop.toml".to_owned(),
@@ -793,9 +806,9 @@ pub(crate) mod tests {
             }),
             spike: Some(SpikeReport {
                 scenario: "users".to_owned(),
-                baseline_p99_ms: Some(4.0),
-                spike_p99_ms: Some(80.5),
-                recovered_p99_ms: Some(9.25),
+                baseline_p95_ms: Some(4.0),
+                spike_p95_ms: Some(80.5),
+                recovered_p95_ms: Some(9.25),
                 tolerance: 1.5,
                 recovered: false,
             }),

@@ -657,6 +657,7 @@ mod tests {
                 count: responses,
                 p50: p99 / 2,
                 p90: p99 - 1,
+                p95: p99 - 1,
                 p99,
                 max: p99 + 1,
             },

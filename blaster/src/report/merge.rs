@@ -333,6 +333,8 @@ fn merge_scenario(nodes: &[&ScenarioReport], duration_s: f64) -> Option<Scenario
                     empty.failed = 0;
                     empty.msgs_sent = 0;
                     empty.msgs_received = 0;
+                    empty.retries = 0;
+                    empty.retry_wait_ms = 0.0;
                     empty.status_codes.clear();
                     empty.errors.clear();
                     (empty, Vec::new())
@@ -343,6 +345,8 @@ fn merge_scenario(nodes: &[&ScenarioReport], duration_s: f64) -> Option<Scenario
             m.failed += n.failed;
             m.msgs_sent += n.msgs_sent;
             m.msgs_received += n.msgs_received;
+            m.retries += n.retries;
+            m.retry_wait_ms += n.retry_wait_ms;
             add_counts(&mut m.status_codes, &n.status_codes);
             add_counts(&mut m.errors, &n.errors);
             lat.push(n.latency_us);
@@ -531,6 +535,7 @@ fn merge_timeseries(reports: &[Report]) -> Vec<TimePoint> {
                     count: sum(|p| p.latency_us.count),
                     p50: max(|p| p.latency_us.p50),
                     p90: max(|p| p.latency_us.p90),
+                    p95: max(|p| p.latency_us.p95),
                     p99: max(|p| p.latency_us.p99),
                     max: max(|p| p.latency_us.max),
                 },

@@ -253,6 +253,10 @@ pub struct IntervalLatency {
     pub count: u64,
     pub p50: u64,
     pub p90: u64,
+    /// The spike check's percentile (`scenario.spike`); absent in reports written before it
+    /// was added.
+    #[serde(default)]
+    pub p95: u64,
     pub p99: u64,
     pub max: u64,
 }
@@ -296,6 +300,7 @@ impl TimePoint {
                 count: h.len(),
                 p50: q(0.50),
                 p90: q(0.90),
+                p95: q(0.95),
                 p99: q(0.99),
                 max: if h.is_empty() { 0 } else { h.max() },
             },

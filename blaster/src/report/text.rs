@@ -320,6 +320,15 @@ fn scenario_section(out: &mut String, sc: &super::flow::ScenarioReport) {
                 format_duration_us(l.max),
             );
         }
+        for n in sc.names.iter().filter(|n| n.retries > 0) {
+            let _ = writeln!(
+                out,
+                "  {}: {} retried, {} waited before retrying",
+                n.name,
+                format_thousands(n.retries),
+                format_duration_us((n.retry_wait_ms * 1000.0) as u64),
+            );
+        }
     }
     if !sc.checks.is_empty() {
         out.push('\n');
@@ -561,5 +570,23 @@ mod tests {
         assert_eq!(format_rate(2_000.0), "2,000");
         assert_eq!(format_rate(0.0), "0");
         assert_eq!(format_rate(2_500_000.0), "2.50M");
+    }
+
+    #[test]
+    fn retried_names_show_their_retries_and_wait() {
+        let mut r = closed();
+        let mut sc = crate::report::flow::tests::scenario_sample();
+        sc.names[0].retries = 3;
+        sc.names[0].retry_wait_ms = 2_500.0;
+        let retried = sc.names[0].name.clone();
+        r.scenario = Some(sc);
+        let text = render(&r);
+        let line = line_of(&text, &format!("{retried}: ")).unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(
+            line.trim(),
+            format!("{retried}: 3 retried, 2.50s waited before retrying")
+        );
+        // Names without retries get no such line.
+        assert_eq!(text.matches("retried,").count(), 1, "{text}");
     }
 }

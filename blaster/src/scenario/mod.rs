@@ -35,7 +35,7 @@
 //! [options]                 # timeout, headers, tags, threads
 //! [variables]               # file defaults for ${NAME}
 //! [data.NAME]               # kind = csv | json | geo-walk, file, mode = sequential | random | unique-per-vu
-//! [scenarios.NAME]          # executor + its keys, start_time, graceful_stop, tags
+//! [scenarios.NAME]          # executor + its keys, start_time, graceful_stop, error_backoff, tags
 //! [[scenarios.NAME.flows]]  # name, weight, steps (or [[scenarios.NAME.steps]] for one flow)
 //! [thresholds]              # "metric{tag:value}" = ["p(95)<500"] or { conditions, abort_on_fail }
 //! [special.soak]            # or special.breakpoint, special.spike
@@ -229,6 +229,16 @@ fn describe_steps(out: &mut String, steps: &[Step], indent: usize) -> fmt::Resul
                 if !h.expect.is_empty() {
                     write!(out, " expect: {:?}", h.expect)?;
                 }
+                if let Some(r) = &h.retry {
+                    write!(
+                        out,
+                        " retry on {:?} up to {}x (Retry-After up to {}, else backoff {})",
+                        r.on,
+                        r.max,
+                        format_duration(r.max_wait),
+                        format_duration(r.backoff)
+                    )?;
+                }
             }
             StepKind::WsConnect { url, .. } => {
                 write!(out, "{pad}ws connect {}", url.source_text())?
@@ -255,6 +265,7 @@ fn describe_steps(out: &mut String, steps: &[Step], indent: usize) -> fmt::Resul
             )?,
             StepKind::WsClose { code } => write!(out, "{pad}ws close {code}")?,
             StepKind::Sleep(t) => write!(out, "{pad}sleep {}", describe_think(t))?,
+            StepKind::SleepFor(t) => write!(out, "{pad}sleep \"{}\" (per VU)", t.source_text())?,
             StepKind::Group { name, steps } => {
                 writeln!(out, "{pad}group \"{name}\"{prob}:")?;
                 describe_steps(out, steps, indent + 2)?;
@@ -326,7 +337,15 @@ impl fmt::Display for Summary {
             if !sc.start_time.is_zero() {
                 write!(f, ", starts at {}", format_duration(sc.start_time))?;
             }
-            writeln!(f, ", graceful stop {}", format_duration(sc.graceful_stop))?;
+            write!(f, ", graceful stop {}", format_duration(sc.graceful_stop))?;
+            if sc.error_backoff != model::Backoff::None {
+                write!(
+                    f,
+                    ", after a failed iteration waits {}",
+                    sc.error_backoff.source_text()
+                )?;
+            }
+            writeln!(f)?;
             let total = sc.total_weight();
             for flow in &sc.flows {
                 writeln!(

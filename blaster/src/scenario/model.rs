@@ -124,6 +124,11 @@ pub struct ScenarioSpec {
     pub graceful_stop: Duration,
     /// Tags added to every sample of this scenario (`scenario` is always added).
     pub tags: BTreeMap<String, String>,
+    /// How long a VU waits after a failed iteration (one whose request or session failed
+    /// without an answer: refused, reset, timed out) before its next one, so a flow that fails
+    /// at once does not spin (`error_backoff`, default [`Backoff::DEFAULT_ERROR`]). Only for
+    /// VU-based executors: arrival-rate executors are paced by their arrivals.
+    pub error_backoff: Backoff,
     /// At least one flow; each iteration picks one by weight.
     pub flows: Vec<Flow>,
 }
@@ -132,6 +137,55 @@ impl ScenarioSpec {
     /// The sum of the flow weights.
     pub fn total_weight(&self) -> f64 {
         self.flows.iter().map(|f| f.weight).sum()
+    }
+}
+
+/// How long a VU waits before its next iteration after a failed one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Backoff {
+    /// No wait.
+    None,
+    Fixed(Duration),
+    /// `base * 2^(failures-1)`, capped at `max`, times a random factor in [0.5, 1) (jitter).
+    Exponential {
+        base: Duration,
+        max: Duration,
+    },
+}
+
+impl Backoff {
+    /// A scenario's `error_backoff` when the file has none: `exp:10ms..1s`.
+    pub const DEFAULT_ERROR: Backoff = Backoff::Exponential {
+        base: Duration::from_millis(10),
+        max: Duration::from_secs(1),
+    };
+
+    /// The wait after `failures` consecutive failures (>= 1); `unit` is a uniform [0, 1) draw.
+    pub fn delay(self, failures: u32, unit: f64) -> Duration {
+        match self {
+            Backoff::None => Duration::ZERO,
+            Backoff::Fixed(d) => d,
+            Backoff::Exponential { base, max } => {
+                let exp = failures.saturating_sub(1).min(30);
+                let full = base.saturating_mul(1u32 << exp).min(max);
+                full.mul_f64(0.5 + unit.clamp(0.0, 1.0) * 0.5)
+            }
+        }
+    }
+
+    /// The shortest wait after `failures` consecutive failures (the jitter at its least).
+    pub fn min_delay(self, failures: u32) -> Duration {
+        self.delay(failures, 0.0)
+    }
+
+    /// Written as in files and `--backoff`: `none`, `1s`, `exp:10ms..1s`.
+    pub fn source_text(self) -> String {
+        use crate::scenario::format_duration as d;
+        match self {
+            Backoff::None => "none".into(),
+            Backoff::Fixed(t) => d(t),
+            Backoff::Exponential { base, max } => format!("exp:{}..{}", d(base), d(max)),
+        }
     }
 }
 
@@ -280,6 +334,9 @@ pub enum StepKind {
         code: u16,
     },
     Sleep(ThinkTime),
+    /// A sleep whose duration is rendered per VU (`sleep = "${vars.retry_after}s"`): a bare
+    /// number is seconds; a value that is not a duration does not sleep.
+    SleepFor(Template),
     Group {
         name: String,
         steps: Vec<Step>,
@@ -300,7 +357,7 @@ impl StepKind {
             StepKind::WsExpect { .. } => "ws_expect",
             StepKind::WsSubscribe { .. } => "ws_subscribe",
             StepKind::WsClose { .. } => "ws_close",
-            StepKind::Sleep(_) => "sleep",
+            StepKind::Sleep(_) | StepKind::SleepFor(_) => "sleep",
             StepKind::Group { .. } => "group",
             StepKind::Loop { .. } => "loop",
         }
@@ -322,6 +379,50 @@ pub struct HttpStep {
     pub captures: Vec<Capture>,
     /// Statuses that are expected outcomes, not failures (`http_req_failed`). Empty: 200-399.
     pub expect: Vec<u16>,
+    /// Send the request again when the answer has one of these statuses (`retry`).
+    pub retry: Option<Retry>,
+}
+
+/// `retry = { on = [429, 503], max = 3, max_wait = "30s", backoff = "1s" }`: an answer with
+/// a status in `on` is sent again, at most `max` times, after the answer's `Retry-After`
+/// (seconds or an HTTP date) capped at `max_wait`, or without one after `backoff` doubled per
+/// retry (also capped). Every attempt is a sample; checks and captures see the last answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    pub on: Vec<u16>,
+    pub max: u32,
+    pub max_wait: Duration,
+    pub backoff: Duration,
+}
+
+impl Retry {
+    /// The wait before retry number `retry` (1-based) and whether it came from Retry-After.
+    /// `retry_after` is the answer's header value; `now` the wall clock (for HTTP dates).
+    pub fn wait(
+        &self,
+        retry: u32,
+        retry_after: Option<&[u8]>,
+        now: std::time::SystemTime,
+    ) -> (Duration, bool) {
+        if let Some(d) = retry_after.and_then(|v| parse_retry_after(v, now)) {
+            return (d.min(self.max_wait), true);
+        }
+        let doubled = self
+            .backoff
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(20));
+        (doubled.min(self.max_wait), false)
+    }
+}
+
+/// A `Retry-After` value: delta-seconds (`120`) or an HTTP date (`Wed, 21 Oct 2015 07:28:00
+/// GMT`, the time to wait until; a date in the past is no wait). `None` when it is neither.
+pub fn parse_retry_after(value: &[u8], now: std::time::SystemTime) -> Option<Duration> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(text.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 impl HttpStep {
@@ -371,9 +472,19 @@ pub struct Check {
 pub enum CheckCondition {
     StatusIn(Vec<u16>),
     BodyContains(Template),
-    JsonEquals { path: JsonPath, value: Template },
-    HeaderEquals { name: String, value: Template },
+    JsonEquals {
+        path: JsonPath,
+        value: Template,
+    },
+    HeaderEquals {
+        name: String,
+        value: Template,
+    },
     LatencyBelow(Duration),
+    /// The request has a `retry`: every retry made after waiting the server's `Retry-After`
+    /// got an answer outside `retry.on`. A request that never waited a Retry-After does not
+    /// count for a check made only of this condition.
+    RetryAfterHonoured,
 }
 
 /// A value taken from a response into a per-VU variable (`${vars.NAME}`).
@@ -689,7 +800,8 @@ pub enum Special {
     /// the spike with latency `recovery` after it ends.
     Spike {
         scenario: String,
-        /// How long after the spike the p99 (per-interval, from the time series) must be back within `tolerance` times baseline.
+        /// How long after the spike the p95 (per-interval, from the time series) must be back
+        /// within `tolerance` times baseline.
         recovery: Duration,
         tolerance: f64,
     },

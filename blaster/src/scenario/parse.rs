@@ -115,6 +115,7 @@ struct RawScenario {
     executor: S<String>,
     start_time: Option<S<String>>,
     graceful_stop: Option<S<String>>,
+    error_backoff: Option<S<String>>,
     #[serde(default)]
     tags: BTreeMap<String, S<String>>,
     vus: Option<S<NumOrStr>>,
@@ -167,8 +168,18 @@ struct RawStep {
     checks: Option<S<Vec<S<RawCheck>>>>,
     capture: Option<S<BTreeMap<String, S<String>>>>,
     expect: Option<S<Vec<u16>>>,
+    retry: Option<S<RawRetry>>,
     probability: Option<S<f64>>,
     steps: Option<S<Vec<S<RawStep>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    on: S<Vec<u16>>,
+    max: Option<S<NumOrStr>>,
+    max_wait: Option<S<String>>,
+    backoff: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +192,7 @@ struct RawCheck {
     header: Option<S<String>>,
     equals: Option<S<toml::Value>>,
     latency_below: Option<S<String>>,
+    retry_after_honoured: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,6 +326,33 @@ impl RefCheck for Cx<'_> {
             did_you_mean(name, &names)
         ))
     }
+}
+
+/// Header fields the WebSocket handshake writes itself (proto/ws/handshake.rs refuses them
+/// in its extra headers, except Sec-WebSocket-Accept, which is the server's answer), so a
+/// ws_connect step may not set them. Sec-WebSocket-Protocol is allowed: its value becomes the
+/// offered subprotocols.
+pub(crate) const WS_HANDSHAKE_HEADERS: [&str; 6] = [
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Extensions",
+    "Sec-WebSocket-Accept",
+];
+
+fn is_ws_handshake_header(name: &str) -> bool {
+    WS_HANDSHAKE_HEADERS
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name.trim()))
+}
+
+fn has_ws_connect(steps: &[Step]) -> bool {
+    steps.iter().any(|s| match &s.kind {
+        StepKind::WsConnect { .. } => true,
+        StepKind::Group { steps, .. } | StepKind::Loop { steps, .. } => has_ws_connect(steps),
+        _ => false,
+    })
 }
 
 /// Offset of the first character of a string value's content (also used by the mock
@@ -510,6 +549,9 @@ impl Cx<'_> {
             ));
         }
 
+        self.check_ws_option_headers(&raw, &scenarios)?;
+        self.check_unique_rows(&raw, &options, &scenarios)?;
+
         let special = match &raw.special {
             Some(sp) => self.special(sp, &scenarios)?,
             None => None,
@@ -537,6 +579,103 @@ impl Cx<'_> {
             thresholds,
             special,
         })
+    }
+
+    /// `[options] headers` go on every WebSocket handshake too: refuse the ones the handshake
+    /// sets itself when the file has a ws_connect step (at check time, not per connect).
+    fn check_ws_option_headers(
+        &self,
+        raw: &RawFile,
+        scenarios: &[ScenarioSpec],
+    ) -> Result<(), ScenarioError> {
+        let Some(o) = &raw.options else {
+            return Ok(());
+        };
+        if !scenarios
+            .iter()
+            .flat_map(|s| &s.flows)
+            .any(|f| has_ws_connect(&f.steps))
+        {
+            return Ok(());
+        }
+        for (name, value) in &o.headers {
+            if is_ws_handshake_header(name) {
+                return self.err(
+                    &value.span(),
+                    format!(
+                        "header \"{name}\" in [options] headers would go on every WebSocket handshake, and the handshake sets it itself; move it to the request steps that need it"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A `unique-per-vu` data source must have a row for every VU number of the scenarios that
+    /// read it (VU numbers count on across scenarios in file order, as at run time).
+    fn check_unique_rows(
+        &self,
+        raw: &RawFile,
+        options: &Options,
+        scenarios: &[ScenarioSpec],
+    ) -> Result<(), ScenarioError> {
+        let mut first_vu = 1u64;
+        for sc in scenarios {
+            let max_vus = sc.executor.max_vus();
+            let last_vu = first_vu + max_vus.saturating_sub(1);
+            let mut reads: Vec<String> = Vec::new();
+            let mut on_template = |t: &Template| {
+                for seg in &t.segments {
+                    if let Segment::Data { source, .. } = seg
+                        && !reads.contains(source)
+                    {
+                        reads.push(source.clone());
+                    }
+                }
+            };
+            for (_, t) in &options.headers {
+                on_template(t);
+            }
+            for f in &sc.flows {
+                super::runtime::walk(&f.steps, &mut on_template, &mut |_| {});
+            }
+            for source in &reads {
+                let Some(ds) = self.data.get(source) else {
+                    continue;
+                };
+                let DataKind::Table { path, rows, .. } = &ds.kind else {
+                    continue;
+                };
+                if ds.mode != PickMode::UniquePerVu || (rows.len() as u64) >= last_vu {
+                    continue;
+                }
+                let raw_ds = raw.data.get(source).expect("parsed from it");
+                let at = raw_ds
+                    .get_ref()
+                    .mode
+                    .as_ref()
+                    .map_or(raw_ds.span(), |m| m.span());
+                let numbers = if first_vu == 1 {
+                    String::new()
+                } else {
+                    format!(
+                        " (VU numbers {first_vu} to {last_vu}: they count on across the scenarios before it)"
+                    )
+                };
+                let fit = (rows.len() as u64).saturating_sub(first_vu - 1);
+                return self.err(
+                    &at,
+                    format!(
+                        "data source \"{source}\" ({}) has {} row(s) and mode = \"unique-per-vu\", but scenario \"{}\" can run {max_vus} VU(s){numbers}, each needing a row of its own; add rows to the file, let the scenario run at most {fit} VU(s), or use mode = \"sequential\"",
+                        path.display(),
+                        rows.len(),
+                        sc.name,
+                    ),
+                );
+            }
+            first_vu += max_vus;
+        }
+        Ok(())
     }
 
     fn options(&self, o: &RawOptions) -> Result<Options, ScenarioError> {
@@ -901,11 +1040,34 @@ impl Cx<'_> {
             }
         }
 
+        let arrival = matches!(
+            executor,
+            Executor::ConstantArrivalRate { .. } | Executor::RampingArrivalRate { .. }
+        );
+        let error_backoff = match &s.error_backoff {
+            Some(b) if arrival => {
+                return self.err(
+                    &b.span(),
+                    format!(
+                        "error_backoff does not apply to executor {exec_name}: its arrivals already pace the iterations; remove it (it is for VU-based executors)"
+                    ),
+                );
+            }
+            Some(b) => {
+                let text = self.expand(b)?;
+                crate::cli::vu::parse_backoff(text.trim())
+                    .or_else(|e| self.err(&b.span(), format!("error_backoff: {e}")))?
+            }
+            None if arrival => Backoff::None,
+            None => Backoff::DEFAULT_ERROR,
+        };
+
         Ok(ScenarioSpec {
             name: name.into(),
             executor,
             start_time: self.opt_duration(&s.start_time, Duration::ZERO)?,
             graceful_stop: self.opt_duration(&s.graceful_stop, Duration::from_secs(30))?,
+            error_backoff,
             tags: self.tags(&s.tags)?,
             flows,
         })
@@ -958,6 +1120,7 @@ impl Cx<'_> {
                 "checks",
                 "capture",
                 "expect",
+                "retry",
                 "probability",
             ],
             "ws_connect" => &["name", "headers", "probability"],
@@ -968,7 +1131,8 @@ impl Cx<'_> {
             "group" => &["steps", "probability"],
             _ => &["steps", "probability"],
         };
-        let extras: [(&str, Option<Range<usize>>); 9] = [
+        let extras: [(&str, Option<Range<usize>>); 10] = [
+            ("retry", r.retry.as_ref().map(|v| v.span())),
             ("name", r.name.as_ref().map(|v| v.span())),
             ("headers", r.headers.as_ref().map(|v| v.span())),
             ("body", r.body.as_ref().map(|v| v.span())),
@@ -1041,9 +1205,21 @@ impl Cx<'_> {
                 let url_t = template::template(url.trim(), &self.vars, self)
                     .or_else(|(at, m)| self.local(&req.span(), (at + url_offset, m)))?;
                 check_url(&url_t).or_else(|m| self.err(&req.span(), m))?;
+                let retry = r.retry.as_ref().map(|x| self.retry(x)).transpose()?;
                 let mut checks = Vec::new();
                 for (i, c) in r.checks.iter().flat_map(|c| c.get_ref().iter()).enumerate() {
-                    checks.push(self.check(c, i)?);
+                    let check = self.check(c, i)?;
+                    if retry.is_none()
+                        && check
+                            .conditions
+                            .contains(&CheckCondition::RetryAfterHonoured)
+                    {
+                        return self.err(
+                            &c.span(),
+                            "retry_after_honoured needs the step to retry: add retry = { on = [429], max = 1, max_wait = \"2m\" } (a max_wait above the server's window)",
+                        );
+                    }
+                    checks.push(check);
                 }
                 StepKind::Http(HttpStep {
                     name: name(format!("{method} {}", url_t.source_text()))?,
@@ -1059,6 +1235,7 @@ impl Cx<'_> {
                         .as_ref()
                         .map(|e| e.get_ref().clone())
                         .unwrap_or_default(),
+                    retry,
                 })
             }
             "ws_connect" => {
@@ -1068,6 +1245,17 @@ impl Cx<'_> {
                     && !(l.starts_with("ws://") || l.starts_with("wss://"))
                 {
                     return self.err(&u.span(), "ws_connect URL must start with ws:// or wss://");
+                }
+                if let Some(h) = &r.headers
+                    && let Some((header, value)) =
+                        h.get_ref().iter().find(|(n, _)| is_ws_handshake_header(n))
+                {
+                    return self.err(
+                        &value.span(),
+                        format!(
+                            "header \"{header}\" is set by the WebSocket handshake itself; remove it from the ws_connect step's headers (offer subprotocols with Sec-WebSocket-Protocol; extensions are not supported)"
+                        ),
+                    );
                 }
                 StepKind::WsConnect {
                     name: name(url.source_text())?,
@@ -1113,7 +1301,16 @@ impl Cx<'_> {
                 };
                 StepKind::WsClose { code }
             }
-            "sleep" => StepKind::Sleep(self.think_time(r.sleep.as_ref().expect("kind"))?),
+            "sleep" => {
+                let s = r.sleep.as_ref().expect("kind");
+                // Run-time references (`${vars.retry_after}s`): rendered per VU.
+                let t = self.template(s)?;
+                if t.as_literal().is_some() {
+                    StepKind::Sleep(self.think_time(s)?)
+                } else {
+                    StepKind::SleepFor(t)
+                }
+            }
             "group" => {
                 let g = r.group.as_ref().expect("kind");
                 let Some(steps) = &r.steps else {
@@ -1150,6 +1347,53 @@ impl Cx<'_> {
             }
         };
         Ok(Step { probability, kind })
+    }
+
+    fn retry(&self, r: &S<RawRetry>) -> Result<Retry, ScenarioError> {
+        let raw = r.get_ref();
+        let on = raw.on.get_ref().clone();
+        if on.is_empty() {
+            return self.err(
+                &raw.on.span(),
+                "retry.on needs at least one status, like on = [429, 503]",
+            );
+        }
+        if let Some(bad) = on.iter().find(|s| !(100..=599).contains(*s)) {
+            return self.err(
+                &raw.on.span(),
+                format!("retry.on: {bad} is not an HTTP status (100 to 599)"),
+            );
+        }
+        let max = match &raw.max {
+            Some(m) => {
+                let n = self.count(m)?;
+                if n == 0 || n > 100 {
+                    return self.err(
+                        &m.span(),
+                        format!("retry.max must be 1 to 100 retries, not {n}"),
+                    );
+                }
+                n as u32
+            }
+            None => 3,
+        };
+        let max_wait = self.opt_duration(&raw.max_wait, Duration::from_secs(60))?;
+        let backoff = self.opt_duration(&raw.backoff, Duration::from_secs(1))?;
+        if max_wait.is_zero() {
+            return self.err(
+                &raw.max_wait
+                    .as_ref()
+                    .map(|m| m.span())
+                    .unwrap_or_else(|| r.span()),
+                "retry.max_wait must be longer than 0, like \"30s\"",
+            );
+        }
+        Ok(Retry {
+            on,
+            max,
+            max_wait,
+            backoff,
+        })
     }
 
     fn think_time(&self, s: &S<String>) -> Result<ThinkTime, ScenarioError> {
@@ -1285,8 +1529,22 @@ impl Cx<'_> {
         if let Some(l) = &c.latency_below {
             conditions.push(CheckCondition::LatencyBelow(self.duration(l)?));
         }
+        match c
+            .retry_after_honoured
+            .as_ref()
+            .map(|b| (*b.get_ref(), b.span()))
+        {
+            Some((true, _)) => conditions.push(CheckCondition::RetryAfterHonoured),
+            Some((false, at)) => {
+                return self.err(
+                    &at,
+                    "retry_after_honoured can only be true (leave it out for no such condition)",
+                );
+            }
+            None => {}
+        }
         if conditions.is_empty() {
-            return self.err(&span, "a check needs status, body_contains, json + equals, header + equals or latency_below");
+            return self.err(&span, "a check needs status, body_contains, json + equals, header + equals, latency_below or retry_after_honoured");
         }
         let name = c
             .name
@@ -1627,7 +1885,7 @@ impl KnownTags {
                     self.add_steps(steps);
                 }
                 StepKind::Loop { steps, .. } => self.add_steps(steps),
-                StepKind::WsClose { .. } | StepKind::Sleep(_) => {}
+                StepKind::WsClose { .. } | StepKind::Sleep(_) | StepKind::SleepFor(_) => {}
             }
         }
     }

@@ -333,7 +333,7 @@ fn step_errors() {
         err(&with_step(
             "request = \"GET http://h/\"\nchecks = [{ name = \"x\" }]"
         )),
-        "plan.toml:7:11: a check needs status, body_contains, json + equals, header + equals or latency_below"
+        "plan.toml:7:11: a check needs status, body_contains, json + equals, header + equals, latency_below or retry_after_honoured"
     );
 }
 
@@ -961,4 +961,316 @@ fn check_loads_a_file_and_summarises() {
         text.contains("threshold http_req_duration{name:search}: p(95)<1200"),
         "{text}"
     );
+}
+
+#[test]
+fn error_backoff_defaults_parses_and_explains() {
+    // VU-based executors back off after a failed iteration by default.
+    let f = parse(&http_url());
+    assert_eq!(f.scenarios[0].error_backoff, Backoff::DEFAULT_ERROR);
+    assert_eq!(Backoff::DEFAULT_ERROR.source_text(), "exp:10ms..1s");
+    let head = "[scenarios.a]\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\n";
+    let with = |b: &str| {
+        format!("{head}error_backoff = {b}\n[[scenarios.a.steps]]\nrequest = \"GET http://h/\"\n")
+    };
+    for (text, want) in [
+        ("\"none\"", Backoff::None),
+        ("\"100ms\"", Backoff::Fixed(Duration::from_millis(100))),
+        (
+            "\"exp:10ms..2s\"",
+            Backoff::Exponential {
+                base: Duration::from_millis(10),
+                max: Duration::from_secs(2),
+            },
+        ),
+        (
+            "\"${BACKOFF:-250ms}\"",
+            Backoff::Fixed(Duration::from_millis(250)),
+        ),
+    ] {
+        assert_eq!(
+            parse(&with(text)).scenarios[0].error_backoff,
+            want,
+            "{text}"
+        );
+    }
+    assert_eq!(
+        err(&with("\"soon\"")),
+        "plan.toml:5:17: error_backoff: invalid backoff \"soon\": expected none, a duration such as 1s, or exp:BASE..MAX such as exp:100ms..5s"
+    );
+    assert_eq!(
+        err(&with("\"exp:1s..10ms\"")),
+        "plan.toml:5:17: error_backoff: invalid backoff \"exp:1s..10ms\": expected none, a duration such as 1s, or exp:BASE..MAX such as exp:100ms..5s"
+    );
+    // Arrival-rate executors are paced by their arrivals: no backoff, and none may be set.
+    let arrival = "[scenarios.a]\nexecutor = \"constant-arrival-rate\"\nrate = 5\nduration = \"1s\"\npre_allocated_vus = 1\n";
+    let f = parse(&format!(
+        "{arrival}[[scenarios.a.steps]]\nrequest = \"GET http://h/\"\n"
+    ));
+    assert_eq!(f.scenarios[0].error_backoff, Backoff::None);
+    assert_eq!(
+        err(&format!(
+            "{arrival}error_backoff = \"1s\"\n[[scenarios.a.steps]]\nrequest = \"GET http://h/\"\n"
+        )),
+        "plan.toml:6:17: error_backoff does not apply to executor constant-arrival-rate: its arrivals already pace the iterations; remove it (it is for VU-based executors)"
+    );
+}
+
+#[test]
+fn ws_connect_may_not_set_handshake_headers() {
+    for name in super::parse::WS_HANDSHAKE_HEADERS {
+        let e = err(&with_step(&format!(
+            "ws_connect = \"ws://h/ws\"\nheaders = {{ \"{name}\" = \"x\" }}"
+        )));
+        assert_eq!(
+            e,
+            format!(
+                "plan.toml:7:{}: header \"{name}\" is set by the WebSocket handshake itself; remove it from the ws_connect step's headers (offer subprotocols with Sec-WebSocket-Protocol; extensions are not supported)",
+                18 + name.len()
+            )
+        );
+    }
+    // Case does not matter; subprotocols and other headers are fine.
+    assert!(
+        err(&with_step(
+            "ws_connect = \"ws://h/ws\"\nheaders = { \"sec-websocket-key\" = \"x\" }"
+        ))
+        .contains("header \"sec-websocket-key\" is set by the WebSocket handshake itself")
+    );
+    parse(&with_step(
+        "ws_connect = \"ws://h/ws\"\nheaders = { Sec-WebSocket-Protocol = \"chat\", Authorization = \"Bearer t\" }",
+    ));
+    // An HTTP request may send Connection.
+    parse(&with_step(
+        "request = \"GET http://h/\"\nheaders = { Connection = \"close\" }",
+    ));
+    // [options] headers go on handshakes too, but only matter when there is a ws_connect.
+    let opts = "[options]\nheaders = { Connection = \"close\" }\n";
+    parse(&format!("{opts}{}", http_url()));
+    assert_eq!(
+        err(&format!(
+            "{opts}{}",
+            with_step("ws_connect = \"ws://h/ws\"")
+        )),
+        "plan.toml:2:26: header \"Connection\" in [options] headers would go on every WebSocket handshake, and the handshake sets it itself; move it to the request steps that need it"
+    );
+}
+
+/// The check-time list agrees with what the handshake encoder refuses at run time.
+#[test]
+fn the_reserved_ws_headers_are_the_ones_the_handshake_refuses() {
+    use crate::proto::ws::{UpgradeRequest, UpgradeRequestError};
+    for name in super::parse::WS_HANDSHAKE_HEADERS {
+        let refused = UpgradeRequest::new("/", "h", &[], &[(name.to_owned(), "x".to_owned())]);
+        if name == "Sec-WebSocket-Accept" {
+            // The server's answer: not refused by the encoder, but never the client's to send.
+            assert!(refused.is_ok());
+        } else {
+            assert_eq!(
+                refused.unwrap_err(),
+                UpgradeRequestError::HandshakeHeader(name.to_owned())
+            );
+        }
+    }
+    // And the one it accepts is the subprotocol header, which the parser allows.
+    assert!(
+        UpgradeRequest::new(
+            "/",
+            "h",
+            &[],
+            &[("Sec-WebSocket-Protocol".into(), "chat".into())]
+        )
+        .is_err(),
+        "the worker turns Sec-WebSocket-Protocol into offered subprotocols before encoding"
+    );
+}
+
+#[test]
+fn unique_per_vu_rows_must_cover_the_vus_at_check_time() {
+    // data/queries.csv has 6 rows.
+    let data = "[data.q]\nfile = \"data/queries.csv\"\nmode = \"unique-per-vu\"\n";
+    let scenario = |name: &str, vus: &str| {
+        format!(
+            "[scenarios.{name}]\nexecutor = \"constant-vus\"\nvus = \"{vus}\"\nduration = \"1s\"\n[[scenarios.{name}.steps]]\nrequest = \"GET http://h/?q=${{data.q.q}}\"\n"
+        )
+    };
+    parse(&format!("{data}{}", scenario("a", "6")));
+    assert_eq!(
+        err(&format!("{data}{}", scenario("a", "${VUS:-7}"))),
+        "plan.toml:3:8: data source \"q\" (".to_owned()
+            + &examples_dir()
+                .join("data/queries.csv")
+                .display()
+                .to_string()
+            + ") has 6 row(s) and mode = \"unique-per-vu\", but scenario \"a\" can run 7 VU(s), each needing a row of its own; add rows to the file, let the scenario run at most 6 VU(s), or use mode = \"sequential\""
+    );
+    // VU numbers count on across scenarios: 4 + 3 VUs, the second scenario reads VU 5..7.
+    let e = err(&format!(
+        "{data}{}{}",
+        "[scenarios.first]\nexecutor = \"constant-vus\"\nvus = 4\nduration = \"1s\"\n[[scenarios.first.steps]]\nrequest = \"GET http://h/\"\n",
+        scenario("b", "3")
+    ));
+    assert!(
+        e.contains("scenario \"b\" can run 3 VU(s) (VU numbers 5 to 7: they count on across the scenarios before it)")
+            && e.contains("let the scenario run at most 2 VU(s)"),
+        "{e}"
+    );
+    // Arrival-rate executors count their max_vus; other modes are not limited.
+    let arrival = "[scenarios.a]\nexecutor = \"constant-arrival-rate\"\nrate = 5\nduration = \"1s\"\npre_allocated_vus = 2\nmax_vus = 10\n[[scenarios.a.steps]]\nrequest = \"GET http://h/?q=${data.q.q}\"\n";
+    assert!(err(&format!("{data}{arrival}")).contains("can run 10 VU(s)"));
+    parse(&format!(
+        "[data.q]\nfile = \"data/queries.csv\"\nmode = \"sequential\"\n{}",
+        scenario("a", "50")
+    ));
+    // A scenario that does not read the source is not limited by it.
+    parse(&format!(
+        "{data}[scenarios.a]\nexecutor = \"constant-vus\"\nvus = 50\nduration = \"1s\"\n[[scenarios.a.steps]]\nrequest = \"GET http://h/\"\n"
+    ));
+}
+
+#[test]
+fn retry_parses_with_defaults_and_explains_errors() {
+    let f = parse(&with_step(
+        "request = \"GET http://h/\"\nretry = { on = [429, 503], max = \"${MAX:-2}\", max_wait = \"30s\", backoff = \"250ms\" }\nchecks = [{ name = \"retry_after_honoured\", retry_after_honoured = true }]",
+    ));
+    let StepKind::Http(h) = &f.scenarios[0].flows[0].steps[0].kind else {
+        panic!("an HTTP step")
+    };
+    assert_eq!(
+        h.retry,
+        Some(Retry {
+            on: vec![429, 503],
+            max: 2,
+            max_wait: Duration::from_secs(30),
+            backoff: Duration::from_millis(250),
+        })
+    );
+    assert_eq!(
+        h.checks[0].conditions,
+        vec![CheckCondition::RetryAfterHonoured]
+    );
+    let f = parse(&with_step(
+        "request = \"GET http://h/\"\nretry = { on = [429] }",
+    ));
+    let StepKind::Http(h) = &f.scenarios[0].flows[0].steps[0].kind else {
+        panic!("an HTTP step")
+    };
+    assert_eq!(
+        h.retry,
+        Some(Retry {
+            on: vec![429],
+            max: 3,
+            max_wait: Duration::from_secs(60),
+            backoff: Duration::from_secs(1),
+        })
+    );
+    for (step, want) in [
+        (
+            "request = \"GET http://h/\"\nretry = { on = [] }",
+            "plan.toml:7:16: retry.on needs at least one status, like on = [429, 503]",
+        ),
+        (
+            "request = \"GET http://h/\"\nretry = { on = [42] }",
+            "plan.toml:7:16: retry.on: 42 is not an HTTP status (100 to 599)",
+        ),
+        (
+            "request = \"GET http://h/\"\nretry = { on = [429], max = 0 }",
+            "plan.toml:7:29: retry.max must be 1 to 100 retries, not 0",
+        ),
+        (
+            "request = \"GET http://h/\"\nretry = { on = [429], max_wait = \"0s\" }",
+            "plan.toml:7:34: retry.max_wait must be longer than 0, like \"30s\"",
+        ),
+        (
+            "request = \"GET http://h/\"\nretry = { on = [429], max_wiat = \"1s\" }",
+            "plan.toml:7:23: unknown key \"max_wiat\"; did you mean \"max_wait\"?",
+        ),
+        (
+            "request = \"GET http://h/\"\nchecks = [{ name = \"h\", retry_after_honoured = true }]",
+            "plan.toml:7:11: retry_after_honoured needs the step to retry: add retry = { on = [429], max = 1, max_wait = \"2m\" } (a max_wait above the server's window)",
+        ),
+        (
+            "request = \"GET http://h/\"\nretry = { on = [429] }\nchecks = [{ retry_after_honoured = false }]",
+            "plan.toml:8:36: retry_after_honoured can only be true (leave it out for no such condition)",
+        ),
+        (
+            "sleep = \"1s\"\nretry = { on = [429] }",
+            "plan.toml:7:9: key \"retry\" does not apply to a sleep step; it takes probability",
+        ),
+    ] {
+        assert_eq!(err(&with_step(step)), want, "{step}");
+    }
+}
+
+#[test]
+fn sleep_takes_a_captured_variable() {
+    let f = parse(&with_step(
+        "request = \"GET http://h/\"\ncapture = { wait = \"header:Retry-After\" }\n[[scenarios.a.steps]]\nsleep = \"${vars.wait}s\"",
+    ));
+    let StepKind::SleepFor(t) = &f.scenarios[0].flows[0].steps[1].kind else {
+        panic!("a per-VU sleep: {:?}", f.scenarios[0].flows[0].steps[1])
+    };
+    assert_eq!(t.source_text(), "${vars.wait}s");
+    // A literal sleep stays a think time; an unknown variable is named.
+    let f = parse(&with_step("sleep = \"${T:-2s}\""));
+    assert_eq!(
+        f.scenarios[0].flows[0].steps[0].kind,
+        StepKind::Sleep(ThinkTime::Constant(Duration::from_secs(2)))
+    );
+    assert!(err(&with_step("sleep = \"${vars.wiat}s\"")).starts_with("plan.toml:6:"));
+    use super::runtime::rendered_sleep;
+    assert_eq!(rendered_sleep("2"), Some(Duration::from_secs(2)));
+    assert_eq!(rendered_sleep(" 1.5 "), Some(Duration::from_millis(1500)));
+    assert_eq!(rendered_sleep("2s"), Some(Duration::from_secs(2)));
+    assert_eq!(rendered_sleep("250ms"), Some(Duration::from_millis(250)));
+    // Nothing captured: "s" is no duration, so no sleep.
+    assert_eq!(rendered_sleep("s"), None);
+    assert_eq!(rendered_sleep("-1"), None);
+}
+
+#[test]
+fn retry_after_delta_seconds_and_http_dates() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    // Wed, 21 Oct 2015 07:28:00 GMT
+    let date = UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+    let now = date - Duration::from_secs(90);
+    assert_eq!(
+        parse_retry_after(b"120", now),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(parse_retry_after(b" 0 ", now), Some(Duration::ZERO));
+    assert_eq!(
+        parse_retry_after(b"Wed, 21 Oct 2015 07:28:00 GMT", now),
+        Some(Duration::from_secs(90))
+    );
+    // A date in the past: no wait.
+    assert_eq!(
+        parse_retry_after(
+            b"Wed, 21 Oct 2015 07:28:00 GMT",
+            date + Duration::from_secs(5)
+        ),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(parse_retry_after(b"soon", now), None);
+    assert_eq!(parse_retry_after(b"-5", now), None);
+    let r = Retry {
+        on: vec![429],
+        max: 3,
+        max_wait: Duration::from_secs(30),
+        backoff: Duration::from_secs(1),
+    };
+    let now = SystemTime::now();
+    // Retry-After wins, capped by max_wait.
+    assert_eq!(r.wait(1, Some(b"7"), now), (Duration::from_secs(7), true));
+    assert_eq!(
+        r.wait(1, Some(b"3600"), now),
+        (Duration::from_secs(30), true)
+    );
+    // Without it (or unreadable): the backoff, doubling per retry, capped.
+    assert_eq!(r.wait(1, None, now), (Duration::from_secs(1), false));
+    assert_eq!(
+        r.wait(3, Some(b"later"), now),
+        (Duration::from_secs(4), false)
+    );
+    assert_eq!(r.wait(9, None, now), (Duration::from_secs(30), false));
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::scenario::model::Backoff;
 use crate::scenario::model::{
     Executor, HttpStep, Repeat, ScenarioFile, Step, StepKind, Template, ThinkTime,
 };
@@ -27,6 +28,8 @@ pub enum Op {
     WsSubscribe(u32),
     WsClose(u32),
     Sleep(ThinkTime),
+    /// A sleep rendered per VU (`sleep = "${vars.retry_after}s"`).
+    SleepFor(Template),
     /// Run the next op(s) with probability `p`, else jump over `skip` ops.
     Maybe {
         p: f64,
@@ -160,34 +163,6 @@ impl ScenarioPlan {
     }
 }
 
-/// How long a VU waits before its next iteration after a failed one (a dropped session).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Backoff {
-    /// No wait.
-    None,
-    Fixed(Duration),
-    /// `base * 2^(failures-1)`, capped at `max`, times a random factor in [0.5, 1) (jitter).
-    Exponential {
-        base: Duration,
-        max: Duration,
-    },
-}
-
-impl Backoff {
-    /// The wait after `failures` consecutive failures (>= 1); `unit` is a uniform [0, 1) draw.
-    pub fn delay(self, failures: u32, unit: f64) -> Duration {
-        match self {
-            Backoff::None => Duration::ZERO,
-            Backoff::Fixed(d) => d,
-            Backoff::Exponential { base, max } => {
-                let exp = failures.saturating_sub(1).min(30);
-                let full = base.saturating_mul(1u32 << exp).min(max);
-                full.mul_f64(0.5 + unit.clamp(0.0, 1.0) * 0.5)
-            }
-        }
-    }
-}
-
 /// Everything a VU run needs.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -268,7 +243,7 @@ impl Plan {
                 graceful_stop: spec.graceful_stop,
                 flows,
                 vu_start_rate: None,
-                backoff: Backoff::None,
+                backoff: spec.error_backoff,
                 first_vu,
             });
             first_vu += spec.executor.max_vus();
@@ -417,6 +392,7 @@ fn compile_steps(
                 ops.push(Op::WsClose(id));
             }
             StepKind::Sleep(t) => ops.push(Op::Sleep(*t)),
+            StepKind::SleepFor(t) => ops.push(Op::SleepFor(t.clone())),
             StepKind::Group { name, steps } => {
                 let path = format!("{group}::{name}");
                 compile_steps(steps, ctx, ops, depth, &path)?;

@@ -138,9 +138,9 @@ pub(super) fn special(out: &mut String, sc: &ScenarioReport) {
             "<div class=\"panel\" id=\"spike\"><h3>Spike recovery</h3><table class=\"kv\">",
         );
         kv(out, "scenario", &sp.scenario);
-        kv(out, "p99 before the spike", &ms(sp.baseline_p99_ms));
-        kv(out, "p99 at the peak", &ms(sp.spike_p99_ms));
-        kv(out, "p99 after recovery", &ms(sp.recovered_p99_ms));
+        kv(out, "p95 before the spike", &ms(sp.baseline_p95_ms));
+        kv(out, "p95 at the peak", &ms(sp.spike_p95_ms));
+        kv(out, "p95 after recovery", &ms(sp.recovered_p95_ms));
         kv(out, "tolerance", &format!("{}x the baseline", sp.tolerance));
         if sp.recovered {
             kv(out, "recovered", "yes");
@@ -766,7 +766,7 @@ mod tests {
         assert!(row(sp, "last passing rate").contains(">250/s<"));
         assert!(row(sp, "broke at").contains("<span class=\"bad\">300/s</span>"));
         assert!(row(sp, "broken by").contains("measured 0.031"));
-        assert!(row(sp, "p99 at the peak").contains("80.50 ms"));
+        assert!(row(sp, "p95 at the peak").contains("80.50 ms"));
         assert!(row(sp, ">recovered<").contains(">NO<"));
         assert!(row(sp, "last value").contains(">121<"));
         assert!(row(sp, "growth").contains("+3780.000 per hour"));

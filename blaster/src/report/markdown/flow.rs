@@ -94,14 +94,14 @@ pub(super) fn special_section(out: &mut String, sc: &ScenarioReport) {
     if let Some(sp) = &sc.spike {
         rows.push(vec![
             format!(
-                "Spike ({}): p99 before / at peak / after",
+                "Spike ({}): p95 before / at peak / after",
                 md_text(&sp.scenario)
             ),
             format!(
                 "{} / {} / {}",
-                ms(sp.baseline_p99_ms),
-                ms(sp.spike_p99_ms),
-                ms(sp.recovered_p99_ms)
+                ms(sp.baseline_p95_ms),
+                ms(sp.spike_p95_ms),
+                ms(sp.recovered_p95_ms)
             ),
         ]);
         rows.push(vec![
@@ -562,8 +562,8 @@ mod tests {
             "| Breakpoint: broke at | **300/s**: http\\_req\\_failed rate\\<0.01 (measured 0.031) |"
         );
         assert_eq!(
-            row_of(&md, "Spike (users): p99 before / at peak / after"),
-            "| Spike (users): p99 before / at peak / after | 4.00 ms / 80.50 ms / 9.25 ms |"
+            row_of(&md, "Spike (users): p95 before / at peak / after"),
+            "| Spike (users): p95 before / at peak / after | 4.00 ms / 80.50 ms / 9.25 ms |"
         );
         assert_eq!(
             row_of(&md, "Spike: recovered within 1.5x"),

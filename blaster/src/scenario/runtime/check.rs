@@ -32,7 +32,10 @@ pub fn run_check(
     });
     cheap
         && c.conditions.iter().all(|cond| match cond {
-            CheckCondition::StatusIn(_) | CheckCondition::LatencyBelow(_) => true,
+            // Decided by the worker, which knows the request's retries.
+            CheckCondition::StatusIn(_)
+            | CheckCondition::LatencyBelow(_)
+            | CheckCondition::RetryAfterHonoured => true,
             CheckCondition::BodyContains(t) => {
                 with_rendered(t, vu, shared, |needle| contains(body, needle))
             }

@@ -59,9 +59,10 @@ mod testing;
 
 pub use check::{capture, message_matches, run_check};
 pub(crate) use json::lookup as json_lookup;
-pub use random::{chance, pick_weighted, think_time};
+pub use random::{chance, pick_weighted, rendered_sleep, think_time};
 pub use response::{ResponseView, needs_response_bytes, parse_response};
 pub use shared::Shared;
+pub(crate) use shared::walk;
 pub use vu::{VuRng, VuState};
 
 /// Why the run-time cannot start, or a response cannot be read.

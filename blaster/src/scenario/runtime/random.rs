@@ -29,6 +29,17 @@ pub fn think_time<R: Rng + ?Sized>(t: &ThinkTime, rng: &mut R) -> Duration {
     }
 }
 
+/// The duration of a sleep rendered per VU (`sleep = "${vars.retry_after}s"`): a duration
+/// (`"30s"`, `"1.5s"`) or a bare number of seconds (`"30"`, as a captured Retry-After is).
+/// `None` when it is neither (the VU does not sleep).
+pub fn rendered_sleep(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
+    }
+    crate::cli::units::parse_duration(text).ok()
+}
+
 /// Seconds to a duration, negative values (the normal's left tail) clamped to zero.
 fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)

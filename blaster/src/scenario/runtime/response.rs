@@ -87,10 +87,14 @@ pub fn parse_response<'a>(
 /// Whether a step needs the response's headers or body: false when its checks only look at
 /// status and latency and it captures nothing.
 pub fn needs_response_bytes(step: &HttpStep) -> bool {
+    // A retry reads the answer's Retry-After.
     !step.captures.is_empty()
+        || step.retry.is_some()
         || step.checks.iter().any(|c| {
             c.conditions.iter().any(|cond| match cond {
-                CheckCondition::StatusIn(_) | CheckCondition::LatencyBelow(_) => false,
+                CheckCondition::StatusIn(_)
+                | CheckCondition::LatencyBelow(_)
+                | CheckCondition::RetryAfterHonoured => false,
                 CheckCondition::BodyContains(_)
                 | CheckCondition::JsonEquals { .. }
                 | CheckCondition::HeaderEquals { .. } => true,

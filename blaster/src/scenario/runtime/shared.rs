@@ -151,7 +151,7 @@ impl Shared {
 
 /// Calls `on_template` for every template and `on_capture` for every capture in `steps`,
 /// groups and loops included.
-pub(super) fn walk(
+pub(crate) fn walk(
     steps: &[Step],
     on_template: &mut dyn FnMut(&Template),
     on_capture: &mut dyn FnMut(&Capture),
@@ -170,7 +170,9 @@ pub(super) fn walk(
                             CheckCondition::BodyContains(t)
                             | CheckCondition::JsonEquals { value: t, .. }
                             | CheckCondition::HeaderEquals { value: t, .. } => on_template(t),
-                            CheckCondition::StatusIn(_) | CheckCondition::LatencyBelow(_) => {}
+                            CheckCondition::StatusIn(_)
+                            | CheckCondition::LatencyBelow(_)
+                            | CheckCondition::RetryAfterHonoured => {}
                         }
                     }
                 }
@@ -192,6 +194,7 @@ pub(super) fn walk(
             StepKind::Group { steps, .. } | StepKind::Loop { steps, .. } => {
                 walk(steps, on_template, on_capture)
             }
+            StepKind::SleepFor(t) => on_template(t),
             StepKind::WsClose { .. } | StepKind::Sleep(_) => {}
         }
     }

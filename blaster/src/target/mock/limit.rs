@@ -34,6 +34,10 @@ pub struct RateLimitSpec {
     /// Limits for particular key values.
     pub limits: Vec<(Vec<u8>, u64)>,
     pub window: Duration,
+    /// Advertise this `Retry-After` (seconds) instead of the time left in the window: a
+    /// server that lies about when to come back, to test that clients (and blaster's
+    /// `retry_after_honoured` check) notice.
+    pub retry_after: Option<u64>,
 }
 
 impl RateLimitSpec {
@@ -128,7 +132,7 @@ impl RateLimiter {
         let retry_after = left.as_secs() + u64::from(left.subsec_nanos() > 0);
         Verdict::Limited {
             limit,
-            retry_after: retry_after.max(1),
+            retry_after: self.spec.retry_after.unwrap_or(retry_after.max(1)),
         }
     }
 }
@@ -146,7 +150,61 @@ mod tests {
                 .map(|(k, n)| (k.as_bytes().to_vec(), *n))
                 .collect(),
             window: Duration::from_secs(60),
+            retry_after: None,
         })
+    }
+
+    /// Waiting the advertised Retry-After (whole seconds, rounded up) always reaches the next
+    /// window, for windows of any length, so a client that honours it gets through.
+    #[test]
+    fn waiting_the_retry_after_reaches_a_new_window() {
+        for window_ms in [300u64, 1_000, 1_500, 2_000, 59_999, 60_000] {
+            let l = RateLimiter::new(RateLimitSpec {
+                key: KeySource::Ip,
+                limit: Some(1),
+                limits: Vec::new(),
+                window: Duration::from_millis(window_ms),
+                retry_after: None,
+            });
+            let t0 = Instant::now();
+            assert!(matches!(l.check(b"k", t0), Verdict::Allowed { .. }));
+            for refused_at_ms in [0, 1, window_ms / 2, window_ms.saturating_sub(1)] {
+                let at = t0 + Duration::from_millis(refused_at_ms);
+                let Verdict::Limited { retry_after, .. } = l.check(b"k", at) else {
+                    panic!("window {window_ms} ms: not limited at {refused_at_ms} ms");
+                };
+                let back = at + Duration::from_secs(retry_after);
+                assert!(
+                    back >= t0 + Duration::from_millis(window_ms),
+                    "window {window_ms} ms, refused at {refused_at_ms} ms: Retry-After {retry_after} s ends inside the window"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_fixed_retry_after_is_advertised_whatever_the_window() {
+        let l = RateLimiter::new(RateLimitSpec {
+            key: KeySource::Ip,
+            limit: Some(1),
+            limits: Vec::new(),
+            window: Duration::from_secs(60),
+            retry_after: Some(1),
+        });
+        let t0 = Instant::now();
+        l.check(b"k", t0);
+        assert_eq!(
+            l.check(b"k", t0),
+            Verdict::Limited {
+                limit: 1,
+                retry_after: 1
+            }
+        );
+        // ...and it lies: a second later the window is still closed.
+        assert!(matches!(
+            l.check(b"k", t0 + Duration::from_secs(1)),
+            Verdict::Limited { .. }
+        ));
     }
 
     #[test]

@@ -248,6 +248,7 @@ struct RawRateLimit {
     window: S<String>,
     #[serde(default)]
     limits: BTreeMap<String, S<i64>>,
+    retry_after: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -575,11 +576,22 @@ impl Cx<'_> {
                 "the window must be longer than 0, like \"1m\"",
             );
         }
+        let retry_after = match &raw.retry_after {
+            Some(v) if *v.get_ref() < 0 => {
+                return self.err(
+                    &v.span(),
+                    "retry_after is the seconds to advertise in Retry-After: 0 or more",
+                );
+            }
+            Some(v) => Some(*v.get_ref() as u64),
+            None => None,
+        };
         Ok(RateLimitSpec {
             key,
             limit,
             limits,
             window,
+            retry_after,
         })
     }
 

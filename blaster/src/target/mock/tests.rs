@@ -456,6 +456,11 @@ fn errors_name_the_line_and_the_key() {
             "needs `limit`",
         ),
         (
+            "[[routes]]\npath = \"/x\"\n[routes.rate_limit]\nkey = \"ip\"\nwindow = \"1m\"\nlimit = 1\nretry_after = -1\n",
+            "mock.toml:7:15:",
+            "retry_after is the seconds to advertise in Retry-After: 0 or more",
+        ),
+        (
             "[[routes]]\npath = \"/ws\"\nwebsocket = \"pubsub\"\n",
             "mock.toml:3:13:",
             "needs a topic",

@@ -29,10 +29,12 @@ impl VuWorker {
                 ExecKind::Shared { left } => now >= e.end_ns || *left == 0,
                 ExecKind::Arrival { arrivals, .. } => now >= e.end_ns || arrivals.peek().is_none(),
             };
+            // A VU backing off after a failure still owes an iteration (a shared iteration
+            // it took), unless the executor's time is up (then the backoff starts nothing).
             if exhausted
                 && !e.vus.iter().any(|&v| {
                     let vu = &self.vus[v as usize];
-                    vu.iterating || vu.wait == Wait::Backoff
+                    vu.iterating || (vu.wait == Wait::Backoff && now < e.end_ns)
                 })
             {
                 self.end_exec(ei, now);
@@ -219,6 +221,11 @@ impl VuWorker {
         };
         vu.pc = 0;
         vu.iterating = true;
+        vu.iter_failed = false;
+        // A VU stopped while it waited to retry starts its next request afresh.
+        vu.retries = 0;
+        vu.waited_retry_after = false;
+        vu.retry_after_broken = false;
         vu.iter_start = intended.unwrap_or(now);
         vu.intended = intended;
         self.active += 1;
@@ -245,7 +252,11 @@ impl VuWorker {
         stats
             .duration
             .saturating_record(ns_to_us(now.saturating_sub(vu.iter_start)));
-        vu.failures = if ok { 0 } else { vu.failures + 1 };
+        vu.failures = if ok && !vu.iter_failed {
+            0
+        } else {
+            vu.failures.saturating_add(1)
+        };
         if matches!(self.execs[ei].kind, ExecKind::Arrival { .. }) {
             vu.wait = Wait::Idle;
             if let ExecKind::Arrival { idle, .. } = &mut self.execs[ei].kind {

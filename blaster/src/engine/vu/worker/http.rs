@@ -2,6 +2,7 @@
 //! connection (or a new one), parse the response, record it, run checks and captures.
 
 use super::*;
+use crate::scenario::model::CheckCondition;
 
 impl VuWorker {
     pub(super) fn http_request(&mut self, v: u32, id: u32, now: u64) -> R {
@@ -131,10 +132,13 @@ impl VuWorker {
                     }
                     at += p.consumed;
                     if let Some(resp) = p.response {
-                        self.on_response(v, resp.status, now)?;
+                        let retrying = self.on_response(v, resp.status, now)?;
                         if resp.close {
                             self.metrics.closed_by_peer += 1;
                             self.close(v)?;
+                        }
+                        if retrying {
+                            break Ok(());
                         }
                         self.resume(v, now)?;
                         if self.vus[v as usize].link != Link::Ready {
@@ -158,7 +162,14 @@ impl VuWorker {
         result
     }
 
-    pub(super) fn on_response(&mut self, v: u32, status: u16, now: u64) -> R {
+    /// Records an answer and runs the step's checks and captures; returns true when the
+    /// request will be sent again (`retry`), false when the step is done.
+    pub(super) fn on_response(
+        &mut self,
+        v: u32,
+        status: u16,
+        now: u64,
+    ) -> Result<bool, EngineError> {
         let plan = Arc::clone(&self.plan);
         let shared = Arc::clone(&self.shared);
         let vu = &mut self.vus[v as usize];
@@ -173,8 +184,47 @@ impl VuWorker {
         if !h.is_expected(status) {
             st.failed += 1;
         }
+        if let Some(retry) = &h.retry
+            && retry.on.contains(&status)
+        {
+            if vu.waited_retry_after {
+                // Waited what the server asked, and it refused again.
+                vu.retry_after_broken = true;
+            }
+            if vu.retries < retry.max {
+                let header = if vu.collect {
+                    runtime::parse_response(&vu.resp, &mut self.scratch2)
+                        .ok()
+                        .and_then(|view| {
+                            view.headers
+                                .iter()
+                                .find(|(n, _)| n.eq_ignore_ascii_case("retry-after"))
+                                .map(|(_, value)| value.to_vec())
+                        })
+                } else {
+                    None
+                };
+                let (wait, from_header) = retry.wait(
+                    vu.retries + 1,
+                    header.as_deref(),
+                    std::time::SystemTime::now(),
+                );
+                let due = now.saturating_add(wait.as_nanos().min(u128::from(u64::MAX / 4)) as u64);
+                // Never past the scenario's hard end: the run would cut the retry off anyway.
+                if due < self.execs[vu.scenario as usize].hard_end_ns {
+                    vu.retries += 1;
+                    vu.waited_retry_after = from_header;
+                    vu.wait = Wait::Retry;
+                    let st = &mut self.flow.steps[id];
+                    st.retries += 1;
+                    st.retry_wait_us += ns_to_us(wait.as_nanos() as u64);
+                    self.set_timer(v, due);
+                    return Ok(true);
+                }
+            }
+        }
         if h.checks.is_empty() && h.captures.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let latency = Duration::from_nanos(latency_ns);
         let mut scratch = std::mem::take(&mut self.scratch2);
@@ -190,8 +240,24 @@ impl VuWorker {
                 None => (&[], &[]),
             };
             for (i, c) in h.checks.iter().enumerate() {
-                let ok =
-                    runtime::run_check(c, status, headers, body, latency, &mut vu.state, &shared);
+                let honoured = c.conditions.contains(&CheckCondition::RetryAfterHonoured);
+                if honoured && !vu.waited_retry_after && !vu.retry_after_broken {
+                    // No Retry-After was waited for: nothing to judge; a check made of this
+                    // condition alone is not counted.
+                    if c.conditions.len() == 1 {
+                        continue;
+                    }
+                }
+                let ok = !(honoured && vu.retry_after_broken)
+                    && runtime::run_check(
+                        c,
+                        status,
+                        headers,
+                        body,
+                        latency,
+                        &mut vu.state,
+                        &shared,
+                    );
                 let cell = &mut self.flow.steps[id].checks[i];
                 if ok {
                     cell.0 += 1;
@@ -205,12 +271,13 @@ impl VuWorker {
         }
         vu.resp = resp;
         self.scratch2 = scratch;
-        Ok(())
+        Ok(false)
     }
 
     /// A request or message step failed without a response: counts it, and its checks as
     /// failed.
-    pub(super) fn fail_step(&mut self, _v: u32, step: usize, kind: &'static str) {
+    pub(super) fn fail_step(&mut self, v: u32, step: usize, kind: &'static str) {
+        self.vus[v as usize].iter_failed = true;
         let st = &mut self.flow.steps[step];
         st.count += 1;
         st.error(kind);

@@ -107,6 +107,8 @@ enum Wait {
     Yield,
     /// Think time (timer).
     Sleep,
+    /// Before sending an HTTP request again after a retry status (timer).
+    Retry,
     /// Needs a connection (queued bytes go out once connected).
     Connect,
     /// An HTTP response (timer: deadline).
@@ -154,7 +156,15 @@ struct Vu {
     /// Intended start of the iteration (arrival-rate), consumed by its first request.
     intended: Option<u64>,
     iterations_done: u64,
+    /// Consecutive failed iterations (reset by a successful one): the backoff's exponent.
     failures: u32,
+    /// A step of this iteration failed without an answer (refused, reset, timed out...).
+    iter_failed: bool,
+    /// The HTTP step being retried: retries so far, whether the last wait was the server's
+    /// Retry-After, and whether an answer after such a wait was again a retry status.
+    retries: u32,
+    waited_retry_after: bool,
+    retry_after_broken: bool,
     /// The step being waited on.
     step: u32,
     req_start: u64,
@@ -355,6 +365,10 @@ impl VuWorker {
                     intended: None,
                     iterations_done: 0,
                     failures: 0,
+                    iter_failed: false,
+                    retries: 0,
+                    waited_retry_after: false,
+                    retry_after_broken: false,
                     step: 0,
                     req_start: 0,
                     collect: false,
@@ -632,6 +646,14 @@ impl VuWorker {
                     };
                     vu.pc = if again { start + 1 } else { vu.pc + 1 };
                 }
+                Op::SleepFor(t) => {
+                    let text = vu.state.render_string(t, &self.shared);
+                    let d = runtime::rendered_sleep(&text).unwrap_or_default();
+                    vu.pc += 1;
+                    vu.wait = Wait::Sleep;
+                    self.set_timer(v, now + d.as_nanos().min(u128::from(u64::MAX / 4)) as u64);
+                    return Ok(());
+                }
                 Op::Sleep(t) => {
                     let d = runtime::think_time(t, vu.state.rng());
                     vu.pc += 1;
@@ -702,6 +724,9 @@ impl VuWorker {
     fn resume(&mut self, v: u32, now: u64) -> R {
         let vu = &mut self.vus[v as usize];
         vu.wake_gen = vu.wake_gen.wrapping_add(1);
+        vu.retries = 0;
+        vu.waited_retry_after = false;
+        vu.retry_after_broken = false;
         vu.pc += 1;
         vu.wait = Wait::Yield;
         self.run_vu(v, now)
@@ -739,10 +764,15 @@ impl VuWorker {
                 vu.wait = Wait::Yield;
                 self.run_vu(v, now)
             }
+            Wait::Retry => {
+                let step = vu.step;
+                self.http_request(v, step, now)
+            }
             Wait::Backoff => {
                 vu.wait = Wait::Off;
                 let ei = vu.scenario as usize;
-                if self.execs[ei].done {
+                // A backoff that ends after the executor stopped starts nothing.
+                if self.execs[ei].done || now >= self.execs[ei].end_ns {
                     return Ok(());
                 }
                 self.begin_iteration(v, now, None)
