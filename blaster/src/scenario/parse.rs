@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::model::*;
 use super::template::{self, LocalError, RefCheck, VarLookup};
 use super::threshold;
-use crate::cli::units::{parse_count, parse_duration, parse_rate};
+use crate::cli::units::{parse_bytes, parse_count, parse_duration, parse_rate};
 
 type S<T> = Spanned<T>;
 
@@ -168,6 +168,8 @@ struct RawStep {
     capture: Option<S<BTreeMap<String, S<String>>>>,
     expect: Option<S<Vec<u16>>>,
     probability: Option<S<f64>>,
+    max_frame: Option<S<NumOrStr>>,
+    max_message: Option<S<NumOrStr>>,
     steps: Option<S<Vec<S<RawStep>>>>,
 }
 
@@ -448,6 +450,22 @@ impl Cx<'_> {
                 &v.span(),
                 format!("expected a number like 1.5, not {text:?}"),
             ),
+        }
+    }
+
+    /// A WebSocket size limit (`16MiB`, `1000000`): at least one byte.
+    fn size_limit(&self, v: &Option<S<NumOrStr>>) -> Result<Option<u64>, ScenarioError> {
+        let Some(v) = v else {
+            return Ok(None);
+        };
+        let text = self.num_text(v)?;
+        match parse_bytes(&text) {
+            Ok(0) => self.err(
+                &v.span(),
+                format!("size limit \"{text}\" must be at least 1 byte, e.g. 1MiB"),
+            ),
+            Ok(n) => Ok(Some(n)),
+            Err(e) => self.err(&v.span(), e.to_string()),
         }
     }
 
@@ -960,7 +978,7 @@ impl Cx<'_> {
                 "expect",
                 "probability",
             ],
-            "ws_connect" => &["name", "headers", "probability"],
+            "ws_connect" => &["name", "headers", "max_frame", "max_message", "probability"],
             "ws_send" => &["name", "probability"],
             "ws_expect" => &["name", "timeout", "capture", "probability"],
             "ws_subscribe" => &["name", "duration", "probability"],
@@ -968,7 +986,7 @@ impl Cx<'_> {
             "group" => &["steps", "probability"],
             _ => &["steps", "probability"],
         };
-        let extras: [(&str, Option<Range<usize>>); 9] = [
+        let extras: [(&str, Option<Range<usize>>); 11] = [
             ("name", r.name.as_ref().map(|v| v.span())),
             ("headers", r.headers.as_ref().map(|v| v.span())),
             ("body", r.body.as_ref().map(|v| v.span())),
@@ -978,6 +996,8 @@ impl Cx<'_> {
             ("capture", r.capture.as_ref().map(|v| v.span())),
             ("expect", r.expect.as_ref().map(|v| v.span())),
             ("steps", r.steps.as_ref().map(|v| v.span())),
+            ("max_frame", r.max_frame.as_ref().map(|v| v.span())),
+            ("max_message", r.max_message.as_ref().map(|v| v.span())),
         ];
         for (key, at) in &extras {
             if let Some(at) = at
@@ -1073,6 +1093,8 @@ impl Cx<'_> {
                     name: name(url.source_text())?,
                     url,
                     headers: headers()?,
+                    max_frame: self.size_limit(&r.max_frame)?,
+                    max_message: self.size_limit(&r.max_message)?,
                 }
             }
             "ws_send" => {
