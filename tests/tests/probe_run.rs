@@ -185,3 +185,99 @@ fn run_with_an_unreachable_probe_fails_before_the_load() {
     assert!(stderr.contains("cannot reach the probe"), "{stderr}");
     assert!(stderr.contains("blaster probe --port"), "{stderr}");
 }
+
+/// Snapshots of `port` whose receive-queue wait grows by `samples` x 40 µs during the run.
+fn probe_for(port: u16, samples: u64) -> Endpoint {
+    let snap = |recv: u64, ms: u64| ProbeSnapshot {
+        elapsed_ms: ms,
+        ports: vec![PortProbe {
+            port,
+            connections: 1,
+            recv_queue_wait: hist(recv, 40_000),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    fake_probe(snap(5, 1_000), snap(5 + samples, 2_000))
+}
+
+/// Issue #7: `--probe` on a scenario file: the kernel object for the port its steps name,
+/// split against the scenario's request latency.
+#[test]
+fn scenario_run_with_probe_reports_the_kernel_share() {
+    let (_serve, addr) = start_serve(1);
+    let probe = probe_for(addr.port(), 20);
+    let file = blaster_tests::TempPath::new(".toml");
+    std::fs::write(
+        file.path(),
+        format!(
+            "[scenarios.a]\nexecutor = \"shared-iterations\"\nvus = 2\niterations = 40\n\
+             [[scenarios.a.steps]]\nrequest = \"GET http://{addr}/\"\n"
+        ),
+    )
+    .expect("write scenario");
+    let report = run_json(&[
+        "run",
+        file.path().to_str().unwrap(),
+        "-t",
+        "1",
+        "--probe",
+        &format!("http://{}", probe.addr()),
+    ]);
+    let k = &report["kernel"];
+    assert_eq!(u(k, &["port"]), u64::from(addr.port()), "{k:#}");
+    assert_eq!(u(k, &["recv_queue_us", "count"]), 20, "{k:#}");
+    assert_eq!(u(&report, &["responses"]), 40);
+    // 20 x 40 µs over 40 responses.
+    assert_eq!(k["latency_split_us"]["recv_queue"], 20.0, "{k:#}");
+    assert_eq!(
+        k["latency_split_us"]["client"],
+        report["latency_us"]["mean"]
+    );
+}
+
+/// Issue #7: `--probe` on a ws:// run: the kernel object, with the split of the message
+/// latency against the receive-queue wait per message sent, and the text says "per message".
+#[test]
+fn ws_run_with_probe_reports_the_kernel_share_per_message() {
+    let (_serve, addr) = start_serve(1);
+    let probe = probe_for(addr.port(), 30);
+    let json = blaster_tests::TempPath::new(".json");
+    let out = run_blaster(
+        &[
+            "run",
+            &format!("ws://{addr}/ws/echo"),
+            "--mode",
+            "echo",
+            "-c",
+            "2",
+            "--message-rate",
+            "20",
+            "-d",
+            "1s",
+            "-t",
+            "1",
+            "--probe",
+            &format!("http://{}", probe.addr()),
+            "--json",
+            json.path().to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for needle in ["kernel", "per message", "recv queue"] {
+        assert!(stdout.contains(needle), "`{needle}` missing:\n{stdout}");
+    }
+    let report = blaster_tests::read_report(json.path()).expect("report");
+    let k = &report["kernel"];
+    assert_eq!(u(k, &["port"]), u64::from(addr.port()), "{k:#}");
+    assert_eq!(u(k, &["recv_queue_us", "count"]), 30, "{k:#}");
+    let sent = u(&report, &["ws", "msgs_sent"]);
+    assert!(sent > 0, "{:#}", report["ws"]);
+    let split = &k["latency_split_us"];
+    let expected = 30.0 * 40.0 / sent as f64;
+    let got = split["recv_queue"].as_f64().expect("number");
+    assert!((got - expected).abs() < 1e-9, "{split}");
+    assert_eq!(split["client"], report["ws"]["msg_latency_us"]["mean"]);
+}

@@ -69,8 +69,8 @@ fn echo_answers_every_message_and_times_it() {
 
 #[test]
 fn pubsub_delivers_every_message_to_every_subscriber() {
-    // One server thread: the built-in target keeps a topic's clients per thread.
-    let (_serve, addr) = start_serve(1);
+    // Several server threads: a topic's clients land on different threads (issue #4).
+    let (_serve, addr) = start_serve(2);
     let r = run_json(&[
         "run",
         &format!("ws://{addr}/ws/pubsub/"),
@@ -302,4 +302,86 @@ asyncio.run(main())
         sent,
         "{ws:#}"
     );
+}
+
+/// Issue #4: the built-in `/ws/pubsub/{topic}` kept topics per server thread, so a
+/// subscriber served by another thread than the publisher missed every message. With 4
+/// server threads and 13 clients of a topic spread over them by SO_REUSEPORT, every client
+/// gets every message of its topic exactly once, in order, and nothing of the other topic.
+#[test]
+fn pubsub_reaches_subscribers_on_every_server_thread() {
+    use std::net::TcpStream;
+    use tungstenite::Message;
+    type Ws = tungstenite::WebSocket<TcpStream>;
+    const PUBLISHERS: usize = 3;
+    const SUBSCRIBERS: usize = 10;
+    const MESSAGES: usize = 200;
+    let (_serve, addr) = start_serve(4);
+    let connect = |path: &str| -> Ws {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let url = format!("ws://{addr}{path}");
+        let (ws, response) = tungstenite::client::client(url.as_str(), stream).expect("handshake");
+        assert_eq!(response.status().as_u16(), 101);
+        ws
+    };
+    // The 101 answer leaves after the server listed the connection under its topic.
+    let mut subscribers: Vec<Ws> = (0..SUBSCRIBERS)
+        .map(|_| connect("/ws/pubsub/news"))
+        .collect();
+    let mut other = connect("/ws/pubsub/sport");
+    let mut publishers: Vec<Ws> = (0..PUBLISHERS)
+        .map(|_| connect("/ws/pubsub/news"))
+        .collect();
+    for seq in 0..MESSAGES {
+        for (p, publisher) in publishers.iter_mut().enumerate() {
+            publisher
+                .send(Message::text(format!("{p}:{seq}")))
+                .expect("publish");
+        }
+    }
+    other.send(Message::text("sport only")).expect("publish");
+    // Every client of the topic, publishers included (the sender gets its own messages).
+    for (i, ws) in subscribers
+        .iter_mut()
+        .chain(publishers.iter_mut())
+        .enumerate()
+    {
+        let mut next = [0usize; PUBLISHERS];
+        for _ in 0..PUBLISHERS * MESSAGES {
+            let msg = match ws.read() {
+                Ok(Message::Text(t)) => t.to_string(),
+                Ok(other) => panic!("client {i}: unexpected {other:?}"),
+                Err(e) => panic!("client {i} got {next:?} of {MESSAGES} per publisher: {e}"),
+            };
+            let (p, seq) = msg.split_once(':').expect("p:seq");
+            let (p, seq): (usize, usize) = (p.parse().expect("p"), seq.parse().expect("seq"));
+            assert_eq!(
+                seq, next[p],
+                "client {i}: publisher {p} out of order or lost"
+            );
+            next[p] += 1;
+        }
+    }
+    // Nothing more (no duplicate) reaches a client of the topic...
+    for ws in subscribers.iter_mut().chain(publishers.iter_mut()) {
+        ws.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        match ws.read() {
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            got => panic!("a client got more than every message once: {got:?}"),
+        }
+    }
+    // ...and the other topic's client got only its own message.
+    match other.read() {
+        Ok(Message::Text(t)) => assert_eq!(t.as_str(), "sport only"),
+        got => panic!("the sport client got {got:?}"),
+    }
 }

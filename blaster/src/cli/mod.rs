@@ -268,6 +268,16 @@ pub struct RunArgs {
     /// (`1s`) or exponential with jitter (`exp:100ms..5s`).
     #[arg(long, default_value = "exp:100ms..5s", value_parser = vu::parse_backoff)]
     pub backoff: crate::engine::vu::plan::Backoff,
+    /// WebSocket: largest frame payload accepted from the server (default 16MiB), e.g. 1MiB;
+    /// a larger frame counts as error `frame_too_large` and the session is closed with 1009.
+    /// Scenario files: for ws_connect steps without their own `max_frame`.
+    #[arg(long, value_name = "SIZE", value_parser = parse_ws_limit)]
+    pub ws_max_frame: Option<u64>,
+    /// WebSocket: largest message (the sum of its frames) accepted from the server (default
+    /// 64MiB); a larger one counts as error `message_too_large` and the session is closed
+    /// with 1009. Scenario files: for ws_connect steps without their own `max_message`.
+    #[arg(long, value_name = "SIZE", value_parser = parse_ws_limit)]
+    pub ws_max_message: Option<u64>,
     /// The eBPF probe running on the target host (`blaster probe --port P --listen ADDR`):
     /// its snapshot is read when the load starts and ends, and the report gets a `kernel`
     /// section (handshake, accept and receive queues, the application's remainder).
@@ -301,6 +311,14 @@ pub struct ServeArgs {
     /// Pin server thread i to CPU i.
     #[arg(long)]
     pub pin: bool,
+    /// Largest WebSocket frame payload a client may send (default 16MiB); a larger one is
+    /// answered with close 1009.
+    #[arg(long, value_name = "SIZE", value_parser = parse_ws_limit)]
+    pub ws_max_frame: Option<u64>,
+    /// Largest WebSocket message (the sum of its frames) a client may send (default 16MiB; a
+    /// pub/sub message is kept whole until complete); a larger one is answered with close 1009.
+    #[arg(long, value_name = "SIZE", value_parser = parse_ws_limit)]
+    pub ws_max_message: Option<u64>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -314,6 +332,17 @@ pub struct DemoArgs {
     /// Write the report as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+}
+
+/// Parses `--ws-max-frame` / `--ws-max-message`: a byte size (`16MiB`, `1MB`, `65536`) of at
+/// least one byte.
+pub fn parse_ws_limit(s: &str) -> Result<u64, String> {
+    match units::parse_bytes(s).map_err(|e| e.to_string())? {
+        0 => Err(format!(
+            "invalid size limit \"{s}\": must be at least 1 byte, like 64KiB or 16MiB"
+        )),
+        n => Ok(n),
+    }
 }
 
 fn parse_count_usize(s: &str) -> Result<usize, String> {
@@ -580,6 +609,14 @@ impl ServeArgs {
             max_connections_per_thread: self.max_connections,
             pin: self.pin,
             mock,
+            ws_limits: crate::proto::ws::WsLimits {
+                max_frame: self
+                    .ws_max_frame
+                    .unwrap_or(ServeConfig::DEFAULT_WS_LIMITS.max_frame),
+                max_message: self
+                    .ws_max_message
+                    .unwrap_or(ServeConfig::DEFAULT_WS_LIMITS.max_message),
+            },
         })
     }
 }
@@ -654,6 +691,12 @@ pub(crate) fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i
             return vu::run_ws(args, command_line);
         }
     }
+    if args.ws_max_frame.is_some() || args.ws_max_message.is_some() {
+        bail!(
+            "--ws-max-frame and --ws-max-message apply to ws:// URLs and scenario files, not to {}: drop them, or run a WebSocket target",
+            args.targets.first().map_or("this run", String::as_str)
+        );
+    }
     let config = args.to_config(command_line)?;
     let asked = args
         .threads
@@ -669,29 +712,44 @@ pub(crate) fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i
         );
     }
     let stop = install_stop_signals()?;
-    // The probe's snapshot before the load: a probe that cannot be read stops the run here,
-    // before any load is sent.
-    let probe_start = match &args.probe {
-        Some(url) => Some((url, crate::probe::remote::fetch_snapshot(url)?)),
-        None => None,
-    };
+    let probe_start = probe_start(args)?;
     let progress = Progress::new(ProgressMode::detect(args.quiet), config.stop.duration);
     let mut observers = observe::Observers::start(args, progress, Arc::clone(&stop))?;
     let outcome =
         crate::engine::run_observed(&config, Arc::clone(&stop), |point| observers.observe(point));
     observers.finish();
     let outcome = outcome?;
-    let kernel = probe_start.and_then(|(url, start)| kernel_report(&config, &outcome, url, &start));
+    let ports: Vec<u16> = config.targets.iter().map(|t| t.addr.port()).collect();
+    let kernel = probe_start.and_then(|(url, start)| {
+        let m = &outcome.metrics;
+        let latency = crate::report::summarize(&m.latency);
+        kernel_report(&ports, &latency, m.responses, url, &start)
+    });
     let code = finish_run_with_kernel(&config, &outcome, &args.outputs, args.quiet, kernel)?;
     observers.linger(args.prometheus_linger);
     Ok(code)
 }
 
-/// Reads the probe's snapshot after the load and builds the report's `kernel` section; on
-/// failure warns and returns `None` (the run's own report still matters).
-fn kernel_report(
-    config: &RunConfig,
-    outcome: &crate::engine::RunOutcome,
+/// The probe's snapshot before the load (`--probe`): a probe that cannot be read stops the
+/// run here, before any load is sent.
+pub(crate) fn probe_start(
+    args: &RunArgs,
+) -> Result<Option<(&crate::probe::remote::ProbeUrl, crate::probe::ProbeSnapshot)>> {
+    match &args.probe {
+        Some(url) => Ok(Some((url, crate::probe::remote::fetch_snapshot(url)?))),
+        None => Ok(None),
+    }
+}
+
+/// Reads the probe's snapshot after the load and builds the report's `kernel` section for
+/// the first of `ports` the probe watches (or its only port); it splits the client's mean
+/// `latency` against the receive-queue wait per one of `count` things the server read
+/// (responses to requests; for WebSocket runs see docs/PROBE.md). On failure warns and
+/// returns `None` (the run's own report still matters).
+pub(crate) fn kernel_report(
+    ports: &[u16],
+    latency: &crate::report::LatencySummary,
+    count: u64,
     url: &crate::probe::remote::ProbeUrl,
     start: &crate::probe::ProbeSnapshot,
 ) -> Option<crate::report::kernel::KernelReport> {
@@ -699,18 +757,17 @@ fn kernel_report(
     let result = crate::probe::remote::fetch_snapshot(url)
         .map_err(|e| format!("{e:#}"))
         .and_then(|end| {
-            let ports: Vec<u16> = config.targets.iter().map(|t| t.addr.port()).collect();
-            let port = pick_port(&ports, &end).ok_or_else(|| {
+            let port = pick_port(ports, &end).ok_or_else(|| {
+                let hint = ports
+                    .first()
+                    .map_or_else(|| "the target's port".to_owned(), |p| p.to_string());
                 format!(
                     "the probe at {url} watches port(s) {:?}, none of the targets' {ports:?}: \
-                     run it with `blaster probe --port {} --listen ...`",
+                     run it with `blaster probe --port {hint} --listen ...`",
                     end.ports.iter().map(|p| p.port).collect::<Vec<_>>(),
-                    ports[0]
                 )
             })?;
-            let m = &outcome.metrics;
-            let latency = crate::report::summarize(&m.latency);
-            KernelReport::from_snapshots(&url.to_string(), start, &end, port, &latency, m.responses)
+            KernelReport::from_snapshots(&url.to_string(), start, &end, port, latency, count)
         });
     match result {
         Ok(k) => Some(k),
@@ -891,6 +948,39 @@ mod tests {
             _ => unreachable!(),
         }
         assert!(Cli::try_parse_from(["blaster", "compare", "a", "b", "--metrics", "p77"]).is_err());
+    }
+
+    #[test]
+    fn ws_size_limits_take_units_and_refuse_zero() {
+        assert_eq!(parse_ws_limit("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_ws_limit("1MB"), Ok(1_000_000));
+        assert_eq!(parse_ws_limit("4096"), Ok(4096));
+        let e = parse_ws_limit("0").unwrap_err();
+        assert!(e.contains("\"0\"") && e.contains("at least 1 byte"), "{e}");
+        let e = parse_ws_limit("lots").unwrap_err();
+        assert!(e.contains("lots") && e.contains("1.5MiB"), "{e}");
+        let a = args(&["--ws-max-frame", "1KiB", "--ws-max-message", "2KiB"]);
+        assert_eq!((a.ws_max_frame, a.ws_max_message), (Some(1024), Some(2048)));
+        let cli = Cli::try_parse_from(["blaster", "serve", "--ws-max-frame", "64KiB"]).unwrap();
+        let Command::Serve(s) = cli.command else {
+            unreachable!()
+        };
+        let limits = s.to_config().unwrap().ws_limits;
+        assert_eq!(limits.max_frame, 64 << 10);
+        assert_eq!(
+            limits.max_message,
+            ServeConfig::DEFAULT_WS_LIMITS.max_message
+        );
+    }
+
+    #[test]
+    fn ws_size_limits_are_refused_for_http_runs() {
+        let a = args(&["--ws-max-frame", "1KiB", "-n", "1"]);
+        let e = run_command(&a, vec![]).unwrap_err().to_string();
+        assert!(
+            e.contains("--ws-max-frame") && e.contains("http://127.0.0.1:8080/x?y=1"),
+            "{e}"
+        );
     }
 
     #[test]

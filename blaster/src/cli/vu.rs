@@ -73,7 +73,19 @@ pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Re
         .threads
         .or(file.options.threads)
         .unwrap_or_else(available_cpus);
-    let plan = Plan::compile(Arc::new(file)).map_err(anyhow::Error::msg)?;
+    let mut plan = Plan::compile(Arc::new(file)).map_err(anyhow::Error::msg)?;
+    // --ws-max-frame / --ws-max-message: for the connect steps that set no limit themselves.
+    for step in &mut plan.steps {
+        if let StepKind::WsConnect {
+            max_frame,
+            max_message,
+            ..
+        } = &mut step.kind
+        {
+            *max_frame = max_frame.or(args.ws_max_frame);
+            *max_message = max_message.or(args.ws_max_message);
+        }
+    }
     let watcher = match &plan.file.special {
         Some(Special::Soak(w)) => {
             let url = w
@@ -88,7 +100,13 @@ pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Re
         }
         _ => None,
     };
+    let probe_start = super::probe_start(args)?;
     let (outcome, verdict, observers) = execute(args, Arc::new(plan.clone()), threads)?;
+    let kernel = probe_start.and_then(|(url, start)| {
+        let m = &outcome.run.metrics;
+        let latency = crate::report::summarize(&m.latency);
+        super::kernel_report(&literal_ports(&plan), &latency, m.responses, url, &start)
+    });
     let watched = watcher.map(|(url, w)| (url, w.finish()));
     let duration_s = outcome.run.duration.as_secs_f64();
     let m = &outcome.run.metrics;
@@ -195,6 +213,7 @@ pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Re
     let passed = scenario.thresholds_passed;
     report.scenario = Some(scenario);
     report.ws = ws;
+    report.kernel = kernel;
     super::write_outputs(&report, &args.outputs)?;
     if !args.quiet {
         print!("{}", crate::report::text::render(&report));
@@ -267,6 +286,8 @@ pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
                     .filter_map(|h| h.split_once(':'))
                     .map(|(k, v)| (k.trim().to_owned(), literal(v.trim())))
                     .collect(),
+                max_frame: args.ws_max_frame,
+                max_message: args.ws_max_message,
             },
             topics,
             protocols: args.subprotocols.clone(),
@@ -352,10 +373,21 @@ pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
             args.connections
                 .div_ceil((crate::engine::ring::raise_nofile_limit() as usize).max(1)),
         );
+    let target = super::parse_target(&url.replacen("ws://", "http://", 1))?;
+    let probe_start = super::probe_start(args)?;
     let (outcome, _, observers) = execute(args, Arc::new(plan.clone()), threads)?;
     let duration_s = outcome.run.duration.as_secs_f64();
     let ws = WsReport::build(mode, &outcome.flow, duration_s, c);
-    let target = super::parse_target(&url.replacen("ws://", "http://", 1))?;
+    // The client latency beside the kernel's share (docs/PROBE.md): per message the server
+    // read (echo: the round trip over the messages sent; pub/sub: the delivery latency over
+    // the messages published), or per Upgrade request in hold mode (the handshake).
+    let kernel = probe_start.and_then(|(probe, start)| {
+        let (latency, count) = match args.mode {
+            Mode::Echo | Mode::Pubsub => (&ws.msg_latency_us, ws.msgs_sent),
+            Mode::Request | Mode::Hold => (&ws.handshake_us, ws.sessions),
+        };
+        super::kernel_report(&[target.addr.port()], latency, count, probe, &start)
+    });
     let mut report = crate::report::Report::from_run(
         &report_config(
             args,
@@ -371,6 +403,7 @@ pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
     );
     report.model = "ws".into();
     report.ws = Some(ws);
+    report.kernel = kernel;
     super::write_outputs(&report, &args.outputs)?;
     if !args.quiet {
         print!("{}", crate::report::text::render(&report));
@@ -485,6 +518,28 @@ fn scenario_targets(plan: &Plan) -> Vec<Target> {
         }
     }
     out
+}
+
+/// The ports of the HTTP and WebSocket URLs a plan names literally (a templated host or port
+/// is only known at run time), first seen first: where `--probe` looks for the target.
+fn literal_ports(plan: &Plan) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for s in &plan.steps {
+        let url = match &s.kind {
+            StepKind::Http(h) => h.url.as_literal(),
+            StepKind::WsConnect { url, .. } => url.as_literal(),
+            _ => None,
+        };
+        let port = url
+            .and_then(|u| url::Url::parse(u).ok())
+            .and_then(|u| u.port_or_known_default());
+        if let Some(p) = port
+            && !ports.contains(&p)
+        {
+            ports.push(p);
+        }
+    }
+    ports
 }
 
 /// A [`RunConfig`] describing a VU run, for the parts of the report every run has.

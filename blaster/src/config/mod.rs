@@ -121,11 +121,19 @@ pub struct ServeConfig {
     pub pin: bool,
     /// Mock mode: the routes of a mock file instead of the built-in ones.
     pub mock: Option<std::sync::Arc<crate::target::mock::MockSpec>>,
+    /// Largest WebSocket frame and message a client may send; larger ones get close 1009.
+    pub ws_limits: crate::proto::ws::WsLimits,
 }
 
 impl ServeConfig {
     /// Connections per worker unless configured otherwise.
     pub const DEFAULT_MAX_CONNECTIONS_PER_THREAD: usize = 16384;
+    /// The server's WebSocket limits unless configured otherwise: 16 MiB frames and messages
+    /// (a pub/sub message is kept whole until it is complete).
+    pub const DEFAULT_WS_LIMITS: crate::proto::ws::WsLimits = crate::proto::ws::WsLimits {
+        max_frame: 16 << 20,
+        max_message: 16 << 20,
+    };
 }
 
 impl Default for ServeConfig {
@@ -137,6 +145,7 @@ impl Default for ServeConfig {
             max_connections_per_thread: ServeConfig::DEFAULT_MAX_CONNECTIONS_PER_THREAD,
             pin: false,
             mock: None,
+            ws_limits: ServeConfig::DEFAULT_WS_LIMITS,
         }
     }
 }

@@ -196,11 +196,17 @@ pub fn render_text(r: &Report, k: &KernelReport, out: &mut String) {
         ),
     );
     let s = &k.latency_split_us;
-    if r.responses > 0 && s.client > 0.0 {
+    if s.client > 0.0 {
         let pct = |v: f64| v / s.client * 100.0;
+        // WebSocket runs split the message latency, or in hold mode the handshake.
+        let per = match r.ws.as_ref().filter(|_| r.model == "ws") {
+            Some(ws) if ws.mode == "hold" => "per handshake",
+            Some(_) => "per message",
+            None => "per request",
+        };
         line(
             out,
-            "per request",
+            per,
             &format!(
                 "latency mean {} = receive queue {} ({:.0}%) + application, network, client {} ({:.0}%)",
                 us(s.client),

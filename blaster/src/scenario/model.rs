@@ -310,6 +310,11 @@ pub enum StepKind {
         name: String,
         url: Template,
         headers: Vec<(String, Template)>,
+        /// Largest frame payload / message accepted from the server (`max_frame`,
+        /// `max_message`); `None`: `--ws-max-frame` / `--ws-max-message`, else the decoder's
+        /// default (16 MiB / 64 MiB).
+        max_frame: Option<u64>,
+        max_message: Option<u64>,
     },
     WsSend {
         name: String,

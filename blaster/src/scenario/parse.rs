@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::model::*;
 use super::template::{self, LocalError, RefCheck, VarLookup};
 use super::threshold;
-use crate::cli::units::{parse_count, parse_duration, parse_rate};
+use crate::cli::units::{parse_bytes, parse_count, parse_duration, parse_rate};
 
 type S<T> = Spanned<T>;
 
@@ -170,6 +170,8 @@ struct RawStep {
     expect: Option<S<Vec<u16>>>,
     retry: Option<S<RawRetry>>,
     probability: Option<S<f64>>,
+    max_frame: Option<S<NumOrStr>>,
+    max_message: Option<S<NumOrStr>>,
     steps: Option<S<Vec<S<RawStep>>>>,
 }
 
@@ -487,6 +489,22 @@ impl Cx<'_> {
                 &v.span(),
                 format!("expected a number like 1.5, not {text:?}"),
             ),
+        }
+    }
+
+    /// A WebSocket size limit (`16MiB`, `1000000`): at least one byte.
+    fn size_limit(&self, v: &Option<S<NumOrStr>>) -> Result<Option<u64>, ScenarioError> {
+        let Some(v) = v else {
+            return Ok(None);
+        };
+        let text = self.num_text(v)?;
+        match parse_bytes(&text) {
+            Ok(0) => self.err(
+                &v.span(),
+                format!("size limit \"{text}\" must be at least 1 byte, e.g. 1MiB"),
+            ),
+            Ok(n) => Ok(Some(n)),
+            Err(e) => self.err(&v.span(), e.to_string()),
         }
     }
 
@@ -1123,7 +1141,7 @@ impl Cx<'_> {
                 "retry",
                 "probability",
             ],
-            "ws_connect" => &["name", "headers", "probability"],
+            "ws_connect" => &["name", "headers", "max_frame", "max_message", "probability"],
             "ws_send" => &["name", "probability"],
             "ws_expect" => &["name", "timeout", "capture", "probability"],
             "ws_subscribe" => &["name", "duration", "probability"],
@@ -1131,7 +1149,7 @@ impl Cx<'_> {
             "group" => &["steps", "probability"],
             _ => &["steps", "probability"],
         };
-        let extras: [(&str, Option<Range<usize>>); 10] = [
+        let extras: [(&str, Option<Range<usize>>); 12] = [
             ("retry", r.retry.as_ref().map(|v| v.span())),
             ("name", r.name.as_ref().map(|v| v.span())),
             ("headers", r.headers.as_ref().map(|v| v.span())),
@@ -1142,6 +1160,8 @@ impl Cx<'_> {
             ("capture", r.capture.as_ref().map(|v| v.span())),
             ("expect", r.expect.as_ref().map(|v| v.span())),
             ("steps", r.steps.as_ref().map(|v| v.span())),
+            ("max_frame", r.max_frame.as_ref().map(|v| v.span())),
+            ("max_message", r.max_message.as_ref().map(|v| v.span())),
         ];
         for (key, at) in &extras {
             if let Some(at) = at
@@ -1261,6 +1281,8 @@ impl Cx<'_> {
                     name: name(url.source_text())?,
                     url,
                     headers: headers()?,
+                    max_frame: self.size_limit(&r.max_frame)?,
+                    max_message: self.size_limit(&r.max_message)?,
                 }
             }
             "ws_send" => {

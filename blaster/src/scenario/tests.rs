@@ -1274,3 +1274,49 @@ fn retry_after_delta_seconds_and_http_dates() {
     );
     assert_eq!(r.wait(9, None, now), (Duration::from_secs(30), false));
 }
+
+#[test]
+fn ws_connect_takes_size_limits() {
+    let f = parse(&with_step(
+        "ws_connect = \"ws://h/\"\nmax_frame = \"1KiB\"\nmax_message = 1000000",
+    ));
+    let StepKind::WsConnect {
+        max_frame,
+        max_message,
+        ..
+    } = &f.scenarios[0].flows[0].steps[0].kind
+    else {
+        panic!("not a ws_connect step")
+    };
+    assert_eq!((*max_frame, *max_message), (Some(1024), Some(1_000_000)));
+    let f = parse(&with_step("ws_connect = \"ws://h/\""));
+    let StepKind::WsConnect {
+        max_frame,
+        max_message,
+        ..
+    } = &f.scenarios[0].flows[0].steps[0].kind
+    else {
+        panic!("not a ws_connect step")
+    };
+    assert_eq!((*max_frame, *max_message), (None, None));
+}
+
+#[test]
+fn ws_connect_size_limit_errors_point_at_the_value() {
+    let e = err(&with_step(
+        "ws_connect = \"ws://h/\"\nmax_frame = \"16 lots\"",
+    ));
+    assert!(e.starts_with("plan.toml:7:13: "), "{e}");
+    assert!(e.contains("16 lots") && e.contains("MiB"), "{e}");
+    assert_eq!(
+        err(&with_step("ws_connect = \"ws://h/\"\nmax_message = 0")),
+        "plan.toml:7:15: size limit \"0\" must be at least 1 byte, e.g. 1MiB"
+    );
+    let e = err(&with_step(
+        "request = \"GET http://h/\"\nmax_frame = \"1MiB\"",
+    ));
+    assert!(
+        e.starts_with("plan.toml:7:13: key \"max_frame\" does not apply to a request step"),
+        "{e}"
+    );
+}

@@ -21,13 +21,13 @@
 //!   `Upgrade: websocket` gets 426, an invalid upgrade 400). Every text or binary message comes
 //!   back with the same opcode and bytes (streamed piece by piece as it arrives, so possibly
 //!   refragmented); a ping gets a pong with its payload; a close gets a close with the same code,
-//!   then the TCP connection closes. Frames and messages over 16 MiB get close 1009, invalid
-//!   UTF-8 1007, other protocol errors (such as an unmasked frame) 1002.
+//!   then the TCP connection closes. Frames and messages over 16 MiB (`--ws-max-frame`,
+//!   `--ws-max-message`) get close 1009, invalid UTF-8 1007, other protocol errors (such as
+//!   an unmasked frame) 1002.
 //! - `/ws/pubsub/{topic}`: WebSocket; every message from any client of the topic goes to all of
-//!   the topic's clients, the sender included. Limitation: topics are per server thread, so
-//!   only clients served by the same thread see each other's messages (run with one thread,
-//!   `-t 1`, for a topic shared by every client). A subscriber with more than 64 MiB of unsent
-//!   output is dropped.
+//!   the topic's clients, the sender included, on every server thread (through the
+//!   [`broker`]; a topic whose clients all sit on the sender's thread never touches it). A
+//!   subscriber with more than 64 MiB of unsent output is dropped.
 //! - anything else: 404
 //!
 //! Misbehaviour for tests, as query parameters of a WebSocket route (e.g.
@@ -38,6 +38,7 @@
 //!   delayed).
 //! - `drop_at_ms=T`: T ms after the upgrade, drop the TCP connection without a close frame.
 
+mod broker;
 mod http;
 mod listener;
 pub mod mock;
@@ -180,10 +181,24 @@ fn start(config: &ServeConfig, stop: &Arc<AtomicBool>) -> anyhow::Result<Running
         bail!("the server needs at least one thread: use 1 or more threads");
     }
     let capacity = connection_limit(config)?;
-    let mock = match &config.mock {
-        Some(spec) => Some(mock::MockServer::new(Arc::clone(spec), config.threads)?),
-        None => None,
+    // Pub/sub between the threads: the built-in `/ws/pubsub/{topic}` needs it with more than
+    // one thread, a mock file whenever it publishes (its own thread gets its mail too).
+    let mock_pubsub = config.mock.as_ref().is_some_and(|m| m.uses_pubsub());
+    let broker = if config.threads > 1 || mock_pubsub {
+        let broker = broker::Broker::new(config.threads).map_err(|e| {
+            anyhow!(
+                "could not create the pub/sub wake-up eventfds of {} server threads: {e}; \
+                 raise the open-files limit (ulimit -n) or use fewer threads",
+                config.threads
+            )
+        })?;
+        Some(Arc::new(broker))
+    } else {
+        None
     };
+    let mock = config.mock.as_ref().map(|spec| {
+        mock::MockServer::new(Arc::clone(spec), broker.clone().filter(|_| mock_pubsub))
+    });
     let (listeners, addrs) = listener::bind_ports(config.listen, config.ports, config.threads)?;
     let cores = if config.pin {
         core_affinity::get_core_ids().unwrap_or_default()
@@ -197,6 +212,8 @@ fn start(config: &ServeConfig, stop: &Arc<AtomicBool>) -> anyhow::Result<Running
         let ready = ready_tx.clone();
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let mock = mock.as_ref().map(|m| m.worker(index));
+        let pubsub = broker.clone().map(|b| (b, index));
+        let ws_limits = config.ws_limits;
         let spawned = std::thread::Builder::new()
             .name(format!("blaster-serve-{index}"))
             .spawn(move || {
@@ -204,7 +221,7 @@ fn start(config: &ServeConfig, stop: &Arc<AtomicBool>) -> anyhow::Result<Running
                     // Pinning is an optimisation; an unpinned worker still serves correctly.
                     let _ = core_affinity::set_for_current(core);
                 }
-                let worker = match Worker::new(listener, capacity, mock) {
+                let worker = match Worker::new(listener, capacity, mock, pubsub, ws_limits) {
                     Ok(worker) => worker,
                     Err(e) => {
                         let _ = ready.send(Err(e));

@@ -31,14 +31,16 @@ use std::io;
 use std::mem;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types};
 
 use super::ServeStats;
+use super::broker::{Broker, Interest, Mail};
 use super::http::{self, Parsed, Reply, Request};
-use super::mock::{Mail, MockUpgrade, MockWorker};
+use super::mock::{MockUpgrade, MockWorker};
 use super::respond::{self, Meta, Piece, Stream};
 use crate::engine::ring::{BufRing, GENERATION_MASK, Ring, RingConfig, Token};
 use crate::proto::ws::{
@@ -72,8 +74,6 @@ const PAUSED_INPUT_MAX: usize = 64 * 1024;
 /// Unparsed input kept while paused above which the connection is closed: the receive could
 /// not be stopped and the client keeps sending without reading.
 const PAUSED_INPUT_LIMIT: usize = 8 * 1024 * 1024;
-/// Largest WebSocket frame and message accepted; a larger one is answered with close 1009.
-const WS_MAX_MESSAGE: u64 = 16 << 20;
 /// Output waiting for a pubsub subscriber above which it is dropped (it does not read).
 const WS_SUBSCRIBER_LIMIT: usize = 64 << 20;
 /// Emptied buffers keep at most this much capacity.
@@ -181,6 +181,8 @@ pub(super) struct Cx {
     /// connection has `COLLECTING` set). Kept here rather than in `Conn`, which stays small
     /// for the connections that never need it.
     collects: HashMap<u32, Collect>,
+    /// Largest WebSocket frame and message a client may send.
+    ws_limits: WsLimits,
 }
 
 /// An upgraded connection (`/ws/echo` or `/ws/pubsub/{topic}`).
@@ -222,11 +224,15 @@ struct Ws {
 }
 
 impl Ws {
-    fn new(topic: Box<str>, pubsub: bool, mock: Option<u32>, knobs: http::WsTarget<'_>) -> Ws {
-        let limits = WsLimits {
-            max_frame: WS_MAX_MESSAGE,
-            max_message: WS_MAX_MESSAGE,
-        };
+    /// `limits`: the largest frame and message accepted (`blaster serve --ws-max-frame`,
+    /// `--ws-max-message`); a larger one is answered with close 1009.
+    fn new(
+        topic: Box<str>,
+        pubsub: bool,
+        mock: Option<u32>,
+        knobs: http::WsTarget<'_>,
+        limits: WsLimits,
+    ) -> Ws {
         let ms = |ms: u32| Duration::from_millis(u64::from(ms));
         Ws {
             decoder: FrameDecoder::server(limits, true),
@@ -406,8 +412,8 @@ impl Conn {
                     cx.stats.requests += 1;
                     let head = &buf[pos - len..pos];
                     match request.reply {
-                        Reply::WebSocket => self.upgrade(head),
-                        Reply::MockUpgrade(plan) => self.upgrade_mock(head, *plan),
+                        Reply::WebSocket => self.upgrade(head, cx.ws_limits),
+                        Reply::MockUpgrade(plan) => self.upgrade_mock(head, *plan, cx.ws_limits),
                         Reply::ReadBody => self.start_collect(head, &request, slot, cx),
                         reply => self.enqueue(Request { reply, ..request }),
                     }
@@ -486,7 +492,7 @@ impl Conn {
 
     /// Answers a valid WebSocket upgrade (checked by [`http::parse`]) with 101 and switches
     /// the connection to WebSocket.
-    fn upgrade(&mut self, head: &[u8]) {
+    fn upgrade(&mut self, head: &[u8], limits: WsLimits) {
         let checked = ws::check_upgrade_request(head);
         let Ok(Some((_, upgrade))) = checked else {
             return self.enqueue(Request::reject(Reply::Malformed("bad upgrade request")));
@@ -504,12 +510,13 @@ impl Conn {
             target.topic.is_some(),
             None,
             target,
+            limits,
         )));
     }
 
     /// Mock mode: answers a valid upgrade on a mock WebSocket route with 101 (and its
     /// welcome message) and switches the connection to WebSocket.
-    fn upgrade_mock(&mut self, head: &[u8], plan: MockUpgrade) {
+    fn upgrade_mock(&mut self, head: &[u8], plan: MockUpgrade, limits: WsLimits) {
         let checked = ws::check_upgrade_request(head);
         let Ok(Some((_, upgrade))) = checked else {
             return self.enqueue(Request::reject(Reply::Malformed("bad upgrade request")));
@@ -533,6 +540,7 @@ impl Conn {
             plan.pubsub,
             Some(plan.route),
             knobs,
+            limits,
         )));
     }
 
@@ -555,12 +563,7 @@ impl Conn {
             let (used, event) = match ws.decoder.feed_chunks(&buf[pos..]) {
                 Ok(decoded) => decoded,
                 Err(e) => {
-                    let code = match e.kind() {
-                        "frame_too_large" | "message_too_large" => 1009,
-                        "invalid_utf8" => 1007,
-                        _ => 1002,
-                    };
-                    self.ws_close(Some(code));
+                    self.ws_close(Some(e.close_code().unwrap_or(1002)));
                     return buf.len();
                 }
             };
@@ -1076,21 +1079,24 @@ pub(super) struct Worker {
     stopping: bool,
     cx: Cx,
     cqes: Vec<(u64, i32, u32)>,
-    /// Pubsub topics of this thread: topic -> subscribed (slot, generation).
-    topics: HashMap<Box<str>, Vec<(u32, u32)>>,
-    /// Mock mode: the multishot poll on the pub/sub wake-up eventfd is armed.
+    /// Pubsub topics of this thread, and the broker to the other threads.
+    topics: PubSub,
+    /// The multishot poll on the pub/sub wake-up eventfd is armed.
     wake_armed: bool,
-    /// Mock mode: pub/sub mail taken from the inbox (kept for its capacity).
+    /// Pub/sub mail taken from the inbox (kept for its capacity).
     mail: Vec<Mail>,
 }
 
 impl Worker {
     /// Sets up the ring (a table of `capacity` direct descriptors) and the receive buffers;
     /// must run on the thread that will call [`Worker::run`] (the ring is single-issuer).
+    /// `broker` (with this thread's index) carries pub/sub messages between server threads.
     pub(super) fn new(
         listeners: Vec<OwnedFd>,
         capacity: usize,
         mock: Option<MockWorker>,
+        broker: Option<(Arc<Broker>, usize)>,
+        ws_limits: WsLimits,
     ) -> anyhow::Result<Worker> {
         let ring = Ring::new(RingConfig::for_connections(capacity))?;
         let entries = (capacity / 4).clamp(256, 4096).next_power_of_two() as u16;
@@ -1129,9 +1135,13 @@ impl Worker {
                     Vec::new()
                 },
                 collects: HashMap::new(),
+                ws_limits,
             },
             cqes: Vec::with_capacity(1024),
-            topics: HashMap::new(),
+            topics: PubSub {
+                table: HashMap::new(),
+                broker,
+            },
             wake_armed: false,
             mail: Vec::new(),
         })
@@ -1160,7 +1170,9 @@ impl Worker {
         while !stop.load(Ordering::Relaxed) {
             self.ring.submit_and_wait(Some(WAIT))?;
             self.complete_batch()?;
-            if self.cx.mock.as_ref().is_some_and(MockWorker::has_mail) {
+            if let Some((broker, index)) = &self.topics.broker
+                && broker.has_mail(*index)
+            {
                 self.deliver_mail()?;
             }
             self.rearm_accept()?;
@@ -1226,7 +1238,7 @@ impl Worker {
             OP_CANCEL_TIMER => conn.on_cancel_missed(ring, slot, IN_TIMER),
             OP_CLOSE => {
                 if conn.state == State::Closing {
-                    unsubscribe(topics, slot, conn);
+                    topics.unsubscribe(slot, conn);
                     if conn.flags & COLLECTING != 0 {
                         cx.collects.remove(&slot);
                     }
@@ -1289,10 +1301,7 @@ impl Worker {
         };
         if !ws.subscribed && open && !ws.topic.is_empty() {
             ws.subscribed = true;
-            topics
-                .entry(ws.topic.clone())
-                .or_default()
-                .push((slot, generation));
+            topics.subscribe(&ws.topic, slot, generation);
         }
         if ws.publish.is_empty() {
             return Ok(());
@@ -1303,8 +1312,13 @@ impl Worker {
         match (&cx.mock, ws.mock) {
             (Some(mock), Some(_)) => mock.publish(&topic, &publish),
             _ => {
-                if let Some(subscribers) = topics.get(&topic) {
-                    result = fan_out(ring, conns, cx, subscribers, &publish);
+                let PubSub { table, broker } = topics;
+                if let Some(t) = table.get_mut(&topic) {
+                    result = fan_out(ring, conns, cx, &t.subscribers, &publish);
+                    if let Some((broker, index)) = broker {
+                        let others = broker.others(*index, &topic, &mut t.interest);
+                        broker.send_to(others, &topic, &publish);
+                    }
                 }
             }
         }
@@ -1319,7 +1333,7 @@ impl Worker {
         result
     }
 
-    /// Mock mode: delivers the pub/sub mail of this thread's inbox to its subscribers.
+    /// Delivers the pub/sub mail of this thread's inbox to its subscribers.
     fn deliver_mail(&mut self) -> io::Result<()> {
         let Worker {
             ring,
@@ -1329,13 +1343,13 @@ impl Worker {
             mail,
             ..
         } = self;
-        if let Some(mock) = &cx.mock {
-            mock.take_mail(mail);
+        if let Some((broker, index)) = &topics.broker {
+            broker.take(*index, mail);
         }
         let mut result = Ok(());
         for m in mail.drain(..) {
-            if let Some(subscribers) = topics.get(&*m.topic) {
-                let step = fan_out(ring, conns, cx, subscribers, &m.frames);
+            if let Some(t) = topics.table.get(&*m.topic) {
+                let step = fan_out(ring, conns, cx, &t.subscribers, &m.frames);
                 if result.is_ok() {
                     result = step;
                 }
@@ -1344,12 +1358,12 @@ impl Worker {
         result
     }
 
-    /// Mock mode: arms the multishot poll on the pub/sub wake-up eventfd (if there is one).
+    /// Arms the multishot poll on the pub/sub wake-up eventfd (if there is a broker).
     fn arm_wake(&mut self) -> io::Result<()> {
         if self.wake_armed || self.stopping {
             return Ok(());
         }
-        let Some(fd) = self.cx.mock.as_ref().and_then(MockWorker::wake_fd) else {
+        let Some(fd) = self.topics.broker.as_ref().map(|(b, i)| b.wake_fd(*i)) else {
             return Ok(());
         };
         let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
@@ -1367,8 +1381,8 @@ impl Worker {
         if !cqueue::more(flags) {
             self.wake_armed = false;
         }
-        if let Some(mock) = &self.cx.mock {
-            mock.clear_wake();
+        if let Some((broker, index)) = &self.topics.broker {
+            broker.clear_wake(*index);
         }
         Ok(())
     }
@@ -1401,7 +1415,7 @@ impl Worker {
                 "accept returned direct descriptor {slot} outside the table"
             )));
         };
-        unsubscribe(&mut self.topics, slot, conn);
+        self.topics.unsubscribe(slot, conn);
         match conn.state {
             State::Free => self.live += 1,
             State::Closing => {} // its Close already ran, or the kernel could not reuse the index
@@ -1599,18 +1613,56 @@ fn peer_ip(peer: &PeerAddr) -> Option<IpAddr> {
     }
 }
 
-/// Removes a closed connection from its pubsub topic (dropping the topic once empty).
-fn unsubscribe(topics: &mut HashMap<Box<str>, Vec<(u32, u32)>>, slot: u32, conn: &mut Conn) {
-    let Some(ws) = conn.ws.take() else {
-        return;
-    };
-    if !ws.subscribed {
-        return;
+/// One topic's subscribers on this thread.
+struct Topic {
+    /// (slot, generation) of each subscribed connection.
+    subscribers: Vec<(u32, u32)>,
+    /// The other threads with subscribers, as last read from the broker.
+    interest: Interest,
+}
+
+/// This thread's pub/sub topics; with several server threads, the broker (and this thread's
+/// index in it), told when a topic gets its first or loses its last subscriber here.
+struct PubSub {
+    table: HashMap<Box<str>, Topic>,
+    broker: Option<(Arc<Broker>, usize)>,
+}
+
+impl PubSub {
+    fn subscribe(&mut self, topic: &str, slot: u32, generation: u32) {
+        if let Some(t) = self.table.get_mut(topic) {
+            t.subscribers.push((slot, generation));
+            return;
+        }
+        if let Some((broker, index)) = &self.broker {
+            broker.join(*index, topic);
+        }
+        self.table.insert(
+            topic.into(),
+            Topic {
+                subscribers: vec![(slot, generation)],
+                interest: Interest::default(),
+            },
+        );
     }
-    if let Some(subscribers) = topics.get_mut(&ws.topic) {
-        subscribers.retain(|&(s, g)| (s, g) != (slot, conn.generation));
-        if subscribers.is_empty() {
-            topics.remove(&ws.topic);
+
+    /// Removes a closed connection from its topic (dropping the topic once empty).
+    fn unsubscribe(&mut self, slot: u32, conn: &mut Conn) {
+        let Some(ws) = conn.ws.take() else {
+            return;
+        };
+        if !ws.subscribed {
+            return;
+        }
+        if let Some(t) = self.table.get_mut(&ws.topic) {
+            t.subscribers
+                .retain(|&(s, g)| (s, g) != (slot, conn.generation));
+            if t.subscribers.is_empty() {
+                self.table.remove(&ws.topic);
+                if let Some((broker, index)) = &self.broker {
+                    broker.leave(*index, &ws.topic);
+                }
+            }
         }
     }
 }

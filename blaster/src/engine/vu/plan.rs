@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::proto::ws::WsLimits;
 pub use crate::scenario::model::Backoff;
 use crate::scenario::model::{
     Executor, HttpStep, Repeat, ScenarioFile, Step, StepKind, Template, ThinkTime,
@@ -107,6 +108,23 @@ pub struct StepInfo {
 }
 
 impl StepInfo {
+    /// The size limits of a ws_connect step's session (the decoder's defaults where the step
+    /// sets none).
+    pub fn ws_limits(&self) -> WsLimits {
+        let default = WsLimits::default();
+        match &self.kind {
+            StepKind::WsConnect {
+                max_frame,
+                max_message,
+                ..
+            } => WsLimits {
+                max_frame: max_frame.unwrap_or(default.max_frame),
+                max_message: max_message.unwrap_or(default.max_message),
+            },
+            _ => default,
+        }
+    }
+
     pub fn http(&self) -> Option<&HttpStep> {
         match &self.kind {
             StepKind::Http(h) => Some(h),

@@ -128,6 +128,25 @@ impl WsError {
             WsError::Incomplete => "closed_mid_frame",
         }
     }
+
+    /// The close code that answers this error on an open connection (RFC 6455 section 7.4.1):
+    /// 1009 for a frame or message over the limit, 1007 for invalid UTF-8, 1002 for other
+    /// protocol errors; `None` when no close frame should be sent (a handshake that failed,
+    /// a peer that already closed, or a connection that ended mid-frame).
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            WsError::FrameTooLarge { .. } | WsError::MessageTooLarge { .. } => Some(1009),
+            WsError::InvalidUtf8 { .. } => Some(1007),
+            WsError::MaskedServerFrame
+            | WsError::UnmaskedClientFrame
+            | WsError::ReservedBits { .. }
+            | WsError::BadOpcode { .. }
+            | WsError::BadControlFrame { .. }
+            | WsError::BadFragmentation { .. }
+            | WsError::BadClose { .. } => Some(1002),
+            _ => None,
+        }
+    }
 }
 
 /// Most offending bytes an error message echoes before it cuts them.
@@ -144,6 +163,18 @@ pub(crate) fn echo(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn size_errors_close_with_1009() {
+        let frame = WsError::FrameTooLarge { len: 9, limit: 8 };
+        let message = WsError::MessageTooLarge { len: 9, limit: 8 };
+        assert_eq!(frame.close_code(), Some(1009));
+        assert_eq!(message.close_code(), Some(1009));
+        assert_eq!(WsError::InvalidUtf8 { offset: 0 }.close_code(), Some(1007));
+        assert_eq!(WsError::BadOpcode { opcode: 3 }.close_code(), Some(1002));
+        assert_eq!(WsError::Incomplete.close_code(), None);
+        assert_eq!(WsError::HandshakeStatus { status: 200 }.close_code(), None);
+    }
 
     #[test]
     fn echo_escapes_and_cuts() {

@@ -9,10 +9,9 @@
 //! [`MockReply`] whose delay the worker waits with an io_uring timeout, a [`MockUpgrade`], or
 //! [`Reply::ReadBody`] when the route depends on the request body. State shared by the
 //! server threads lives in [`MockServer`]: per-route counters and stocks are atomics, rate
-//! limits a mutex per route ([`limit`]), pub/sub the [`broker`]. The built-in routes never
+//! limits a mutex per route ([`limit`]), pub/sub the server's [`Broker`]. The built-in routes never
 //! come here, so their hot path is unchanged.
 
-mod broker;
 mod latency;
 mod limit;
 mod pattern;
@@ -22,18 +21,16 @@ mod template;
 #[cfg(test)]
 mod tests;
 
-use std::io;
 use std::net::IpAddr;
-use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 
-pub use broker::Mail;
 pub use spec::{MockError, MockSpec, load, parse_str};
 
+use super::broker::Broker;
 use super::http::{self, Head, Reply};
 use crate::proto::ws::{self, Data, OpCode};
 use limit::{KeySource, RateLimiter, Verdict};
@@ -91,12 +88,13 @@ pub struct MockServer {
     spec: Arc<MockSpec>,
     routes: Box<[RouteState]>,
     stocks: Box<[AtomicI64]>,
-    broker: Option<broker::Broker>,
+    /// The server's broker; the server creates one when [`MockSpec::uses_pubsub`].
+    broker: Option<Arc<Broker>>,
 }
 
 impl MockServer {
-    /// Sets up the shared state for `workers` server threads.
-    pub fn new(spec: Arc<MockSpec>, workers: usize) -> io::Result<Arc<MockServer>> {
+    /// Sets up the shared state; `broker` carries pub/sub between the server threads.
+    pub fn new(spec: Arc<MockSpec>, broker: Option<Arc<Broker>>) -> Arc<MockServer> {
         let routes = spec
             .routes
             .iter()
@@ -110,22 +108,12 @@ impl MockServer {
             .iter()
             .map(|(_, n)| AtomicI64::new(*n))
             .collect();
-        let broker = if spec.uses_pubsub() {
-            Some(broker::Broker::new(workers).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("could not create the mock's pub/sub wake-up eventfds: {e}"),
-                )
-            })?)
-        } else {
-            None
-        };
-        Ok(Arc::new(MockServer {
+        Arc::new(MockServer {
             spec,
             routes,
             stocks,
             broker,
-        }))
+        })
     }
 
     /// The state of server thread `index`.
@@ -137,7 +125,6 @@ impl MockServer {
         let seed = nanos ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         MockWorker {
             server: Arc::clone(self),
-            index,
             rng: rand::SeedableRng::seed_from_u64(seed),
         }
     }
@@ -146,17 +133,15 @@ impl MockServer {
 /// One server thread's side of the mock: the shared state and its own random generator.
 pub struct MockWorker {
     server: Arc<MockServer>,
-    index: usize,
     rng: SmallRng,
 }
 
 impl MockWorker {
     /// A worker with a fixed seed (tests).
     #[cfg(test)]
-    fn seeded(server: &Arc<MockServer>, index: usize, seed: u64) -> MockWorker {
+    fn seeded(server: &Arc<MockServer>, seed: u64) -> MockWorker {
         MockWorker {
             server: Arc::clone(server),
-            index,
             rng: rand::SeedableRng::seed_from_u64(seed),
         }
     }
@@ -164,31 +149,6 @@ impl MockWorker {
     /// Whether connections must be accepted with their peer address (an `ip` rate limit).
     pub fn needs_peer(&self) -> bool {
         self.server.spec.needs_peer()
-    }
-
-    /// The eventfd that wakes this thread for pub/sub mail, when pub/sub is used.
-    pub fn wake_fd(&self) -> Option<RawFd> {
-        self.server.broker.as_ref().map(|b| b.wake_fd(self.index))
-    }
-
-    pub fn clear_wake(&self) {
-        if let Some(b) = &self.server.broker {
-            b.clear_wake(self.index);
-        }
-    }
-
-    #[inline]
-    pub fn has_mail(&self) -> bool {
-        self.server
-            .broker
-            .as_ref()
-            .is_some_and(|b| b.has_mail(self.index))
-    }
-
-    pub fn take_mail(&self, out: &mut Vec<Mail>) {
-        if let Some(b) = &self.server.broker {
-            b.take(self.index, out);
-        }
     }
 
     /// Sends encoded frames to every subscriber of `topic`, on every thread.

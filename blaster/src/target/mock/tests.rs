@@ -19,8 +19,12 @@ fn error(src: &str) -> MockError {
 }
 
 fn worker(src: &str, threads: usize) -> (Arc<MockServer>, MockWorker) {
-    let server = MockServer::new(Arc::new(spec(src)), threads).expect("server");
-    let worker = MockWorker::seeded(&server, 0, 1);
+    let spec = spec(src);
+    let broker = spec
+        .uses_pubsub()
+        .then(|| Arc::new(crate::target::broker::Broker::new(threads).expect("eventfds")));
+    let server = MockServer::new(Arc::new(spec), broker);
+    let worker = MockWorker::seeded(&server, 1);
     (server, worker)
 }
 
@@ -251,7 +255,7 @@ body = "left {{stock}}"
 "#,
         2,
     );
-    let mut w1 = MockWorker::seeded(&server, 1, 2);
+    let mut w1 = MockWorker::seeded(&server, 2);
     let mut outcomes = Vec::new();
     for i in 0..8 {
         let w = if i % 2 == 0 { &mut w0 } else { &mut w1 };

@@ -34,7 +34,6 @@ use crate::metrics::{ErrorKind, WorkerMetrics};
 use crate::proto::http1::{Limits, ResponseParser};
 use crate::proto::ws::{
     self, ChunkEvent, Data, Event, FrameDecoder, HandshakeParser, PREFIX_LEN, UpgradeRequest,
-    WsLimits,
 };
 use crate::scenario::model::{Executor, Repeat, StepKind};
 use crate::scenario::runtime::{self, Shared, VuState};
@@ -311,7 +310,6 @@ pub struct VuWorker {
     scratch2: Vec<u8>,
     /// VUs waiting to connect, in order (connects are started a batch per turn).
     to_connect: std::collections::VecDeque<(u32, u32)>,
-    ws_limits: WsLimits,
 }
 
 type R = Result<(), EngineError>;
@@ -490,7 +488,6 @@ impl VuWorker {
             scratch: Vec::new(),
             scratch2: Vec::new(),
             to_connect: std::collections::VecDeque::new(),
-            ws_limits: WsLimits::default(),
         })
     }
 

@@ -140,7 +140,8 @@ impl VuWorker {
                     Ok((used, accepted)) => {
                         at += used;
                         if accepted.is_some() {
-                            vu.proto = Proto::Ws(Box::new(FrameDecoder::new(self.ws_limits, true)));
+                            let limits = self.plan.steps[vu.ws_step as usize].ws_limits();
+                            vu.proto = Proto::Ws(Box::new(FrameDecoder::new(limits, true)));
                             if let Err(e) = self.on_handshake(v, now) {
                                 result = Err(e);
                                 break;
@@ -197,6 +198,18 @@ impl VuWorker {
                         }
                         Err(e) => {
                             self.flow.ws.error(e.kind());
+                            // Tell the server why (1009 for a frame or message over the
+                            // limit) when the connection can still carry it: the close frame
+                            // is sent ahead of the connection's close, unless a send is
+                            // already in flight.
+                            if let Some(code) = e.close_code() {
+                                let mask = vu.mask();
+                                let _ = ws::encode_close(Some(code), "", mask, &mut vu.queue);
+                                if let Err(e) = self.flush(v) {
+                                    result = Err(e);
+                                    break;
+                                }
+                            }
                             result = self.session_lost(v, now);
                             break;
                         }
