@@ -25,16 +25,16 @@ use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, BPF_SOCK_OPS_RWND_INIT},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_user,
     },
     macros::{map, raw_tracepoint, sock_ops, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::{RawTracePointContext, SockOpsContext, TracePointContext},
 };
 use blaster_common::{
-    CounterKey, FlowKey, Histogram, KernelOffsets, MAX_COUNTERS, MAX_HISTS, MAX_PORTS,
-    MAX_TRACKED, PeerKey, Pending, SockInfo, counter, hist_index, metric, offsets, state,
+    CounterKey, FlowKey, Histogram, KernelOffsets, MAX_COUNTERS, MAX_HISTS, MAX_PORTS, MAX_TRACKED,
+    PeerKey, Pending, SockInfo, counter, hist_index, metric, offsets, state,
 };
 
 #[map(name = "WATCH")]
@@ -198,7 +198,12 @@ fn accepted(sk: u64) -> bool {
     // SAFETY: as above.
     unsafe { (*info).established = 0 };
     gauge_add(state::UNACCEPTED, u64::MAX);
-    record(port, slot, metric::ACCEPT_WAIT, now().saturating_sub(established));
+    record(
+        port,
+        slot,
+        metric::ACCEPT_WAIT,
+        now().saturating_sub(established),
+    );
     true
 }
 
@@ -304,7 +309,12 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
             Some(p) => {
                 // SAFETY: a live map value; copied out before the remove below.
                 let p = unsafe { *p };
-                record(p.port, p.slot, metric::HANDSHAKE, now().saturating_sub(p.ts));
+                record(
+                    p.port,
+                    p.slot,
+                    metric::HANDSHAKE,
+                    now().saturating_sub(p.ts),
+                );
                 let _ = CONNECTING.remove(skaddr);
             }
             None => {
@@ -589,7 +599,12 @@ pub fn sock_recv_length(ctx: RawTracePointContext) -> i32 {
         // SAFETY: as above.
         unsafe { (*info).ready = 0 };
         if ret > 0 {
-            record(port, slot, metric::RECV_QUEUE_WAIT, now().saturating_sub(ready));
+            record(
+                port,
+                slot,
+                metric::RECV_QUEUE_WAIT,
+                now().saturating_sub(ready),
+            );
         }
     }
     if ret > 0 {
@@ -686,7 +701,12 @@ pub fn sock_ops(ctx: SockOpsContext) -> u32 {
                 // SAFETY: a live map value; copied out before the remove below.
                 let ts = unsafe { (*p).ts };
                 let _ = SYN_RECV.remove(key);
-                record(port, slot, metric::SERVER_HANDSHAKE, now().saturating_sub(ts));
+                record(
+                    port,
+                    slot,
+                    metric::SERVER_HANDSHAKE,
+                    now().saturating_sub(ts),
+                );
             }
             None => count(port, counter::SERVER_HANDSHAKE_UNMATCHED, 0),
         }
