@@ -350,6 +350,7 @@ impl Worker {
         // Measured over the load phase, the same window as the run's duration.
         let (user1, system1) = super::rusage(libc::RUSAGE_THREAD);
         self.shutdown();
+        self.metrics.extra_rings = self.rings.len() as u64 - 1;
         self.metrics.cpu_user_ns = user1.saturating_sub(user0).as_nanos() as u64;
         self.metrics.cpu_system_ns = system1.saturating_sub(system0).as_nanos() as u64;
         result.map(|()| std::mem::take(&mut self.metrics))
