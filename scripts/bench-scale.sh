@@ -9,7 +9,8 @@
 # connection, the server's VmRSS, and MemAvailable/Slab before and while held (kernel memory
 # per connection pair is estimated from the drop minus both processes' RSS).
 #
-# Phase 2 (rate): client pinned to CPU CLIENT_CPU (`taskset`, `-t 5`: 5 rings of 20k), server
+# Phase 2 (rate): client pinned to CPU CLIENT_CPU (`taskset`, `-t 1`: one worker, which drives
+# as many rings of 20k direct descriptors as RATE_CONNS needs), server
 # pinned to SERVER_CPU, RATE_CONNS connections opened as fast as possible;
 # connections/s = RATE_CONNS / connections.all_open_s.
 #
@@ -46,7 +47,7 @@ PHASES="${PHASES:-hold rate}"
 CLIENT_CPU="${CLIENT_CPU:-0}"
 SERVER_CPU="${SERVER_CPU:-1}"
 MIN_AVAIL_GIB="${MIN_AVAIL_GIB:-3}"
-TABLE=20000       # direct descriptors per ring (server thread / client worker)
+TABLE=20000       # direct descriptors per ring (server thread; a client worker drives several)
 SERVER_FILL=16000 # SO_REUSEPORT hashes unevenly: plan each server thread for this many
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -212,7 +213,7 @@ phase_rate() {
     echo "== phase 2: open $n connections as fast as possible, client on CPU $CLIENT_CPU, server on CPU $SERVER_CPU"
     start_server "$n" taskset -c "$SERVER_CPU"
     local cmd=(taskset -c "$CLIENT_CPU" "$BLASTER" run "http://127.0.0.1:$PORT/" --mode hold
-        -c "$n" -t 5 --source "127.0.0.2-127.0.0.$last" -d 10s --report-interval 100ms
+        -c "$n" -t 1 --source "127.0.0.2-127.0.0.$last" -d 10s --report-interval 100ms
         --json "$json" -q)
     echo "client: ${cmd[*]}"
     "${cmd[@]}" >"$OUT/client-rate.log" 2>&1 &

@@ -397,7 +397,7 @@ fn judge_nofile(
         };
         if rings <= MAX_RINGS {
             format!(
-                "{raise}\nor: blaster run -t {rings} ...    # one ring per thread, up to {} connections each",
+                "{raise}\n# or leave it: blaster's workers drive {rings} rings between them (several per thread), up to {} connections each",
                 format_thousands(per_ring)
             )
         } else {

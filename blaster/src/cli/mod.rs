@@ -372,15 +372,12 @@ impl RunArgs {
             .iter()
             .map(|u| parse_target(u))
             .collect::<Result<Vec<_>>>()?;
-        // One ring per worker, and one ring's direct-descriptor table is capped by
-        // RLIMIT_NOFILE: spread larger connection counts over more rings (more workers than
-        // CPUs share the CPUs; held connections are mostly idle).
-        let per_ring = (crate::engine::ring::raise_nofile_limit() as usize).max(1);
+        // One worker per CPU; a worker whose connections need more direct descriptors than
+        // one ring's table holds (RLIMIT_NOFILE) drives several rings itself.
         let threads = self
             .threads
             .unwrap_or_else(available_cpus)
-            .min(self.connections)
-            .max(self.connections.div_ceil(per_ring));
+            .min(self.connections);
         let model = match (self.mode, self.rate) {
             (Mode::Request, Some(rate)) => LoadModel::Open { rate },
             (Mode::Request, None) => LoadModel::Closed,
@@ -698,19 +695,6 @@ pub(crate) fn run_command(args: &RunArgs, command_line: Vec<String>) -> Result<i
         );
     }
     let config = args.to_config(command_line)?;
-    let asked = args
-        .threads
-        .unwrap_or_else(available_cpus)
-        .min(config.connections);
-    if config.threads > asked && !args.quiet {
-        eprintln!(
-            "blaster: {} connections need {} rings of at most {} direct descriptors (the open-files limit): using {} worker threads",
-            config.connections,
-            config.threads,
-            crate::engine::ring::nofile_limits().0,
-            config.threads
-        );
-    }
     let stop = install_stop_signals()?;
     let probe_start = probe_start(args)?;
     let progress = Progress::new(ProgressMode::detect(args.quiet), config.stop.duration);
@@ -1058,14 +1042,16 @@ mod tests {
     }
 
     #[test]
-    fn connections_beyond_one_ring_get_more_rings() {
+    fn connections_beyond_one_ring_keep_one_thread_per_cpu() {
+        // Regression: workers were added beyond -t (and the CPUs) when the connections needed
+        // more than one ring's file table; a worker now drives several rings instead.
         let per_ring = crate::engine::ring::raise_nofile_limit() as usize;
         let many = (per_ring * 2 + 1).to_string();
         let c = args(&["-c", &many, "-t", "1", "--mode", "hold"])
             .to_config(vec![])
             .unwrap();
-        assert_eq!(c.threads, 3);
-        assert!(c.connections_for_worker(0) <= per_ring);
+        assert_eq!(c.threads, 1);
+        assert_eq!(c.connections_for_worker(0), per_ring * 2 + 1);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Per-connection state of the load engine: one slot of a worker's slab.
 //!
-//! A slot's index is also its direct-descriptor index in the worker's ring, so a socket needs
-//! no lookup. The generation changes every time the slot starts a new connection, so a
-//! completion from an earlier life of the slot is recognised and ignored. A slot is reused only
+//! A slot's index is also its direct-descriptor index in the worker's ring (with several
+//! rings, its index within its ring's run of slots), so a socket needs no lookup. The
+//! generation changes every time the slot starts a new connection, so a completion from an
+//! earlier life of the slot is recognised and ignored. A slot is reused only
 //! once every operation submitted for its previous life has completed (`ops == 0`), which is
 //! what makes reusing the descriptor index and the send buffers safe.
 //!

@@ -1,5 +1,6 @@
-//! The thread-per-core io_uring engine: one pinned worker per CPU, each with its own ring,
-//! connections, buffers and metrics; results are merged after the run.
+//! The thread-per-core io_uring engine: one pinned worker per CPU, each with its own rings
+//! (one, or as many as its connections need registered file tables), connections, buffers and
+//! metrics; results are merged after the run.
 //!
 //! [`run`] splits the configured load into one [`WorkerPlan`] per worker, starts the workers
 //! on their CPUs, waits for them and merges their metrics. Nothing is shared on the hot path:
@@ -114,6 +115,28 @@ pub struct WorkerPlan {
     pub request_limit: u64,
     /// Length of one reporting interval (ns).
     pub interval_ns: u64,
+    /// Most direct descriptors one ring may register: a worker drives
+    /// `ceil(connections / ring_slots)` rings.
+    pub ring_slots: usize,
+}
+
+/// Environment variable that lowers the direct descriptors per ring, so tests can drive many
+/// rings with few connections (`BLASTER_RING_SLOTS=1000`). Not a user-facing option.
+pub const RING_SLOTS_ENV: &str = "BLASTER_RING_SLOTS";
+
+/// Most direct descriptors per ring: the open-files limit `nofile` (a ring's registered file
+/// table cannot exceed it, nor the kernel's 1,048,576), or less when [`RING_SLOTS_ENV`] says.
+pub fn ring_slots(nofile: u64, env: Option<&str>) -> Result<usize, EngineError> {
+    let cap = nofile.clamp(1, 1 << 20) as usize;
+    match env {
+        None => Ok(cap),
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n.min(cap)),
+            _ => Err(EngineError::Config(format!(
+                "invalid {RING_SLOTS_ENV}=\"{v}\": give a positive number of direct descriptors per ring, e.g. {RING_SLOTS_ENV}=1000, or unset it"
+            ))),
+        },
+    }
 }
 
 /// Runs the load described by `config` until it ends or `stop` becomes true.
@@ -128,7 +151,10 @@ pub fn run_observed(
     stop: Arc<AtomicBool>,
     mut observe: impl FnMut(&IntervalPoint),
 ) -> Result<RunOutcome, EngineError> {
-    ring::raise_nofile_limit();
+    let ring_slots = ring_slots(
+        ring::raise_nofile_limit(),
+        std::env::var(RING_SLOTS_ENV).ok().as_deref(),
+    )?;
     let config = Arc::new(config.clone());
     let threads = config.threads;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -160,6 +186,7 @@ pub fn run_observed(
                 .requests
                 .map_or(u64::MAX, |n| share(n as usize, threads, index) as u64),
             interval_ns,
+            ring_slots,
         };
         first_connection += connections;
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);

@@ -303,3 +303,59 @@ fn churn_reopens_connections_without_errors() {
         m.responses + m.request_errors() + m.in_flight_at_end
     );
 }
+
+#[test]
+fn ring_slots_default_to_the_open_files_limit_and_env_lowers_them() {
+    use super::ring_slots;
+    assert_eq!(ring_slots(20_000, None).unwrap(), 20_000);
+    assert_eq!(ring_slots(20_000, Some("1000")).unwrap(), 1000);
+    // Never above what one ring can register.
+    assert_eq!(ring_slots(20_000, Some("50000")).unwrap(), 20_000);
+    assert_eq!(ring_slots(u64::MAX, None).unwrap(), 1 << 20);
+    for bad in ["0", "-1", "many", ""] {
+        let err = ring_slots(20_000, Some(bad)).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("BLASTER_RING_SLOTS=\"{bad}\"")) && err.contains("e.g."),
+            "{err}"
+        );
+    }
+}
+
+/// One worker driving three rings (three slots each, the last one two): every request is
+/// answered, on connections spread over every ring.
+#[test]
+fn one_worker_drives_several_rings_and_the_counts_add_up() {
+    use super::WorkerPlan;
+    use super::clock::Clock;
+    use super::worker::Worker;
+    let server = TinyServer::start(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let cfg = Arc::new(config(
+        server.addr,
+        8,
+        StopCondition {
+            duration: Some(Duration::from_secs(20)),
+            requests: Some(600),
+        },
+    ));
+    let clock = Clock::new();
+    let start_ns = clock.now_ns();
+    let plan = WorkerPlan {
+        connections: 8,
+        first_connection: 0,
+        start_ns,
+        end_ns: start_ns + 20_000_000_000,
+        request_limit: 600,
+        interval_ns: 1_000_000_000,
+        ring_slots: 3,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = Worker::new(0, cfg, clock, stop, plan, None).unwrap();
+    assert_eq!(worker.ring_count(), 3);
+    let m = worker.run().unwrap();
+    assert_eq!(m.requests, 600);
+    assert_eq!(m.responses, 600);
+    assert_eq!(m.total_errors(), 0);
+    assert_eq!(m.conns_opened, 8);
+    assert_eq!(m.open_at_end, 8);
+    assert_eq!(server.seen.load(Ordering::Relaxed), 600);
+}

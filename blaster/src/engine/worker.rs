@@ -1,9 +1,17 @@
-//! One load worker: a pinned thread with its own ring, connection slab, buffers and metrics.
+//! One load worker: a pinned thread with its own rings, connection slab, buffers and metrics.
 //!
 //! The loop: read the clock once, start due connects, send due requests, expire timeouts,
 //! then submit everything and wait for completions (or the next deadline), and handle the
 //! batch of completions. Nothing here is shared with other workers except the read-only
 //! configuration, the clock and the stop flag.
+//!
+//! A worker drives as many rings as its connections need: one ring's registered file table
+//! holds at most RLIMIT_NOFILE direct descriptors. Slots are split into contiguous runs, one
+//! per ring (`slot = ring * ring_slots + descriptor`); a completion's ring is the ring it was
+//! reaped from, so tokens stay `(slot, generation, op)`. The thread blocks on the first ring
+//! only; the others signal a shared eventfd that the first ring polls (see
+//! [`Worker::wait`] and docs/ARCHITECTURE.md). With one ring (the common case) the only extra
+//! work is a length check where a slot is turned into its ring and descriptor.
 //!
 //! Memory the kernel reads (pre-encoded requests, socket addresses, the connect timeout, the
 //! socket option value) is allocated before the first submission and lives in the worker
@@ -23,7 +31,7 @@ use socket2::SockAddr;
 use super::clock::{Clock, ns_to_us};
 use super::conn::{Conn, Starts, State};
 use super::pacing::Schedule;
-use super::ring::{BufRing, Ring, RingConfig, Token};
+use super::ring::{BufRing, Ring, RingConfig, Token, Waker};
 use super::{EngineError, WorkerPlan};
 use crate::config::{LoadModel, RunConfig};
 use crate::metrics::interval::{Counters, IntervalSnapshot};
@@ -40,6 +48,8 @@ mod op {
     pub const SEND: u8 = 7;
     pub const CANCEL: u8 = 8;
     pub const CLOSE: u8 = 9;
+    /// The primary ring's poll of the eventfd its secondary rings signal.
+    pub const WAKE: u8 = 10;
 }
 
 /// Buffer group id of the worker's receive buffer ring.
@@ -80,8 +90,14 @@ pub struct Worker {
     config: Arc<RunConfig>,
     clock: Clock,
     stop: Arc<AtomicBool>,
-    ring: Ring,
-    bufs: BufRing,
+    /// The worker's rings: the first is the one the thread blocks on. Slot `s` belongs to
+    /// ring `s / ring_slots`, as direct descriptor `s % ring_slots`.
+    rings: Vec<Ring>,
+    /// Each ring's receive buffer ring (buffer rings are registered per io_uring).
+    bufs: Vec<BufRing>,
+    ring_slots: u32,
+    /// What the secondary rings signal (none with one ring).
+    waker: Option<Waker>,
     conns: Vec<Conn>,
     /// Start times of requests in flight for pipelines deeper than one.
     starts: Starts,
@@ -154,25 +170,57 @@ impl Worker {
     ) -> Result<Worker, EngineError> {
         let conns_n = plan.connections;
         let hold = matches!(config.model, LoadModel::Hold { .. });
-        // Held connections are mostly idle: queues sized for one loop turn's connects and
-        // closes rather than a request per connection keep the ring's memory (mapped into this
-        // process, 64 bytes per submission entry) small.
-        let ring_config = if hold {
-            RingConfig::for_held_connections(conns_n)
+        // As many rings as one ring's file table requires, with the slots spread evenly.
+        let ring_count = conns_n.div_ceil(plan.ring_slots.max(1)).max(1);
+        let ring_slots = conns_n.div_ceil(ring_count).max(1);
+        let waker = if ring_count > 1 {
+            Some(Waker::new().map_err(|e| {
+                EngineError::Io(std::io::Error::other(format!(
+                    "could not create the eventfd that links a worker's rings: {e}"
+                )))
+            })?)
         } else {
-            RingConfig::for_connections(conns_n)
+            None
         };
-        let ring = Ring::new(ring_config)?;
-        // A buffer is held only from a receive's completion until that batch is parsed, so the
-        // ring needs about one batch's worth, not one per connection; when it runs dry the
-        // receive re-arms (counted as recv_buffer_exhausted). Capped so that idle connections
-        // cost little memory.
-        let entries = if hold {
-            HOLD_RECV_BUFFERS
+        let mut rings = Vec::with_capacity(ring_count);
+        let mut bufs = Vec::with_capacity(ring_count);
+        for r in 0..ring_count {
+            let n = ring_slots.min(conns_n - (r * ring_slots).min(conns_n));
+            // Held connections are mostly idle: queues sized for one loop turn's connects and
+            // closes rather than a request per connection keep the ring's memory (mapped into
+            // this process, 64 bytes per submission entry) small.
+            let ring_config = if hold {
+                RingConfig::for_held_connections(n)
+            } else {
+                RingConfig::for_connections(n)
+            };
+            let ring = match &waker {
+                Some(waker) if r > 0 => Ring::new_secondary(ring_config, waker)?,
+                _ => Ring::new(ring_config)?,
+            };
+            // A buffer is held only from a receive's completion until that batch is parsed,
+            // so the ring needs about one batch's worth, not one per connection; when it runs
+            // dry the receive re-arms (counted as recv_buffer_exhausted). Capped so that idle
+            // connections cost little memory.
+            let entries = if hold {
+                HOLD_RECV_BUFFERS
+            } else {
+                n.clamp(64, MAX_RECV_BUFFERS).next_power_of_two() as u16
+            };
+            bufs.push(ring.register_buf_ring(BGID, entries, RECV_BUF_SIZE)?);
+            rings.push(ring);
+        }
+        if let Some(waker) = &waker {
+            rings[0]
+                .arm_waker(waker, Token::new(0, 0, op::WAKE).encode())
+                .map_err(EngineError::Io)?;
+        }
+        let cq_entries = if hold {
+            RingConfig::for_held_connections(ring_slots)
         } else {
-            conns_n.clamp(64, MAX_RECV_BUFFERS).next_power_of_two() as u16
-        };
-        let bufs = ring.register_buf_ring(BGID, entries, RECV_BUF_SIZE)?;
+            RingConfig::for_connections(ring_slots)
+        }
+        .cq_entries;
         let mut requests = Vec::with_capacity(config.targets.len());
         let mut request_len = Vec::with_capacity(config.targets.len());
         for t in &config.targets {
@@ -241,8 +289,10 @@ impl Worker {
             config,
             clock,
             stop,
-            ring,
+            rings,
             bufs,
+            ring_slots: ring_slots as u32,
+            waker,
             conns,
             requests,
             request_len,
@@ -259,7 +309,7 @@ impl Worker {
             },
             schedule,
             plan,
-            cqes: Vec::with_capacity(ring_config.cq_entries as usize),
+            cqes: Vec::with_capacity(cq_entries as usize),
             metrics: WorkerMetrics::new(),
             sent: 0,
             connects_started: 0,
@@ -281,6 +331,11 @@ impl Worker {
         })
     }
 
+    /// How many rings this worker drives.
+    pub fn ring_count(&self) -> usize {
+        self.rings.len()
+    }
+
     /// Runs the load until the plan's end, the request budget or the stop flag, then drains
     /// and closes everything. Returns the worker's metrics.
     pub fn run(mut self) -> Result<WorkerMetrics, EngineError> {
@@ -295,6 +350,7 @@ impl Worker {
         // Measured over the load phase, the same window as the run's duration.
         let (user1, system1) = super::rusage(libc::RUSAGE_THREAD);
         self.shutdown();
+        self.metrics.extra_rings = self.rings.len() as u64 - 1;
         self.metrics.cpu_user_ns = user1.saturating_sub(user0).as_nanos() as u64;
         self.metrics.cpu_system_ns = system1.saturating_sub(system0).as_nanos() as u64;
         result.map(|()| std::mem::take(&mut self.metrics))
@@ -348,9 +404,7 @@ impl Worker {
 
             let wake_at = self.next_wake(now).min(drain_until);
             let wait = Duration::from_nanos(wake_at.saturating_sub(now)).min(MAX_WAIT);
-            self.ring
-                .submit_and_wait(Some(wait))
-                .map_err(EngineError::Io)?;
+            self.wait(wait).map_err(EngineError::Io)?;
             let woke = self.clock.now_ns();
             if wake_at != u64::MAX && woke >= wake_at {
                 self.metrics
@@ -588,7 +642,8 @@ impl Worker {
     fn start_connect(&mut self, slot: u32, now: u64) -> Result<(), EngineError> {
         self.connects_started += 1;
         let generation = self.conns[slot as usize].begin(now);
-        let fixed = types::Fixed(slot);
+        let (ring, fd) = self.ring_of(slot);
+        let fixed = types::Fixed(fd);
         let tok = |op| Token::new(slot, generation, op).encode();
         let target = &self.targets[self.target_of(slot)];
         let domain = if target.is_ipv6() {
@@ -596,7 +651,7 @@ impl Worker {
         } else {
             libc::AF_INET
         };
-        let dest = types::DestinationSlot::try_from_slot_target(slot).map_err(|_| {
+        let dest = types::DestinationSlot::try_from_slot_target(fd).map_err(|_| {
             EngineError::Io(std::io::Error::other("direct descriptor slot out of range"))
         })?;
         let mut chain: [squeue::Entry; 5] = std::array::from_fn(|_| opcode::Nop::new().build());
@@ -636,7 +691,7 @@ impl Worker {
             .push_back((now + self.timeout_ns, slot, generation));
         // SAFETY: the socket addresses and the option value (a static) live in the worker (or
         // forever) until every completion has arrived; see `shutdown`.
-        unsafe { self.ring.push_chain(&chain[..n]) }.map_err(EngineError::Io)
+        unsafe { self.rings[ring].push_chain(&chain[..n]) }.map_err(EngineError::Io)
     }
 
     /// Open model: sends every request whose intended time has come, while connections can
@@ -699,27 +754,30 @@ impl Worker {
 
     /// Submits a send of the rest of the connection's current request bytes.
     fn push_send(&mut self, slot: u32) -> Result<(), EngineError> {
+        let (ring, fd) = self.ring_of(slot);
         let buf = &self.requests[self.target_of(slot)];
         let conn = &mut self.conns[slot as usize];
         let rest = &buf[conn.send_done as usize..conn.send_len as usize];
-        let entry = opcode::Send::new(types::Fixed(slot), rest.as_ptr(), rest.len() as u32)
+        let entry = opcode::Send::new(types::Fixed(fd), rest.as_ptr(), rest.len() as u32)
             .build()
             .user_data(Token::new(slot, conn.generation, op::SEND).encode());
         conn.sending = true;
         conn.ops += 1;
         // SAFETY: `requests` is never modified after setup and outlives every operation.
-        unsafe { self.ring.push(&entry) }.map_err(EngineError::Io)
+        unsafe { self.rings[ring].push(&entry) }.map_err(EngineError::Io)
     }
 
     fn arm_recv(&mut self, slot: u32) -> Result<(), EngineError> {
+        let (ring, fd) = self.ring_of(slot);
         let conn = &mut self.conns[slot as usize];
-        let entry = opcode::RecvMulti::new(types::Fixed(slot), BGID)
+        let entry = opcode::RecvMulti::new(types::Fixed(fd), BGID)
             .build()
             .user_data(Token::new(slot, conn.generation, op::RECV).encode());
         conn.recv_armed = true;
         conn.ops += 1;
-        // SAFETY: the receive writes only into the registered buffer ring, which outlives it.
-        unsafe { self.ring.push(&entry) }.map_err(EngineError::Io)
+        // SAFETY: the receive writes only into the ring's registered buffer ring, which
+        // outlives it.
+        unsafe { self.rings[ring].push(&entry) }.map_err(EngineError::Io)
     }
 
     /// Starts closing a connection: cancel its long-lived operation (the multishot receive, or
@@ -730,6 +788,7 @@ impl Worker {
     /// which made closing 10,000 connections quadratic (37% of a run's CPU). A send in flight
     /// finishes by itself.
     fn close(&mut self, slot: u32) -> Result<(), EngineError> {
+        let (ring, fd) = self.ring_of(slot);
         let conn = &mut self.conns[slot as usize];
         let target_op = match conn.state {
             State::Closing | State::Free => return Ok(()),
@@ -742,9 +801,8 @@ impl Worker {
         conn.state = State::Closing;
         let tok = |op| Token::new(slot, conn.generation, op).encode();
         let cancel = target_op.map(|t| (tok(t), tok(op::CANCEL)));
-        conn.ops += self
-            .ring
-            .close_slot(slot, cancel, tok(op::CLOSE))
+        conn.ops += self.rings[ring]
+            .close_slot(fd, cancel, tok(op::CLOSE))
             .map_err(EngineError::Io)?;
         Ok(())
     }
@@ -795,23 +853,92 @@ impl Worker {
         Ok(())
     }
 
-    fn handle_completions(&mut self, now: u64) -> Result<(), EngineError> {
-        let overflow = self.ring.reap(&mut self.cqes);
-        self.metrics.cq_overflows = u64::from(overflow);
-        for i in 0..self.cqes.len() {
-            let (user_data, res, flags) = self.cqes[i];
-            let tok = Token::decode(user_data);
-            if tok.op == op::RECV {
-                self.on_recv(tok, res, flags, now)?;
-            } else {
-                self.on_completion(tok, res, now)?;
+    /// Submits every ring's queued work and waits on the primary ring until a completion is
+    /// ready on any ring or `timeout` passes.
+    ///
+    /// A secondary ring (one of several a worker drives) signals the eventfd the primary ring
+    /// polls when completions for it are on their way; under DEFER_TASKRUN they reach its
+    /// completion queue only when this thread enters that ring with GETEVENTS, which
+    /// [`Ring::flush`] does when the ring's TASKRUN flag is up. With one ring both loops are
+    /// empty.
+    fn wait(&mut self, timeout: Duration) -> std::io::Result<()> {
+        let (primary, secondaries) = self
+            .rings
+            .split_first_mut()
+            .expect("a worker has at least one ring");
+        let mut ready = false;
+        for ring in secondaries.iter_mut() {
+            if ring.needs_flush() {
+                ring.flush()?;
+            }
+            ready |= ring.has_completions();
+        }
+        primary.submit_and_wait(Some(if ready { Duration::ZERO } else { timeout }))?;
+        for ring in secondaries {
+            if ring.needs_flush() {
+                ring.flush()?;
             }
         }
-        self.bufs.commit();
         Ok(())
     }
 
-    fn on_recv(&mut self, tok: Token, res: i32, flags: u32, now: u64) -> Result<(), EngineError> {
+    fn handle_completions(&mut self, now: u64) -> Result<(), EngineError> {
+        let mut overflows = 0;
+        for r in 0..self.rings.len() {
+            overflows += u64::from(self.rings[r].reap(&mut self.cqes));
+            for i in 0..self.cqes.len() {
+                let (user_data, res, flags) = self.cqes[i];
+                let tok = Token::decode(user_data);
+                if tok.op == op::RECV {
+                    self.on_recv(r, tok, res, flags, now)?;
+                } else {
+                    self.on_completion(tok, res, flags, now)?;
+                }
+            }
+            self.bufs[r].commit();
+        }
+        self.metrics.cq_overflows = overflows;
+        Ok(())
+    }
+
+    /// The primary ring's poll of the waker completed: a secondary ring has work, which the
+    /// next [`Worker::wait`] flushes. Re-arms the poll when the kernel ended it.
+    fn on_wake(&mut self, res: i32, flags: u32) -> Result<(), EngineError> {
+        if res < 0 && res != -libc::ECANCELED {
+            return Err(EngineError::Io(std::io::Error::other(format!(
+                "polling the eventfd that links a worker's rings failed: {}",
+                std::io::Error::from_raw_os_error(-res)
+            ))));
+        }
+        if !cqueue::more(flags)
+            && res != -libc::ECANCELED
+            && let Some(waker) = &self.waker
+        {
+            self.rings[0]
+                .arm_waker(waker, Token::new(0, 0, op::WAKE).encode())
+                .map_err(EngineError::Io)?;
+        }
+        Ok(())
+    }
+
+    /// The ring and direct-descriptor index of slot `slot`.
+    #[inline]
+    fn ring_of(&self, slot: u32) -> (usize, u32) {
+        if self.rings.len() == 1 {
+            (0, slot)
+        } else {
+            ((slot / self.ring_slots) as usize, slot % self.ring_slots)
+        }
+    }
+
+    fn on_recv(
+        &mut self,
+        ring: usize,
+        tok: Token,
+        res: i32,
+        flags: u32,
+        now: u64,
+    ) -> Result<(), EngineError> {
         let slot = tok.slot;
         let finished = !cqueue::more(flags);
         let current = self.conns[slot as usize].generation == tok.generation;
@@ -819,7 +946,7 @@ impl Worker {
         if let Some(bid) = cqueue::buffer_select(flags) {
             if res > 0 && current && self.conns[slot as usize].state == State::Ready {
                 self.metrics.bytes_received += res as u64;
-                let data = self.bufs.get(bid, res as usize);
+                let data = self.bufs[ring].get(bid, res as usize);
                 after = on_data(
                     &mut self.conns[slot as usize],
                     self.starts.of(slot),
@@ -830,7 +957,7 @@ impl Worker {
                 );
             }
             // The buffer is ours from this completion on; give it straight back.
-            self.bufs.recycle(bid);
+            self.bufs[ring].recycle(bid);
         }
         let conn = &mut self.conns[slot as usize];
         if finished {
@@ -928,7 +1055,16 @@ impl Worker {
         Ok(())
     }
 
-    fn on_completion(&mut self, tok: Token, res: i32, now: u64) -> Result<(), EngineError> {
+    fn on_completion(
+        &mut self,
+        tok: Token,
+        res: i32,
+        flags: u32,
+        now: u64,
+    ) -> Result<(), EngineError> {
+        if tok.op == op::WAKE {
+            return self.on_wake(res, flags);
+        }
         let slot = tok.slot;
         let conn = &mut self.conns[slot as usize];
         if conn.generation != tok.generation {
@@ -1086,11 +1222,7 @@ impl Worker {
         let wait = SHUTDOWN_WAIT + SHUTDOWN_WAIT_PER_10K * (self.conns.len() / 10_000) as u32;
         let deadline = self.clock.now_ns() + wait.as_nanos() as u64;
         while self.conns.iter().any(|c| c.ops > 0) && self.clock.now_ns() < deadline {
-            if self
-                .ring
-                .submit_and_wait(Some(Duration::from_millis(10)))
-                .is_err()
-            {
+            if self.wait(Duration::from_millis(10)).is_err() {
                 break;
             }
             let now = self.clock.now_ns();
@@ -1106,7 +1238,9 @@ impl Worker {
             std::mem::forget(std::mem::take(&mut self.requests));
             std::mem::forget(std::mem::take(&mut self.targets));
         }
-        self.ring.unregister_buf_ring(&self.bufs);
+        for (ring, bufs) in self.rings.iter().zip(&self.bufs) {
+            ring.unregister_buf_ring(bufs);
+        }
     }
 }
 

@@ -146,6 +146,9 @@ pub struct WorkerMetrics {
     pub cpu_system_ns: u64,
     /// Connections still closing when shutdown stopped waiting (left to the kernel).
     pub closing_at_exit: u64,
+    /// Rings the worker drove beyond its first (a worker whose connections need more than one
+    /// registered file table drives several); summed in a merge.
+    pub extra_rings: u64,
 }
 
 impl Default for WorkerMetrics {
@@ -186,6 +189,7 @@ impl WorkerMetrics {
             cpu_user_ns: 0,
             cpu_system_ns: 0,
             closing_at_exit: 0,
+            extra_rings: 0,
         }
     }
 
@@ -268,6 +272,7 @@ impl WorkerMetrics {
         self.late_by_generator += other.late_by_generator;
         self.dropped += other.dropped;
         self.cq_overflows += other.cq_overflows;
+        self.extra_rings += other.extra_rings;
         self.recv_buffer_exhausted += other.recv_buffer_exhausted;
         self.ended_ns = self.ended_ns.max(other.ended_ns);
         self.cpu_user_ns += other.cpu_user_ns;

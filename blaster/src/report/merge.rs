@@ -157,6 +157,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
         targets,
         model: first.model.clone(),
         threads,
+        rings: reports.iter().map(|r| r.rings).sum(),
         concurrency: reports.iter().map(|r| r.concurrency).sum(),
         pipeline: first.pipeline,
         duration_s,

@@ -60,6 +60,10 @@ pub struct Report {
     /// "closed" or "open".
     pub model: String,
     pub threads: usize,
+    /// io_uring instances the workers drove: one per thread, more when a thread's connections
+    /// need more direct descriptors than one ring's table (RLIMIT_NOFILE) holds.
+    #[serde(default)]
+    pub rings: usize,
     /// Configured connections (concurrency).
     pub concurrency: usize,
     /// Requests in flight per connection.
@@ -440,6 +444,7 @@ impl Report {
             targets: config.targets.iter().map(|t| t.url.clone()).collect(),
             model: config.model.name().to_owned(),
             threads: outcome.threads,
+            rings: outcome.threads + m.extra_rings as usize,
             concurrency: config.connections,
             pipeline: config.pipeline,
             duration_s,
