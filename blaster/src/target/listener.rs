@@ -295,13 +295,12 @@ mod tests {
 
     #[test]
     fn a_port_range_gives_every_worker_every_port() {
-        // Find a free run of ports: bind port 0 once, then try the ports after it.
-        for _ in 0..20 {
-            let (_probe, first) = bind_all("127.0.0.1:0".parse().expect("addr"), 1).expect("bind");
-            drop(_probe);
-            if first.port() > 65000 {
-                continue;
-            }
+        // Find a free run of ports below the ephemeral range (32768-60999 here), where the
+        // client sockets and TIME_WAIT leftovers of other tests never are; start from a
+        // per-process offset so parallel test processes do not race for the same run.
+        let base = 20_000 + (std::process::id() % 1_000) as u16 * 10;
+        for attempt in 0..200u16 {
+            let first = std::net::SocketAddr::from(([127, 0, 0, 1], base + attempt * 5));
             let Ok((workers, addrs)) = bind_ports(first, 4, 2) else {
                 continue; // some port of the run was taken meanwhile: try another run
             };
