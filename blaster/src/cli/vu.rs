@@ -146,6 +146,7 @@ pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Re
         &gauges,
         verdict.aborted_by.clone(),
     );
+    scenario.series = Some(outcome.series.clone());
     if let Some(bp) = &plan.breakpoint {
         scenario.breakpoint = Some(BreakpointReport {
             scenario: plan.scenarios[bp.scenario].name.clone(),

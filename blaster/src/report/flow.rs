@@ -33,6 +33,9 @@ pub struct ScenarioReport {
     pub aborted_by: Option<String>,
     /// Most VUs running at once.
     pub vus_max: u64,
+    /// Per-name time series (absent from merged reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<super::series::SeriesReport>,
     /// The breakpoint search's result (`[special.breakpoint]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breakpoint: Option<BreakpointReport>,
@@ -441,6 +444,7 @@ impl ScenarioReport {
             thresholds,
             aborted_by,
             vus_max: flow.vus_max,
+            series: None,
             breakpoint: None,
             watch: None,
             spike: None,
@@ -788,6 +792,7 @@ pub(crate) mod tests {
             thresholds_passed: false,
             aborted_by: None,
             vus_max: 22,
+            series: None,
             breakpoint: None,
             watch: None,
             spike: None,
@@ -798,6 +803,7 @@ pub(crate) mod tests {
     /// 300/s, a spike that did not recover, a rising soak gauge with a failed poll.
     pub(crate) fn special_sample() -> ScenarioReport {
         ScenarioReport {
+            series: None,
             breakpoint: Some(BreakpointReport {
                 scenario: "browse".to_owned(),
                 last_passing_rate: Some(250.0),

@@ -417,6 +417,8 @@ fn merge_scenario(nodes: &[&ScenarioReport], duration_s: f64) -> Option<Scenario
         thresholds,
         aborted_by: nodes.iter().find_map(|sc| sc.aborted_by.clone()),
         vus_max: nodes.iter().map(|sc| sc.vus_max).sum(),
+        // Each node's series has its own clock: not merged.
+        series: None,
         // Results of a special mode describe one node's run: the first node's are kept.
         breakpoint: first.breakpoint.clone(),
         watch: first.watch.clone(),

@@ -242,6 +242,7 @@ mod tests {
             },
             open_connections: 5,
             latency,
+            ..IntervalPoint::empty(0, 0, 0)
         }
     }
 
