@@ -121,6 +121,10 @@ pub struct NameStats {
     pub rate: f64,
     /// Request duration (http), handshake (ws_connect) or message latency (ws_expect).
     pub latency_us: LatencySummary,
+    /// `latency_us`'s histogram, encoded like the run's `latency_histogram` (for p95 in
+    /// `blaster compare`); empty in merged reports and in reports of older versions.
+    #[serde(default)]
+    pub latency_histogram: String,
     pub status_codes: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     pub msgs_sent: u64,
@@ -381,6 +385,7 @@ impl ScenarioReport {
                         error_rate: 0.0,
                         rate: 0.0,
                         latency_us: LatencySummary::default(),
+                        latency_histogram: String::new(),
                         status_codes: BTreeMap::new(),
                         errors: BTreeMap::new(),
                         msgs_sent: 0,
@@ -409,6 +414,8 @@ impl ScenarioReport {
         }
         for (n, h) in names.iter_mut().zip(&hists) {
             n.latency_us = summarize(h);
+            // Encoding into memory only fails for absurd counts: then no histogram.
+            n.latency_histogram = super::encode_histogram(h).unwrap_or_default();
             n.error_rate = if n.count > 0 {
                 n.failed as f64 / n.count as f64
             } else {
@@ -718,6 +725,7 @@ pub(crate) mod tests {
             error_rate: failed as f64 / count as f64,
             rate: count as f64 / 10.0,
             latency_us: summary(count, 1_200, 8_400, 12_000),
+            latency_histogram: String::new(),
             status_codes: BTreeMap::from([("200".to_owned(), count - failed)]),
             errors: if failed > 0 {
                 BTreeMap::from([("timeout".to_owned(), failed)])

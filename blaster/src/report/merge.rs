@@ -338,6 +338,8 @@ fn merge_scenario(nodes: &[&ScenarioReport], duration_s: f64) -> Option<Scenario
                     empty.retry_wait_ms = 0.0;
                     empty.status_codes.clear();
                     empty.errors.clear();
+                    // Per-name histograms are not merged (only the worst percentiles).
+                    empty.latency_histogram.clear();
                     (empty, Vec::new())
                 },
             );
