@@ -483,6 +483,7 @@ fn execute(
         progress = progress.with_stage(Box::new(move |at| scenario_stage(&plan, at)));
     }
     let mut observers = Observers::start(args, progress, Arc::clone(&stop))?;
+    observers.label_steps(&plan);
     let outcome = vu::run_observed(
         Arc::clone(&plan),
         VuOptions {
