@@ -712,6 +712,54 @@ pub(crate) mod tests {
         }
     }
 
+    /// Per-name series for renderer tests: "home" and "search" over 10 s, "buy" (tagged
+    /// `group = ::checkout`) over the last 5.
+    pub(crate) fn series_sample() -> crate::report::series::SeriesReport {
+        use crate::report::IntervalLatency;
+        use crate::report::series::{NamePoint, NameSeries, SeriesReport};
+        let series = |name: &str, scenario: &str, from: u64, base: u64| NameSeries {
+            name: name.to_owned(),
+            kind: "http".to_owned(),
+            scenario: scenario.to_owned(),
+            tags: [
+                ("name", name),
+                ("scenario", scenario),
+                ("group", "::checkout"),
+            ]
+            .into_iter()
+            .filter(|(k, _)| *k != "group" || name == "buy")
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            points: (from..10)
+                .map(|i| NamePoint {
+                    start_s: i as f64,
+                    t_s: (i + 1) as f64,
+                    count: 100,
+                    failed: 0,
+                    rate: 100.0,
+                    errors_by_kind: BTreeMap::new(),
+                    latency_us: IntervalLatency {
+                        count: 100,
+                        p50: base,
+                        p90: base * 2,
+                        p99: base * 3 + i * 10,
+                        max: base * 4,
+                    },
+                })
+                .collect(),
+        };
+        SeriesReport {
+            interval_s: 1.0,
+            intervals_per_point: 1,
+            names_omitted: 0,
+            names: vec![
+                series("home", "browse", 0, 1_000),
+                series("search", "browse", 0, 3_000),
+                series("buy", "users", 5, 20_000),
+            ],
+        }
+    }
+
     /// A scenario object for renderer tests: two scenarios, three names (one with failures),
     /// two checks (one failing) and five thresholds, two of them failed (one without
     /// samples).
@@ -800,7 +848,7 @@ pub(crate) mod tests {
             thresholds_passed: false,
             aborted_by: None,
             vus_max: 22,
-            series: None,
+            series: Some(series_sample()),
             breakpoint: None,
             watch: None,
             spike: None,
