@@ -9,8 +9,10 @@
 //! order; `names_omitted` counts the rest), and the series together keep at most
 //! [`MAX_SERIES_POINTS`] points. When a new interval would go beyond that, every series is
 //! made twice as coarse (pairs of neighbouring points merged, and later points cover twice as
-//! many intervals): counts stay exact, and a merged point's percentiles are the larger of
-//! the two merged ones (an upper bound). `intervals_per_point` says how coarse it ended.
+//! many intervals): counts stay exact, and the percentiles of a point that covers several
+//! intervals are the largest of theirs (an upper bound). `intervals_per_point` says how
+//! coarse it ended. No histogram is kept between intervals: the builder's memory is its
+//! points.
 
 use std::collections::BTreeMap;
 
@@ -72,6 +74,15 @@ pub struct NamePoint {
     pub latency_us: IntervalLatency,
 }
 
+/// One name's samples during the interval being added.
+#[derive(Default)]
+struct Touched<'a> {
+    count: u64,
+    failed: u64,
+    errors: BTreeMap<&'static str, u64>,
+    latency: Vec<&'a Histogram<u64>>,
+}
+
 /// Builds a [`SeriesReport`] from a run's interval points.
 pub struct SeriesBuilder {
     /// Step id -> series index (`None`: a ws_close step or an omitted name).
@@ -80,9 +91,6 @@ pub struct SeriesBuilder {
     interval_ns: u64,
     stride: u64,
     names_omitted: u64,
-    /// The coarse point being filled, per series: its index, the summary of its samples from
-    /// before a coarsening (merged as an upper bound) and the histogram of those since.
-    open: Vec<Option<(u64, IntervalLatency, Histogram<u64>)>>,
     max_points: usize,
 }
 
@@ -136,7 +144,6 @@ impl SeriesBuilder {
         }
         SeriesBuilder {
             steps,
-            open: vec![None; series.len()],
             series,
             interval_ns: interval_ns.max(1),
             stride: 1,
@@ -147,37 +154,37 @@ impl SeriesBuilder {
 
     /// Adds one merged interval.
     pub fn push(&mut self, p: &IntervalPoint) {
-        let mut touched: BTreeMap<usize, (u64, u64, BTreeMap<&'static str, u64>)> = BTreeMap::new();
+        let mut touched: BTreeMap<usize, Touched> = BTreeMap::new();
         let coarse = p.index / self.stride;
         for (&id, st) in &p.steps {
             let Some(Some(i)) = self.steps.get(id as usize).copied() else {
                 continue;
             };
             let e = touched.entry(i).or_default();
-            e.0 += st.count;
-            e.1 += st.failed;
+            e.count += st.count;
+            e.failed += st.failed;
             for (k, n) in &st.errors {
-                *e.2.entry(k).or_insert(0) += n;
+                *e.errors.entry(k).or_insert(0) += n;
             }
-            let open = &mut self.open[i];
-            if open.as_ref().is_none_or(|(at, _, _)| *at != coarse) {
-                let base = match self.series[i].points.last() {
-                    Some(last) if last_index(last, self.stride, self.interval_ns) == coarse => {
-                        last.latency_us
-                    }
-                    _ => IntervalLatency::default(),
-                };
-                *open = Some((coarse, base, new_histogram()));
-            }
-            let (_, _, h) = open.as_mut().expect("set above");
-            h.add(&st.latency).expect("same histogram bounds");
+            e.latency.push(&st.latency);
         }
         let start_ns = coarse * self.stride * self.interval_ns;
-        for (i, (count, failed, errors)) in touched {
-            if count == 0 && failed == 0 {
+        for (i, t) in touched {
+            if t.count == 0 && t.failed == 0 {
                 continue;
             }
-            let (_, base, h) = self.open[i].as_ref().expect("opened above");
+            // One step: its histogram as is; several steps of one name: merged for this
+            // interval only (nothing is kept between intervals).
+            let latency = match t.latency.as_slice() {
+                [one] => interval_latency(one),
+                many => {
+                    let mut h = new_histogram();
+                    for x in many {
+                        h.add(*x).expect("same histogram bounds");
+                    }
+                    interval_latency(&h)
+                }
+            };
             let s = &mut self.series[i];
             let point = match s.points.last_mut() {
                 Some(last) if last_index(last, self.stride, self.interval_ns) == coarse => last,
@@ -195,13 +202,13 @@ impl SeriesBuilder {
                 }
             };
             point.t_s = p.end_ns as f64 / 1e9;
-            point.count += count;
-            point.failed += failed;
-            for (k, n) in errors {
+            point.count += t.count;
+            point.failed += t.failed;
+            for (k, n) in t.errors {
                 *point.errors_by_kind.entry(k.to_owned()).or_insert(0) += n;
             }
             point.rate = per_s(point.count, point.t_s - point.start_s);
-            point.latency_us = merge_upper(*base, interval_latency(h));
+            point.latency_us = merge_upper(point.latency_us, latency);
         }
         while self.points() > self.max_points && self.series.iter().any(|s| s.points.len() > 1) {
             self.coarsen();
@@ -241,11 +248,6 @@ impl SeriesBuilder {
                 }
             }
             s.points = merged;
-        }
-        // The point being filled now covers a wider window: the next samples start a new
-        // histogram on top of the merged summary.
-        for o in &mut self.open {
-            *o = None;
         }
     }
 
