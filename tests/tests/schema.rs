@@ -2,7 +2,6 @@
 //! closed, open and hold models, with errors, and an interrupted run.
 
 use blaster_tests::{assert_schema_valid, free_port, run_json, run_json_output, start_serve};
-use serde_json::Value;
 
 #[test]
 fn real_reports_match_the_schema() {

@@ -325,9 +325,9 @@ fn per_name_charts(out: &mut String, series: &SeriesReport) {
             format!("{} ({})", n.name, n.kind)
         }
     };
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<section id=\"per-name-charts\"><h2>Per name over time</h2>{}<div class=\"grid\">\n",
+        "<section id=\"per-name-charts\"><h2>Per name over time</h2>{}<div class=\"grid\">",
         if shown < names.len() {
             format!(
                 "<p class=\"note\">The {shown} busiest of {} names.</p>",
@@ -402,7 +402,9 @@ fn per_name_charts(out: &mut String, series: &SeriesReport) {
         "no samples",
     );
     // By tag: the names of each `group` value summed per point.
-    let mut groups: BTreeMap<&str, BTreeMap<u64, (f64, u64)>> = BTreeMap::new();
+    // Per group value, per point start (ms): the latest end and the samples.
+    type Points = BTreeMap<u64, (f64, u64)>;
+    let mut groups: BTreeMap<&str, Points> = BTreeMap::new();
     for n in &names {
         let Some(g) = n.tags.get("group") else {
             continue;
@@ -419,7 +421,7 @@ fn per_name_charts(out: &mut String, series: &SeriesReport) {
         }
     }
     if !groups.is_empty() {
-        let mut by_size: Vec<(&str, BTreeMap<u64, (f64, u64)>)> = groups.into_iter().collect();
+        let mut by_size: Vec<(&str, Points)> = groups.into_iter().collect();
         by_size.sort_by_key(|(_, pts)| std::cmp::Reverse(pts.values().map(|v| v.1).sum::<u64>()));
         let chart = Chart {
             id: "group-throughput",
