@@ -95,6 +95,18 @@ impl Counters {
     }
 }
 
+/// The samples of cumulative histogram `now` that `earlier` (an earlier state of it) lacks.
+fn since(now: &Histogram<u64>, earlier: &Histogram<u64>) -> Histogram<u64> {
+    if now.len() == earlier.len() {
+        // Nothing new: skip copying and walking the counts.
+        return new_histogram();
+    }
+    let mut h = now.clone();
+    // `now` holds every sample of `earlier` (same bounds), so nothing can go negative.
+    let _ = h.subtract(earlier);
+    h
+}
+
 /// One worker's report for one interval.
 #[derive(Debug, Clone)]
 pub struct IntervalSnapshot {
@@ -194,9 +206,7 @@ impl StepTracker {
             {
                 continue;
             }
-            let mut latency = cur.duration.clone();
-            // `cur` holds every sample of `prev` (both cumulative, same bounds).
-            let _ = latency.subtract(&prev.duration);
+            let latency = since(&cur.duration, &prev.duration);
             let errors = cur
                 .errors
                 .iter()
@@ -230,9 +240,7 @@ impl StepTracker {
             return None;
         }
         let prev = self.ws.get_or_insert_with(WsStats::default);
-        let mut msg_latency = now.msg_latency.clone();
-        // Cumulative, same bounds: `now` holds every sample of `prev`.
-        let _ = msg_latency.subtract(&prev.msg_latency);
+        let msg_latency = since(&now.msg_latency, &prev.msg_latency);
         let out = WsInterval {
             msgs_sent: now.msgs_sent - prev.msgs_sent,
             msgs_received: now.msgs_received - prev.msgs_received,
