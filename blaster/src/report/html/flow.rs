@@ -337,6 +337,16 @@ fn per_name_charts(out: &mut String, series: &SeriesReport) {
             String::new()
         }
     );
+    // As in the run-wide charts, the drain's sliver of an interval at the end is left out of
+    // rates and percentiles (a rate over a few milliseconds is noise).
+    let sliver = (series.interval_s * series.intervals_per_point as f64 / 2.0).min(0.05);
+    let drawn = |n: &&NameSeries| -> Vec<NamePoint> {
+        n.points
+            .iter()
+            .filter(|p| p.t_s - p.start_s >= sliver)
+            .cloned()
+            .collect()
+    };
     let p99 = |p: &NamePoint| {
         if p.latency_us.count == 0 {
             f64::NAN
@@ -350,7 +360,7 @@ fn per_name_charts(out: &mut String, series: &SeriesReport) {
         y: latency_axis(
             names[..shown]
                 .iter()
-                .flat_map(|n| &n.points)
+                .flat_map(drawn)
                 .filter(|p| p.latency_us.count > 0)
                 .map(|p| (p.latency_us.p99, p.latency_us.p99)),
         ),
@@ -361,7 +371,7 @@ fn per_name_charts(out: &mut String, series: &SeriesReport) {
                 Series::line(
                     &label(n),
                     color,
-                    n.points.iter().map(|p| (p.t_s, p99(p))).collect(),
+                    drawn(n).iter().map(|p| (p.t_s, p99(p))).collect(),
                 )
             })
             .collect(),
@@ -389,7 +399,7 @@ fn per_name_charts(out: &mut String, series: &SeriesReport) {
                 Series::line(
                     &label(n),
                     color,
-                    n.points.iter().map(|p| (p.t_s, p.rate)).collect(),
+                    drawn(n).iter().map(|p| (p.t_s, p.rate)).collect(),
                 )
             })
             .collect(),
@@ -409,7 +419,7 @@ fn per_name_charts(out: &mut String, series: &SeriesReport) {
         let Some(g) = n.tags.get("group") else {
             continue;
         };
-        for p in &n.points {
+        for p in drawn(n) {
             // Points of all names share the same windows: key them by their start (ms).
             let e = groups
                 .entry(g.as_str())
