@@ -861,6 +861,8 @@ mod tests {
                 errors: Default::default(),
                 msgs_sent: 0,
                 msgs_received: 0,
+                retries: 0,
+                retry_wait_ms: 0.0,
             });
         }
         r.scenario = Some(sc);

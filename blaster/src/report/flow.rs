@@ -742,6 +742,7 @@ pub(crate) mod tests {
                         count: 100,
                         p50: base,
                         p90: base * 2,
+                        p95: base * 5 / 2,
                         p99: base * 3 + i * 10,
                         max: base * 4,
                     },

@@ -276,6 +276,7 @@ fn merge_upper(a: IntervalLatency, b: IntervalLatency) -> IntervalLatency {
         count: a.count + b.count,
         p50: a.p50.max(b.p50),
         p90: a.p90.max(b.p90),
+        p95: a.p95.max(b.p95),
         p99: a.p99.max(b.p99),
         max: a.max.max(b.max),
     }
@@ -289,6 +290,7 @@ fn interval_latency(h: &Histogram<u64>) -> IntervalLatency {
         count: h.len(),
         p50: h.value_at_quantile(0.50),
         p90: h.value_at_quantile(0.90),
+        p95: h.value_at_quantile(0.95),
         p99: h.value_at_quantile(0.99),
         max: h.max(),
     }
