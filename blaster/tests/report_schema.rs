@@ -88,6 +88,7 @@ fn outcome() -> RunOutcome {
         counters,
         open_connections: 64,
         latency: m.take_interval(),
+        ..IntervalPoint::empty(0, 0, 0)
     };
     RunOutcome {
         metrics: m,

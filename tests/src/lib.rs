@@ -17,6 +17,31 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The JSON report's schema (blaster/report-schema.json), compiled once per test binary.
+pub fn report_validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../blaster/report-schema.json");
+        let schema: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("schema file"))
+                .expect("schema JSON");
+        jsonschema::draft202012::new(&schema).expect("schema compiles")
+    })
+}
+
+/// Fails the test with every schema violation (and where it is) when `report` does not match
+/// blaster/report-schema.json.
+pub fn assert_schema_valid(report: &Value) {
+    let errors: Vec<String> = report_validator()
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the report does not match the schema: {errors:#?}\n{report:#}"
+    );
+}
+
 /// How long a plain `run_json` call may take before the child is killed and the test fails.
 pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(60);
 

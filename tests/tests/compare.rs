@@ -1,15 +1,36 @@
 //! `blaster compare`, the CI gate: a real report against copies of itself with a worse p99.
-//! 20% worse fails with exit code 99 at the default 10% bound; 5% worse passes.
+//! 20% worse fails with exit code 99 at the default 10% bound; 5% worse passes. The same per
+//! request name of a scenario run.
 
 use std::time::Duration;
 
-use blaster_tests::{TempPath, run_blaster, run_json, start_serve};
+use blaster::report::{decode_histogram, encode_histogram};
+use blaster_tests::{TempPath, run_blaster, run_json, run_json_output, start_serve};
 use serde_json::Value;
 
 fn with_p99_scaled(report: &Value, factor: f64) -> Value {
     let mut r = report.clone();
     let p99 = r["latency_us"]["p99"].as_u64().unwrap() as f64;
     r["latency_us"]["p99"] = Value::from((p99 * factor).round() as u64);
+    r
+}
+
+/// A copy of `report` in which request name `name`'s latencies are `factor` times larger.
+fn with_name_scaled(report: &Value, name: &str, factor: f64) -> Value {
+    let mut r = report.clone();
+    let n = r["scenario"]["names"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("no name {name} in {report:#}"));
+    let h = decode_histogram(n["latency_histogram"].as_str().unwrap()).unwrap();
+    let mut scaled = blaster::metrics::new_histogram();
+    for v in h.iter_recorded() {
+        let value = (v.value_iterated_to() as f64 * factor).round() as u64;
+        scaled.record_n(value, v.count_at_value()).unwrap();
+    }
+    n["latency_histogram"] = Value::from(encode_histogram(&scaled).unwrap());
     r
 }
 
@@ -61,6 +82,83 @@ fn twenty_percent_worse_p99_fails_five_percent_passes() {
         &["--max-regression", "25%"],
     );
     assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_name_twenty_percent_worse_fails_five_percent_passes() {
+    let (_serve, addr) = start_serve(1);
+    let file = TempPath::new(".toml");
+    std::fs::write(
+        file.path(),
+        format!(
+            r#"
+[scenarios.s]
+executor = "shared-iterations"
+vus = 4
+iterations = 200
+[[scenarios.s.steps]]
+request = "GET http://{addr}/delay/2"
+name = "slow"
+[[scenarios.s.steps]]
+request = "GET http://{addr}/"
+name = "home"
+"#
+        ),
+    )
+    .unwrap();
+    let run = run_json_output(
+        &["run", file.path().to_str().unwrap(), "-t", "1"],
+        Duration::from_secs(60),
+    );
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let base = &run.report;
+    fn p95<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = vec!["--metrics", "p95"];
+        all.extend_from_slice(args);
+        all
+    }
+
+    let (code, out) = compare_with(base, &with_name_scaled(base, "slow", 1.20), &p95(&[]));
+    assert_eq!(code, 99, "{out}");
+    assert!(
+        out.contains("slow p95") && out.contains("REGRESSION"),
+        "{out}"
+    );
+    let home = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("home p95"))
+        .unwrap_or_else(|| panic!("no row for home: {out}"));
+    assert!(home.ends_with(" ok"), "home is unchanged: {out}");
+
+    let (code, out) = compare_with(base, &with_name_scaled(base, "slow", 1.05), &p95(&[]));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("slow p95"), "per-name rows are shown: {out}");
+
+    // --names leaves the regressed name out of the gate.
+    let (code, out) = compare_with(
+        base,
+        &with_name_scaled(base, "slow", 1.20),
+        &p95(&["--names", "home"]),
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+/// `blaster compare` with exactly `args` after the two paths.
+fn compare_with(baseline: &Value, current: &Value, args: &[&str]) -> (i32, String) {
+    let (a, b) = (TempPath::new(".json"), TempPath::new(".json"));
+    std::fs::write(a.path(), baseline.to_string()).unwrap();
+    std::fs::write(b.path(), current.to_string()).unwrap();
+    let mut all = vec![
+        "compare",
+        a.path().to_str().unwrap(),
+        b.path().to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let out = run_blaster(&all, Duration::from_secs(30));
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]

@@ -117,8 +117,9 @@ fn scrape_once(addr: SocketAddr) -> Option<String> {
     Some(body.to_owned())
 }
 
-/// The exposition text of a finished run that had responses and errors (so that every family,
-/// `blaster_errors_total{kind}` included, has samples), scraped while `--prometheus-linger`
+/// The exposition text of a finished scenario run that had responses, errors and WebSocket
+/// messages (so that every family, `blaster_errors_total{kind}` and the per-name and
+/// WebSocket ones included, has samples), scraped while `--prometheus-linger`
 /// keeps the endpoint up. One run serves every test of this file.
 fn final_scrape() -> &'static str {
     static SCRAPE: OnceLock<String> = OnceLock::new();
@@ -132,26 +133,52 @@ fn run_and_scrape() -> String {
     for _attempt in 0..3 {
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let json = TempPath::new(".json");
+        // A scenario with HTTP steps (one timing out after 200 ms: timeout errors) and a
+        // WebSocket echo, so that the run-wide, per-name and WebSocket families all have
+        // samples.
+        let file = TempPath::new(".toml");
+        std::fs::write(
+            file.path(),
+            format!(
+                r#"
+[scenarios.web]
+executor = "constant-vus"
+vus = 4
+duration = "2s"
+[[scenarios.web.steps]]
+request = "GET http://{target}/"
+name = "home"
+[[scenarios.web.steps]]
+group = "slow"
+[[scenarios.web.steps.steps]]
+request = "GET http://{target}/delay/1000"
+name = "stuck"
+timeout = "200ms"
+
+[scenarios.chat]
+executor = "constant-vus"
+vus = 2
+duration = "2s"
+[[scenarios.chat.steps]]
+ws_connect = "ws://{target}/ws/echo"
+name = "chat"
+[[scenarios.chat.steps]]
+ws_send = "hello"
+[[scenarios.chat.steps]]
+ws_expect = "hello"
+timeout = "1s"
+[[scenarios.chat.steps]]
+ws_close = true
+"#
+            ),
+        )
+        .unwrap();
         let mut cmd = Command::new(blaster_bin());
-        // Half the connections ask for a 1 s delay and time out after 200 ms: timeout errors.
-        cmd.args([
-            "run",
-            &format!("http://{target}/"),
-            &format!("http://{target}/delay/1000"),
-            "-c",
-            "4",
-            "-t",
-            "1",
-            "-d",
-            "2s",
-            "--timeout",
-            "200ms",
-            "-q",
-        ])
-        .arg("--prometheus-listen")
-        .arg(metrics.to_string())
-        .args(["--prometheus-linger", "20s", "--json"])
-        .arg(json.path());
+        cmd.args(["run", file.path().to_str().unwrap(), "-t", "1", "-q"])
+            .arg("--prometheus-listen")
+            .arg(metrics.to_string())
+            .args(["--prometheus-linger", "20s", "--json"])
+            .arg(json.path());
         let mut child = ChildGuard::capture(cmd);
 
         // The report is written before the linger starts: once it is there, the counters are

@@ -216,6 +216,8 @@ executor = "ramping-vus"
 start_vus = 1
 stages = [{ duration = "1s", target = 3 }, { duration = "1s", target = 3 }]
 [[scenarios.users.steps]]
+group = "checkout"
+[[scenarios.users.steps.steps]]
 request = "POST ${BASE}/"
 body = '{"item": 1}'
 name = "buy"
@@ -342,14 +344,31 @@ fn a_scenario_run_shows_its_thresholds_names_checks_and_scenarios() {
         "{xml}"
     );
 
-    let expected = CHARTS_WITHOUT_ERRORS + usize::from(report.errors.total > 0);
+    // Per name over time: latency and throughput per name, and throughput per group tag.
+    let series = sc.series.as_ref().expect("per-name series");
+    assert_eq!(series.names.len(), sc.names.len());
+    for chart in ["name-latency", "name-throughput", "group-throughput"] {
+        assert!(html.contains(&format!("data-chart=\"{chart}\"")), "{chart}");
+    }
+
+    let expected = CHARTS_WITHOUT_ERRORS + usize::from(report.errors.total > 0) + 3;
     let Some(dom) = check_in_browser(&page, &dir.path().join("browser"), expected) else {
         return;
     };
+    let latency = &dom[dom
+        .find("data-chart=\"name-latency\"")
+        .expect("per-name chart in the DOM")..];
+    let latency = &latency[..latency.find("</svg>").unwrap()];
+    assert_eq!(
+        latency.matches("<path class=\"series\"").count(),
+        sc.names.len(),
+        "one line per name: {latency}"
+    );
     for id in [
         "threshold-verdict",
         "thresholds",
         "per-name",
+        "per-name-charts",
         "checks",
         "scenarios",
     ] {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use blaster_tests::{TempPath, run_blaster, run_json_output, start_serve};
+use blaster_tests::{TempPath, assert_schema_valid, run_blaster, run_json_output, start_serve};
 use serde_json::Value;
 
 fn u(v: &Value) -> u64 {
@@ -14,13 +14,6 @@ fn write(src: &str) -> TempPath {
     let path = TempPath::new(".toml");
     std::fs::write(path.path(), src).expect("write scenario");
     path
-}
-
-fn validator() -> jsonschema::Validator {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../blaster/report-schema.json");
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("schema file"))
-        .expect("schema JSON");
-    jsonschema::draft202012::new(&schema).expect("schema compiles")
 }
 
 const MIXED: &str = r#"
@@ -77,8 +70,7 @@ fn a_scenario_runs_its_executors_and_passes_its_thresholds() {
     );
     let r = &run.report;
     assert!(run.output.status.success(), "{:?}\n{r:#}", run.output);
-    let errors: Vec<String> = validator().iter_errors(r).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    assert_schema_valid(r);
     assert_eq!(r["model"], "scenario");
     let sc = &r["scenario"];
     assert_eq!(sc["thresholds_passed"], true, "{sc:#}");
@@ -289,8 +281,7 @@ ws_session_failed = ["rate==0"]
     );
     let r = &run.report;
     assert!(run.output.status.success(), "{:?}\n{r:#}", run.output);
-    let errors: Vec<String> = validator().iter_errors(r).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    assert_schema_valid(r);
     let sc = &r["scenario"];
     let name = |n: &str| {
         sc["names"]

@@ -1,26 +1,7 @@
 //! Real runs' JSON reports validate against the checked-in schema (blaster/report-schema.json):
 //! closed, open and hold models, with errors, and an interrupted run.
 
-use blaster_tests::{free_port, run_json, run_json_output, start_serve};
-use serde_json::Value;
-
-fn validator() -> jsonschema::Validator {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../blaster/report-schema.json");
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("schema file"))
-        .expect("schema JSON");
-    jsonschema::draft202012::new(&schema).expect("schema compiles")
-}
-
-fn assert_valid(report: &Value) {
-    let errors: Vec<String> = validator()
-        .iter_errors(report)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "a real report does not match the schema: {errors:#?}\n{report:#}"
-    );
-}
+use blaster_tests::{assert_schema_valid, free_port, run_json, run_json_output, start_serve};
 
 #[test]
 fn real_reports_match_the_schema() {
@@ -40,7 +21,7 @@ fn real_reports_match_the_schema() {
     ]);
     assert_eq!(closed["model"], "closed");
     assert!(!closed["timeseries"].as_array().unwrap().is_empty());
-    assert_valid(&closed);
+    assert_schema_valid(&closed);
 
     let open = run_json(&[
         "run",
@@ -56,7 +37,7 @@ fn real_reports_match_the_schema() {
     ]);
     assert_eq!(open["model"], "open");
     assert!(open["target_rate"].is_number());
-    assert_valid(&open);
+    assert_schema_valid(&open);
 
     let hold = run_json(&[
         "run",
@@ -73,7 +54,7 @@ fn real_reports_match_the_schema() {
         "1s",
     ]);
     assert_eq!(hold["model"], "hold");
-    assert_valid(&hold);
+    assert_schema_valid(&hold);
 
     // Timeouts and a second target that refuses: errors of two kinds in the report.
     let refused = format!("http://127.0.0.1:{}/", free_port());
@@ -98,5 +79,5 @@ fn real_reports_match_the_schema() {
         errors["errors"]["total"].as_u64().unwrap() > 0,
         "{errors:#}"
     );
-    assert_valid(&errors);
+    assert_schema_valid(&errors);
 }

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use blaster_tests::{TempPath, read_report, run_blaster, run_json, start_serve, u};
+use blaster_tests::{
+    TempPath, assert_schema_valid, read_report, run_blaster, run_json, run_json_output,
+    start_serve, u,
+};
 use serde_json::Value;
 
 fn sum(points: &[Value], path: &[&str]) -> u64 {
@@ -146,4 +149,105 @@ fn hdr_log_holds_one_histogram_per_interval() {
         );
         assert!(fields[3].len() > 20, "{line}");
     }
+}
+
+/// Two names in one scenario (one of them in two steps, one failing half the time): each
+/// name's series sums to its totals in `scenario.names`, and the run-wide series still sums
+/// to the run's totals.
+#[test]
+fn per_name_series_sum_to_each_name_s_totals() {
+    let (_serve, addr) = start_serve(1);
+    let file = TempPath::new(".toml");
+    std::fs::write(
+        file.path(),
+        format!(
+            r#"
+[scenarios.s]
+executor = "constant-vus"
+vus = 4
+duration = "2200ms"
+[[scenarios.s.steps]]
+request = "GET http://{addr}/"
+name = "home"
+[[scenarios.s.steps]]
+request = "GET http://{addr}/delay/1"
+name = "slow"
+[[scenarios.s.steps]]
+request = "GET http://{addr}/status/503"
+name = "home"
+"#
+        ),
+    )
+    .unwrap();
+    let run = run_json_output(
+        &[
+            "run",
+            file.path().to_str().unwrap(),
+            "-t",
+            "2",
+            "--report-interval",
+            "500ms",
+        ],
+        Duration::from_secs(60),
+    );
+    let r = &run.report;
+    assert_schema_valid(r);
+    let points = r["timeseries"].as_array().expect("timeseries");
+    assert_eq!(sum(points, &["requests"]), u(r, &["requests"]));
+    assert_eq!(sum(points, &["responses"]), u(r, &["responses"]));
+    assert_eq!(
+        sum(points, &["latency_us", "count"]),
+        u(r, &["latency_us", "count"])
+    );
+
+    let series = &r["scenario"]["series"];
+    assert_eq!(u(series, &["intervals_per_point"]), 1, "{series:#}");
+    let names = r["scenario"]["names"].as_array().unwrap();
+    let per_name = series["names"].as_array().unwrap();
+    assert_eq!(per_name.len(), 2, "{series:#}");
+    for n in names {
+        let s = per_name
+            .iter()
+            .find(|s| s["name"] == n["name"] && s["kind"] == n["kind"])
+            .unwrap_or_else(|| panic!("no series for {n:#}"));
+        let pts = s["points"].as_array().unwrap();
+        // 2.2 s in 500 ms intervals, with samples in every full one.
+        assert!((4..=6).contains(&pts.len()), "{s:#}");
+        assert!(u(n, &["count"]) > 0, "{n:#}");
+        for (field, total) in [
+            (&["count"][..], u(n, &["count"])),
+            (&["failed"], u(n, &["failed"])),
+            (&["latency_us", "count"], u(n, &["latency_us", "count"])),
+        ] {
+            assert_eq!(sum(pts, field), total, "{field:?} of {}", n["name"]);
+        }
+        let errors: u64 = pts
+            .iter()
+            .flat_map(|p| p["errors_by_kind"].as_object().unwrap().values())
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        let total: u64 = n["errors"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(errors, total, "errors of {}", n["name"]);
+        assert_eq!(s["tags"]["name"], n["name"], "{s:#}");
+    }
+    // Every name's p50 of /delay/1 is at least the delay; "home" fails half its requests.
+    let slow = per_name.iter().find(|s| s["name"] == "slow").unwrap();
+    assert!(
+        u(&slow["points"][1], &["latency_us", "p50"]) >= 1000,
+        "{slow:#}"
+    );
+    let home = per_name.iter().find(|s| s["name"] == "home").unwrap();
+    let (count, failed) = (
+        sum(home["points"].as_array().unwrap(), &["count"]),
+        sum(home["points"].as_array().unwrap(), &["failed"]),
+    );
+    assert!(
+        failed * 2 >= count - 8 && failed * 2 <= count + 8,
+        "{home:#}"
+    );
 }

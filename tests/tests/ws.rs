@@ -4,26 +4,11 @@
 
 use std::time::Duration;
 
-use blaster_tests::{ChildGuard, free_port, run_json, run_json_output, start_serve, wait_for_port};
+use blaster_tests::{
+    ChildGuard, assert_schema_valid, free_port, run_json, run_json_output, start_serve,
+    wait_for_port,
+};
 use serde_json::Value;
-
-fn validator() -> jsonschema::Validator {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../blaster/report-schema.json");
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("schema file"))
-        .expect("schema JSON");
-    jsonschema::draft202012::new(&schema).expect("schema compiles")
-}
-
-fn assert_valid(report: &Value) {
-    let errors: Vec<String> = validator()
-        .iter_errors(report)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "report does not match the schema: {errors:#?}"
-    );
-}
 
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not an integer: {v}"))
@@ -48,7 +33,7 @@ fn echo_answers_every_message_and_times_it() {
         "-t",
         "1",
     ]);
-    assert_valid(&r);
+    assert_schema_valid(&r);
     let ws = &r["ws"];
     assert_eq!(r["model"], "ws");
     assert_eq!(ws["mode"], "echo");
@@ -91,7 +76,7 @@ fn pubsub_delivers_every_message_to_every_subscriber() {
         "--backoff",
         "none",
     ]);
-    assert_valid(&r);
+    assert_schema_valid(&r);
     let ws = &r["ws"];
     assert_eq!(u(&ws["sessions"]), 12, "{ws:#}");
     assert_eq!(u(&ws["lost"]), 0, "{ws:#}");
@@ -180,7 +165,7 @@ fn a_mass_drop_reconnects_every_session_and_reports_the_herd() {
         "--backoff",
         "exp:50ms..400ms",
     ]);
-    assert_valid(&r);
+    assert_schema_valid(&r);
     let ws = &r["ws"];
     assert!(u(&ws["reconnects"]) >= 200, "{ws:#}");
     let herd = &ws["herd"];

@@ -140,6 +140,10 @@ pub struct CompareArgs {
     /// Metrics to compare: p50,p90,p95,p99,p999,max,mean,rps,error_rate.
     #[arg(long, value_delimiter = ',', default_value = "p95,p99,rps,error_rate")]
     pub metrics: Vec<crate::report::compare::Metric>,
+    /// Scenario reports: compare only these request names one by one (comma-separated;
+    /// default: every name in both reports). The run-wide metrics are compared regardless.
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub names: Option<Vec<String>>,
     /// Also write the comparison as JUnit XML (one test case per metric).
     #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
@@ -849,6 +853,7 @@ fn compare_command(args: &CompareArgs) -> Result<i32> {
     let opts = compare::CompareOptions {
         max_regression: args.max_regression,
         metrics: args.metrics.clone(),
+        names: args.names.clone(),
     };
     let comparison = compare::compare(&baseline, &current, &opts);
     print!("{}", compare::render_table(&comparison));

@@ -53,6 +53,13 @@ impl Observers {
         })
     }
 
+    /// Scenario and `ws://` runs: labels the exporter's per-name series with the plan's steps.
+    pub(crate) fn label_steps(&mut self, plan: &crate::engine::vu::plan::Plan) {
+        if let Some(exporter) = self.exporter.as_mut() {
+            exporter.label_steps(crate::report::prometheus::step_labels(plan));
+        }
+    }
+
     /// Feeds one finished interval to every view.
     pub(crate) fn observe(&mut self, point: &IntervalPoint) {
         self.progress.interval(point);

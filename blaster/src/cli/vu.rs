@@ -146,6 +146,7 @@ pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Re
         &gauges,
         verdict.aborted_by.clone(),
     );
+    scenario.series = Some(outcome.series.clone());
     if let Some(bp) = &plan.breakpoint {
         scenario.breakpoint = Some(BreakpointReport {
             scenario: plan.scenarios[bp.scenario].name.clone(),
@@ -482,6 +483,7 @@ fn execute(
         progress = progress.with_stage(Box::new(move |at| scenario_stage(&plan, at)));
     }
     let mut observers = Observers::start(args, progress, Arc::clone(&stop))?;
+    observers.label_steps(&plan);
     let outcome = vu::run_observed(
         Arc::clone(&plan),
         VuOptions {

@@ -428,6 +428,8 @@ impl Worker {
                 counters: Counters::of(&self.metrics),
                 open_connections: self.open_now,
                 latency,
+                steps: Vec::new(),
+                ws: None,
                 last,
             });
         }

@@ -6,11 +6,17 @@
 //! its run-long histogram, so the run's totals are exactly the sum of the intervals). The
 //! observer ([`Aggregator`]) turns cumulative counters into per-interval deltas and, when every
 //! worker has reported an interval, merges them into one [`IntervalPoint`].
+//!
+//! VU runs add, per interval, what each step (request name) did ([`StepInterval`]) and the
+//! WebSocket counters ([`WsInterval`]). A worker computes them at the interval boundary as the
+//! difference from what it shipped last ([`StepTracker`]), so the hot path records into its
+//! run-long [`StepStats`] exactly as before and pays nothing for the series.
 
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
+use super::flow::{StepStats, WsStats};
 use super::{ErrorKind, WorkerMetrics, new_histogram};
 
 /// Cumulative counters of one worker (or, after [`Counters::delta`], of one interval).
@@ -89,6 +95,18 @@ impl Counters {
     }
 }
 
+/// The samples of cumulative histogram `now` that `earlier` (an earlier state of it) lacks.
+fn since(now: &Histogram<u64>, earlier: &Histogram<u64>) -> Histogram<u64> {
+    if now.len() == earlier.len() {
+        // Nothing new: skip copying and walking the counts.
+        return new_histogram();
+    }
+    let mut h = now.clone();
+    // `now` holds every sample of `earlier` (same bounds), so nothing can go negative.
+    let _ = h.subtract(earlier);
+    h
+}
+
 /// One worker's report for one interval.
 #[derive(Debug, Clone)]
 pub struct IntervalSnapshot {
@@ -103,8 +121,147 @@ pub struct IntervalSnapshot {
     pub open_connections: u64,
     /// Latencies recorded during this interval only.
     pub latency: Histogram<u64>,
+    /// VU runs: what each step (by step id) did during this interval; steps without samples
+    /// are left out.
+    pub steps: Vec<(u32, StepInterval)>,
+    /// VU runs with WebSocket sessions: the interval's WebSocket counters.
+    pub ws: Option<WsInterval>,
     /// This is the worker's last snapshot.
     pub last: bool,
+}
+
+/// One step's samples during one interval.
+#[derive(Debug, Clone)]
+pub struct StepInterval {
+    pub count: u64,
+    pub failed: u64,
+    /// Failed samples by kind (non-zero only).
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Request duration, handshake or message latency (as the step's `duration`), in µs.
+    pub latency: Histogram<u64>,
+}
+
+impl StepInterval {
+    pub fn add(&mut self, o: &StepInterval) {
+        self.count += o.count;
+        self.failed += o.failed;
+        for (k, n) in &o.errors {
+            *self.errors.entry(k).or_insert(0) += n;
+        }
+        self.latency.add(&o.latency).expect("same histogram bounds");
+    }
+}
+
+/// WebSocket counters of one interval (open sessions: at its end).
+#[derive(Debug, Clone)]
+pub struct WsInterval {
+    pub msgs_sent: u64,
+    pub msgs_received: u64,
+    pub lost: u64,
+    pub handshakes_ok: u64,
+    pub handshakes_failed: u64,
+    pub reconnects: u64,
+    pub open_sessions: u64,
+    /// Message latency (echo round trip, delivery, ws_expect), in µs.
+    pub msg_latency: Histogram<u64>,
+}
+
+impl WsInterval {
+    pub fn add(&mut self, o: &WsInterval) {
+        self.msgs_sent += o.msgs_sent;
+        self.msgs_received += o.msgs_received;
+        self.lost += o.lost;
+        self.handshakes_ok += o.handshakes_ok;
+        self.handshakes_failed += o.handshakes_failed;
+        self.reconnects += o.reconnects;
+        self.open_sessions += o.open_sessions;
+        self.msg_latency
+            .add(&o.msg_latency)
+            .expect("same histogram bounds");
+    }
+}
+
+/// A worker's record of the step and WebSocket totals it already shipped, to turn its
+/// cumulative [`StepStats`] and [`WsStats`] into per-interval differences at each boundary.
+///
+/// The work happens once per interval and only for steps that took samples: a histogram copy
+/// and subtraction (a few tens of µs each). Nothing is added to the recording path.
+#[derive(Debug, Default)]
+pub struct StepTracker {
+    steps: Vec<StepStats>,
+    ws: Option<WsStats>,
+}
+
+impl StepTracker {
+    /// The steps' samples since the last call (steps without new samples left out).
+    pub fn steps(&mut self, now: &[StepStats]) -> Vec<(u32, StepInterval)> {
+        if self.steps.len() != now.len() {
+            self.steps = now.iter().map(|s| StepStats::new(s.checks.len())).collect();
+        }
+        let mut out = Vec::new();
+        for (id, (cur, prev)) in now.iter().zip(self.steps.iter_mut()).enumerate() {
+            if cur.count == prev.count
+                && cur.failed == prev.failed
+                && cur.duration.len() == prev.duration.len()
+            {
+                continue;
+            }
+            let latency = since(&cur.duration, &prev.duration);
+            let errors = cur
+                .errors
+                .iter()
+                .map(|(k, n)| (*k, n - prev.errors.get(k).copied().unwrap_or(0)))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            out.push((
+                id as u32,
+                StepInterval {
+                    count: cur.count - prev.count,
+                    failed: cur.failed - prev.failed,
+                    errors,
+                    latency,
+                },
+            ));
+            prev.count = cur.count;
+            prev.failed = cur.failed;
+            prev.errors.clone_from(&cur.errors);
+            prev.duration
+                .add(&out.last().expect("pushed").1.latency)
+                .expect("same bounds");
+        }
+        out
+    }
+
+    /// The WebSocket counters since the last call; `None` while the run had no WebSocket
+    /// activity.
+    pub fn ws(&mut self, now: &WsStats) -> Option<WsInterval> {
+        if self.ws.is_none() && now.sessions == 0 && now.sessions_failed == 0 && now.msgs_sent == 0
+        {
+            return None;
+        }
+        let prev = self.ws.get_or_insert_with(WsStats::default);
+        let msg_latency = since(&now.msg_latency, &prev.msg_latency);
+        let out = WsInterval {
+            msgs_sent: now.msgs_sent - prev.msgs_sent,
+            msgs_received: now.msgs_received - prev.msgs_received,
+            lost: now.lost - prev.lost,
+            handshakes_ok: now.sessions - prev.sessions,
+            handshakes_failed: now.sessions_failed - prev.sessions_failed,
+            reconnects: now.reconnects - prev.reconnects,
+            open_sessions: now.sessions.saturating_sub(now.session_duration.len()),
+            msg_latency,
+        };
+        prev.msgs_sent = now.msgs_sent;
+        prev.msgs_received = now.msgs_received;
+        prev.lost = now.lost;
+        prev.sessions = now.sessions;
+        prev.sessions_failed = now.sessions_failed;
+        prev.reconnects = now.reconnects;
+        prev.msg_latency
+            .add(&out.msg_latency)
+            .expect("same histogram bounds");
+        Some(out)
+    }
 }
 
 /// All workers merged for one interval.
@@ -118,6 +275,26 @@ pub struct IntervalPoint {
     pub counters: Counters,
     pub open_connections: u64,
     pub latency: Histogram<u64>,
+    /// VU runs: per step id, what the step did during the interval (steps with samples).
+    pub steps: BTreeMap<u32, StepInterval>,
+    /// VU runs with WebSocket sessions: the interval's WebSocket counters.
+    pub ws: Option<WsInterval>,
+}
+
+impl IntervalPoint {
+    /// An interval in which nothing happened (for tests and renderers' examples).
+    pub fn empty(index: u64, start_ns: u64, end_ns: u64) -> IntervalPoint {
+        IntervalPoint {
+            index,
+            start_ns,
+            end_ns,
+            counters: Counters::default(),
+            open_connections: 0,
+            latency: new_histogram(),
+            steps: BTreeMap::new(),
+            ws: None,
+        }
+    }
 }
 
 struct Partial {
@@ -125,6 +302,8 @@ struct Partial {
     counters: Counters,
     open_connections: u64,
     latency: Histogram<u64>,
+    steps: BTreeMap<u32, StepInterval>,
+    ws: Option<WsInterval>,
 }
 
 /// Merges workers' snapshots into completed intervals, in order.
@@ -166,6 +345,8 @@ impl Aggregator {
             counters: Counters::default(),
             open_connections: 0,
             latency: new_histogram(),
+            steps: BTreeMap::new(),
+            ws: None,
         });
         partial.end_ns = partial.end_ns.max(snap.end_ns);
         partial.counters.add(&delta);
@@ -175,6 +356,20 @@ impl Aggregator {
             .latency
             .add(&snap.latency)
             .expect("same histogram bounds");
+        for (id, st) in snap.steps {
+            match partial.steps.get_mut(&id) {
+                Some(p) => p.add(&st),
+                None => {
+                    partial.steps.insert(id, st);
+                }
+            }
+        }
+        if let Some(ws) = snap.ws {
+            match partial.ws.as_mut() {
+                Some(p) => p.add(&ws),
+                None => partial.ws = Some(ws),
+            }
+        }
         self.drain_complete(false)
     }
 
@@ -202,6 +397,8 @@ impl Aggregator {
                 counters: partial.counters,
                 open_connections: partial.open_connections,
                 latency: partial.latency,
+                steps: partial.steps,
+                ws: partial.ws,
             });
         }
         out
@@ -234,6 +431,8 @@ mod tests {
             },
             open_connections: 2,
             latency,
+            steps: Vec::new(),
+            ws: None,
             last,
         }
     }
@@ -268,6 +467,56 @@ mod tests {
         let done = agg.push(snap(1, 1, 9, &[], false));
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].counters.requests, 5);
+    }
+
+    #[test]
+    fn step_intervals_are_differences_and_merge_across_workers() {
+        let mut stats = vec![StepStats::new(0), StepStats::new(0)];
+        let mut tracker = StepTracker::default();
+        stats[0].count = 3;
+        stats[0].duration.record(100).unwrap();
+        stats[0].error("timeout");
+        stats[0].count += 1;
+        let first = tracker.steps(&stats);
+        assert_eq!(first.len(), 1, "step 1 took no samples");
+        assert_eq!((first[0].0, first[0].1.count, first[0].1.failed), (0, 4, 1));
+        stats[0].count += 2;
+        stats[0].duration.record(300).unwrap();
+        stats[1].count = 5;
+        let second = tracker.steps(&stats);
+        assert_eq!(second.len(), 2);
+        assert_eq!((second[0].1.count, second[0].1.failed), (2, 0));
+        assert_eq!(second[0].1.latency.len(), 1);
+        assert!(second[0].1.errors.is_empty());
+        assert!(tracker.steps(&stats).is_empty(), "nothing new");
+
+        let mut agg = Aggregator::new(2, 0, 1_000);
+        let mut a = snap(0, 0, 1, &[], false);
+        a.steps = second.clone();
+        let mut b = snap(1, 0, 1, &[], false);
+        b.steps = first;
+        agg.push(a);
+        let done = agg.push(b);
+        assert_eq!(done[0].steps[&0].count, 6);
+        assert_eq!(done[0].steps[&0].latency.len(), 2);
+        assert_eq!(done[0].steps[&1].count, 5);
+    }
+
+    #[test]
+    fn ws_intervals_count_what_happened_since_the_last_one() {
+        let mut tracker = StepTracker::default();
+        let mut ws = WsStats::default();
+        assert!(tracker.ws(&ws).is_none(), "no WebSocket activity yet");
+        ws.sessions = 3;
+        ws.msgs_sent = 10;
+        ws.msg_latency.record(50).unwrap();
+        let a = tracker.ws(&ws).expect("activity");
+        assert_eq!((a.handshakes_ok, a.msgs_sent, a.open_sessions), (3, 10, 3));
+        ws.msgs_sent = 15;
+        ws.session_duration.record(1).unwrap();
+        let b = tracker.ws(&ws).expect("activity");
+        assert_eq!((b.handshakes_ok, b.msgs_sent, b.open_sessions), (0, 5, 2));
+        assert!(b.msg_latency.is_empty());
     }
 
     #[test]

@@ -15,6 +15,12 @@
 //!   and not a regression, except when the current run got no responses at all while the
 //!   baseline did: then every metric it cannot produce counts as regressed.
 //!
+//! Per request name (scenario reports): every name present in both reports (same `name` and
+//! `kind`) is compared on the same metrics and rules, from `scenario.names[]` (`p95` from the
+//! name's `latency_histogram`, `rps` is the name's `rate`, `error_rate` its failed share). A
+//! name regressed beyond the bound fails the gate like a run-wide metric; names only in one
+//! report are listed, never failing. `--names` restricts the per-name comparison.
+//!
 //! Differences that make the two runs not like-for-like (targets, model, rate, connections,
 //! host, a generator-bound or interrupted run) are listed as notes, never as regressions.
 
@@ -23,6 +29,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use super::flow::NameStats;
 use super::junit::Verdict;
 use super::{Report, decode_histogram};
 use crate::cli::units::{format_duration_us, format_thousands};
@@ -119,6 +126,36 @@ impl Metric {
             Metric::Mean => l.mean,
             Metric::Rps => report.rps,
             Metric::ErrorRate => return error_rate(report),
+        })
+    }
+}
+
+impl Metric {
+    /// The metric's value for one request name (same units as [`Metric::value`]): `rps` is
+    /// the name's samples per second, `error_rate` its failed share. `None` without samples
+    /// or, for `p95`, without a decodable histogram.
+    pub fn name_value(self, n: &NameStats) -> Option<f64> {
+        let l = &n.latency_us;
+        if self.is_latency() && l.count == 0 {
+            return None;
+        }
+        Some(match self {
+            Metric::P50 => l.p50 as f64,
+            Metric::P90 => l.p90 as f64,
+            Metric::P95 => {
+                let h = decode_histogram(&n.latency_histogram).ok()?;
+                if h.is_empty() {
+                    return None;
+                }
+                h.value_at_quantile(0.95) as f64
+            }
+            Metric::P99 => l.p99 as f64,
+            Metric::P999 => l.p999 as f64,
+            Metric::Max => l.max as f64,
+            Metric::Mean => l.mean,
+            Metric::Rps => n.rate,
+            Metric::ErrorRate if n.count == 0 => return None,
+            Metric::ErrorRate => (n.failed as f64 / n.count as f64).min(1.0),
         })
     }
 }
@@ -243,14 +280,37 @@ pub struct CompareOptions {
     pub max_regression: f64,
     /// The metrics to compare, in display order.
     pub metrics: Vec<Metric>,
+    /// Request names compared one by one (scenario reports); `None`: every name in both.
+    pub names: Option<Vec<String>>,
 }
 
 impl Default for CompareOptions {
-    /// 10%, on p95, p99, rps and error_rate.
+    /// 10%, on p95, p99, rps and error_rate, every request name.
     fn default() -> CompareOptions {
         CompareOptions {
             max_regression: DEFAULT_MAX_REGRESSION,
             metrics: Metric::DEFAULT.to_vec(),
+            names: None,
+        }
+    }
+}
+
+/// One request name of both reports, metric by metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameComparison {
+    pub name: String,
+    /// `http`, `ws_connect`, … (as `scenario.names[].kind`).
+    pub kind: String,
+    pub rows: Vec<MetricComparison>,
+}
+
+impl NameComparison {
+    /// The name as shown: `checkout`, or `chat (ws_connect)` for WebSocket steps.
+    pub fn label(&self) -> String {
+        if self.kind == "http" {
+            self.name.clone()
+        } else {
+            format!("{} ({})", self.name, self.kind)
         }
     }
 }
@@ -287,6 +347,11 @@ pub struct Comparison {
     pub max_regression: f64,
     /// One row per requested metric, in the requested order.
     pub rows: Vec<MetricComparison>,
+    /// Scenario reports: the request names in both reports, in the current report's order.
+    pub names: Vec<NameComparison>,
+    /// Request names in only one of the reports (listed, never a regression).
+    pub only_in_baseline: Vec<String>,
+    pub only_in_current: Vec<String>,
     /// Why the runs may not be like-for-like (different targets, model, host, a
     /// generator-bound or interrupted run, ...). Informational: never a regression.
     pub notes: Vec<String>,
@@ -297,28 +362,51 @@ impl Comparison {
     /// [`EXIT_REGRESSION`].
     pub fn regressed(&self) -> bool {
         self.rows.iter().any(|r| r.regression)
+            || self
+                .names
+                .iter()
+                .flat_map(|n| &n.rows)
+                .any(|r| r.regression)
     }
 
-    /// The rows that regressed.
+    /// The run-wide rows that regressed.
     pub fn regressions(&self) -> impl Iterator<Item = &MetricComparison> {
         self.rows.iter().filter(|r| r.regression)
+    }
+
+    /// `name metric` of every per-name row that regressed.
+    pub fn name_regressions(&self) -> Vec<String> {
+        self.names
+            .iter()
+            .flat_map(|n| {
+                n.rows
+                    .iter()
+                    .filter(|r| r.regression)
+                    .map(move |r| format!("{} {}", n.label(), r.metric))
+            })
+            .collect()
     }
 
     /// One verdict per row (group "compare"), e.g. for a JUnit file of the comparison
     /// ([`super::junit::render_verdicts`]).
     pub fn verdicts(&self) -> Vec<Verdict> {
         let bound = format_bound(self.max_regression);
-        self.rows
-            .iter()
-            .map(|row| {
+        let run = self.rows.iter().map(|row| (String::new(), row));
+        let names = self.names.iter().flat_map(|n| {
+            n.rows
+                .iter()
+                .map(move |row| (format!("{} ", n.label()), row))
+        });
+        run.chain(names)
+            .map(|(prefix, row)| {
                 let summary = format!(
-                    "{}: baseline {}, current {}, change {}",
+                    "{prefix}{}: baseline {}, current {}, change {}",
                     row.metric,
                     format_value(row.metric, row.baseline),
                     format_value(row.metric, row.current),
                     format_change(row),
                 );
-                let name = format!("{} within {bound} of baseline", row.metric);
+                let name = format!("{prefix}{} within {bound} of baseline", row.metric);
                 if row.regression {
                     Verdict::fail("compare", name, summary.clone(), summary)
                 } else {
@@ -337,31 +425,114 @@ pub fn compare(baseline: &Report, current: &Report, opts: &CompareOptions) -> Co
         .metrics
         .iter()
         .map(|&metric| {
-            let b = metric.value(baseline);
-            let c = metric.value(current);
-            let change = match (b, c) {
-                (Some(b), Some(c)) if b != 0.0 => Some((c - b) / b),
-                _ => None,
-            };
-            let regression = match (b, c) {
-                (Some(b), Some(c)) => is_regression(metric, b, c, bound),
-                (Some(_), None) => current_empty,
-                _ => false,
-            };
-            MetricComparison {
+            side_by_side(
                 metric,
-                baseline: b,
-                current: c,
-                change,
-                regression,
-            }
+                metric.value(baseline),
+                metric.value(current),
+                current_empty,
+                bound,
+            )
         })
         .collect();
+    let (names, only_in_baseline, only_in_current) = compare_names(baseline, current, opts);
     Comparison {
         max_regression: bound,
         rows,
+        names,
+        only_in_baseline,
+        only_in_current,
         notes: notes(baseline, current, opts),
     }
+}
+
+fn side_by_side(
+    metric: Metric,
+    b: Option<f64>,
+    c: Option<f64>,
+    current_empty: bool,
+    bound: f64,
+) -> MetricComparison {
+    let change = match (b, c) {
+        (Some(b), Some(c)) if b != 0.0 => Some((c - b) / b),
+        _ => None,
+    };
+    let regression = match (b, c) {
+        (Some(b), Some(c)) => is_regression(metric, b, c, bound),
+        (Some(_), None) => current_empty,
+        _ => false,
+    };
+    MetricComparison {
+        metric,
+        baseline: b,
+        current: c,
+        change,
+        regression,
+    }
+}
+
+/// The request names of two scenario reports: compared (in both), only in the baseline, only
+/// in the current report.
+fn compare_names(
+    baseline: &Report,
+    current: &Report,
+    opts: &CompareOptions,
+) -> (Vec<NameComparison>, Vec<String>, Vec<String>) {
+    let empty = Vec::new();
+    let names = |r: &Report| -> Vec<NameStats> {
+        let all = r.scenario.as_ref().map_or(&empty, |sc| &sc.names);
+        all.iter()
+            .filter(|n| {
+                opts.names
+                    .as_ref()
+                    .is_none_or(|only| only.contains(&n.name))
+            })
+            .cloned()
+            .collect()
+    };
+    let (b_names, c_names) = (names(baseline), names(current));
+    let label = |n: &NameStats| {
+        NameComparison {
+            name: n.name.clone(),
+            kind: n.kind.clone(),
+            rows: Vec::new(),
+        }
+        .label()
+    };
+    let mut compared = Vec::new();
+    let mut only_in_current = Vec::new();
+    for c in &c_names {
+        let Some(b) = b_names
+            .iter()
+            .find(|b| b.name == c.name && b.kind == c.kind)
+        else {
+            only_in_current.push(label(c));
+            continue;
+        };
+        let current_empty = c.count == 0 && b.count > 0;
+        compared.push(NameComparison {
+            name: c.name.clone(),
+            kind: c.kind.clone(),
+            rows: opts
+                .metrics
+                .iter()
+                .map(|&m| {
+                    side_by_side(
+                        m,
+                        m.name_value(b),
+                        m.name_value(c),
+                        current_empty,
+                        opts.max_regression,
+                    )
+                })
+                .collect(),
+        });
+    }
+    let only_in_baseline = b_names
+        .iter()
+        .filter(|b| !c_names.iter().any(|c| c.name == b.name && c.kind == b.kind))
+        .map(label)
+        .collect();
+    (compared, only_in_baseline, only_in_current)
 }
 
 fn is_regression(metric: Metric, b: f64, c: f64, bound: f64) -> bool {
@@ -448,10 +619,15 @@ pub fn render_table(c: &Comparison) -> String {
     let bound = format_bound(c.max_regression);
     let mut out = format!("blaster compare: current vs baseline (max regression {bound})\n");
     let header = ["metric", "baseline", "current", "change", "verdict"];
-    let rows: Vec<[String; 5]> = c
-        .rows
-        .iter()
-        .map(|row| {
+    let run = c.rows.iter().map(|row| (String::new(), row));
+    let names = c.names.iter().flat_map(|n| {
+        n.rows
+            .iter()
+            .map(move |row| (format!("{} ", n.label()), row))
+    });
+    let rows: Vec<[String; 5]> = run
+        .chain(names)
+        .map(|(prefix, row)| {
             let verdict = if row.regression {
                 "REGRESSION"
             } else if row.baseline.is_none() || row.current.is_none() {
@@ -462,7 +638,7 @@ pub fn render_table(c: &Comparison) -> String {
                 "ok"
             };
             [
-                row.metric.name().to_owned(),
+                format!("{prefix}{}", row.metric),
                 format_value(row.metric, row.baseline),
                 format_value(row.metric, row.current),
                 format_change(row),
@@ -493,21 +669,36 @@ pub fn render_table(c: &Comparison) -> String {
     for note in &c.notes {
         let _ = writeln!(out, "  note: {note}");
     }
-    let regressed: Vec<&str> = c.regressions().map(|r| r.metric.name()).collect();
+    for (which, names) in [
+        ("baseline", &c.only_in_baseline),
+        ("current run", &c.only_in_current),
+    ] {
+        if !names.is_empty() {
+            let _ = writeln!(
+                out,
+                "  note: request names only in the {which} (not compared): {}",
+                names.join(", ")
+            );
+        }
+    }
+    let mut regressed: Vec<String> = c
+        .regressions()
+        .map(|r| r.metric.name().to_owned())
+        .collect();
+    regressed.extend(c.name_regressions());
+    let total = c.rows.len() + c.names.iter().map(|n| n.rows.len()).sum::<usize>();
     if regressed.is_empty() {
         let _ = writeln!(
             out,
-            "no regression beyond {bound} ({} metric{} compared)",
-            c.rows.len(),
-            if c.rows.len() == 1 { "" } else { "s" }
+            "no regression beyond {bound} ({total} metric{} compared)",
+            if total == 1 { "" } else { "s" }
         );
     } else {
         let _ = writeln!(
             out,
-            "REGRESSION: {} of {} metric{} beyond {bound}: {}",
+            "REGRESSION: {} of {total} metric{} beyond {bound}: {}",
             regressed.len(),
-            c.rows.len(),
-            if c.rows.len() == 1 { "" } else { "s" },
+            if total == 1 { "" } else { "s" },
             regressed.join(", ")
         );
     }
@@ -637,11 +828,83 @@ mod tests {
         CompareOptions {
             max_regression: 0.10,
             metrics: parse_metrics(metrics).unwrap(),
+            names: None,
         }
     }
 
     fn row(c: &Comparison, m: Metric) -> &MetricComparison {
         c.rows.iter().find(|r| r.metric == m).unwrap()
+    }
+
+    /// A scenario report with request names "home" (latencies 1000..2000us scaled by
+    /// `home_scale`), "buy" (unchanged) and `extra`.
+    fn scenario_report(home_scale: f64, extra: &str) -> Report {
+        let mut r = report(1.0, 1_000.0, 0);
+        let mut sc = crate::report::flow::tests::scenario_sample();
+        sc.names.clear();
+        for (name, scale) in [("home", home_scale), ("buy", 1.0), (extra, 1.0)] {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+            for us in 1_000..2_000u64 {
+                h.record((us as f64 * scale).round() as u64).unwrap();
+            }
+            sc.names.push(NameStats {
+                name: name.to_owned(),
+                kind: "http".to_owned(),
+                scenario: "s".to_owned(),
+                count: 1_000,
+                failed: 0,
+                error_rate: 0.0,
+                rate: 100.0,
+                latency_us: summarize(&h),
+                latency_histogram: encode_histogram(&h).unwrap(),
+                status_codes: Default::default(),
+                errors: Default::default(),
+                msgs_sent: 0,
+                msgs_received: 0,
+                retries: 0,
+                retry_wait_ms: 0.0,
+            });
+        }
+        r.scenario = Some(sc);
+        r
+    }
+
+    #[test]
+    fn a_name_regressed_20_percent_fails_and_5_percent_passes() {
+        let base = scenario_report(1.0, "old");
+        let c = compare(&base, &scenario_report(1.2, "new"), &opts("p95"));
+        // The run-wide numbers are unchanged: only the name fails the gate.
+        assert!(!row(&c, Metric::P95).regression);
+        assert!(c.regressed());
+        assert_eq!(c.name_regressions(), vec!["home p95".to_owned()]);
+        assert_eq!(c.names.len(), 2, "home and buy are in both");
+        assert_eq!(c.only_in_baseline, vec!["old".to_owned()]);
+        assert_eq!(c.only_in_current, vec!["new".to_owned()]);
+        let table = render_table(&c);
+        assert!(table.contains("home p95"), "{table}");
+        assert!(
+            table.contains("REGRESSION: 1 of 3 metrics beyond 10%: home p95"),
+            "{table}"
+        );
+        assert!(
+            table.contains("only in the baseline (not compared): old"),
+            "{table}"
+        );
+
+        let c = compare(
+            &base,
+            &scenario_report(1.05, "old"),
+            &opts("p95,p99,rps,error_rate"),
+        );
+        assert!(!c.regressed(), "{}", render_table(&c));
+        assert!(c.only_in_baseline.is_empty() && c.only_in_current.is_empty());
+
+        // --names restricts the per-name gate.
+        let mut only_buy = opts("p95");
+        only_buy.names = Some(vec!["buy".to_owned()]);
+        let c = compare(&base, &scenario_report(1.2, "old"), &only_buy);
+        assert!(!c.regressed());
+        assert_eq!(c.names.len(), 1);
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct ScenarioReport {
     pub aborted_by: Option<String>,
     /// Most VUs running at once.
     pub vus_max: u64,
+    /// Per-name time series (absent from merged reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<super::series::SeriesReport>,
     /// The breakpoint search's result (`[special.breakpoint]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breakpoint: Option<BreakpointReport>,
@@ -118,6 +121,10 @@ pub struct NameStats {
     pub rate: f64,
     /// Request duration (http), handshake (ws_connect) or message latency (ws_expect).
     pub latency_us: LatencySummary,
+    /// `latency_us`'s histogram, encoded like the run's `latency_histogram` (for p95 in
+    /// `blaster compare`); empty in merged reports and in reports of older versions.
+    #[serde(default)]
+    pub latency_histogram: String,
     pub status_codes: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     pub msgs_sent: u64,
@@ -378,6 +385,7 @@ impl ScenarioReport {
                         error_rate: 0.0,
                         rate: 0.0,
                         latency_us: LatencySummary::default(),
+                        latency_histogram: String::new(),
                         status_codes: BTreeMap::new(),
                         errors: BTreeMap::new(),
                         msgs_sent: 0,
@@ -406,6 +414,8 @@ impl ScenarioReport {
         }
         for (n, h) in names.iter_mut().zip(&hists) {
             n.latency_us = summarize(h);
+            // Encoding into memory only fails for absurd counts: then no histogram.
+            n.latency_histogram = super::encode_histogram(h).unwrap_or_default();
             n.error_rate = if n.count > 0 {
                 n.failed as f64 / n.count as f64
             } else {
@@ -441,6 +451,7 @@ impl ScenarioReport {
             thresholds,
             aborted_by,
             vus_max: flow.vus_max,
+            series: None,
             breakpoint: None,
             watch: None,
             spike: None,
@@ -701,6 +712,55 @@ pub(crate) mod tests {
         }
     }
 
+    /// Per-name series for renderer tests: "home" and "search" over 10 s, "buy" (tagged
+    /// `group = ::checkout`) over the last 5.
+    pub(crate) fn series_sample() -> crate::report::series::SeriesReport {
+        use crate::report::IntervalLatency;
+        use crate::report::series::{NamePoint, NameSeries, SeriesReport};
+        let series = |name: &str, scenario: &str, from: u64, base: u64| NameSeries {
+            name: name.to_owned(),
+            kind: "http".to_owned(),
+            scenario: scenario.to_owned(),
+            tags: [
+                ("name", name),
+                ("scenario", scenario),
+                ("group", "::checkout"),
+            ]
+            .into_iter()
+            .filter(|(k, _)| *k != "group" || name == "buy")
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            points: (from..10)
+                .map(|i| NamePoint {
+                    start_s: i as f64,
+                    t_s: (i + 1) as f64,
+                    count: 100,
+                    failed: 0,
+                    rate: 100.0,
+                    errors_by_kind: BTreeMap::new(),
+                    latency_us: IntervalLatency {
+                        count: 100,
+                        p50: base,
+                        p90: base * 2,
+                        p95: base * 5 / 2,
+                        p99: base * 3 + i * 10,
+                        max: base * 4,
+                    },
+                })
+                .collect(),
+        };
+        SeriesReport {
+            interval_s: 1.0,
+            intervals_per_point: 1,
+            names_omitted: 0,
+            names: vec![
+                series("home", "browse", 0, 1_000),
+                series("search", "browse", 0, 3_000),
+                series("buy", "users", 5, 20_000),
+            ],
+        }
+    }
+
     /// A scenario object for renderer tests: two scenarios, three names (one with failures),
     /// two checks (one failing) and five thresholds, two of them failed (one without
     /// samples).
@@ -714,6 +774,7 @@ pub(crate) mod tests {
             error_rate: failed as f64 / count as f64,
             rate: count as f64 / 10.0,
             latency_us: summary(count, 1_200, 8_400, 12_000),
+            latency_histogram: String::new(),
             status_codes: BTreeMap::from([("200".to_owned(), count - failed)]),
             errors: if failed > 0 {
                 BTreeMap::from([("timeout".to_owned(), failed)])
@@ -788,6 +849,7 @@ pub(crate) mod tests {
             thresholds_passed: false,
             aborted_by: None,
             vus_max: 22,
+            series: Some(series_sample()),
             breakpoint: None,
             watch: None,
             spike: None,
@@ -798,6 +860,7 @@ pub(crate) mod tests {
     /// 300/s, a spike that did not recover, a rising soak gauge with a failed poll.
     pub(crate) fn special_sample() -> ScenarioReport {
         ScenarioReport {
+            series: None,
             breakpoint: Some(BreakpointReport {
                 scenario: "browse".to_owned(),
                 last_passing_rate: Some(250.0),

@@ -104,6 +104,7 @@ mod tests {
                 counters: Counters::default(),
                 open_connections: 0,
                 latency,
+                ..IntervalPoint::empty(0, 0, 0)
             })
             .unwrap();
         }

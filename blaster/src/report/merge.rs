@@ -299,6 +299,8 @@ fn merge_scenario(nodes: &[&ScenarioReport], duration_s: f64) -> Option<Scenario
     let first = nodes.first()?;
     let mut scenarios: Vec<(ScenarioSummary, Vec<LatencySummary>)> = Vec::new();
     let mut names: Vec<(NameStats, Vec<LatencySummary>)> = Vec::new();
+    // Per name, the sum of the nodes' histograms while every node has one.
+    let mut name_hists: Vec<Option<hdrhistogram::Histogram<u64>>> = Vec::new();
     let mut checks: Vec<CheckResult> = Vec::new();
     let mut thresholds: Vec<(ThresholdResult, Vec<Option<f64>>)> = Vec::new();
     for sc in nodes {
@@ -338,9 +340,18 @@ fn merge_scenario(nodes: &[&ScenarioReport], duration_s: f64) -> Option<Scenario
                     empty.retry_wait_ms = 0.0;
                     empty.status_codes.clear();
                     empty.errors.clear();
+                    empty.latency_histogram.clear();
                     (empty, Vec::new())
                 },
             );
+            if name_hists.len() < names.len() {
+                name_hists.push(Some(new_histogram()));
+            }
+            let decoded = decode_histogram(&n.latency_histogram).ok();
+            name_hists[i] = match (name_hists[i].take(), decoded) {
+                (Some(mut sum), Some(h)) => sum.add(&h).is_ok().then_some(sum),
+                _ => None,
+            };
             let (m, lat) = &mut names[i];
             m.count += n.count;
             m.failed += n.failed;
@@ -400,8 +411,17 @@ fn merge_scenario(nodes: &[&ScenarioReport], duration_s: f64) -> Option<Scenario
             .collect(),
         names: names
             .into_iter()
-            .map(|(mut n, lat)| {
-                n.latency_us = worst_of(lat.iter());
+            .zip(name_hists)
+            .map(|((mut n, lat), hist)| {
+                // Exact from the summed histograms when every node had one; otherwise the
+                // worst of the nodes' percentiles.
+                match hist.filter(|h| h.len() == lat.iter().map(|l| l.count).sum::<u64>()) {
+                    Some(h) => {
+                        n.latency_us = summarize(&h);
+                        n.latency_histogram = encode_histogram(&h).unwrap_or_default();
+                    }
+                    None => n.latency_us = worst_of(lat.iter()),
+                }
                 n.error_rate = if n.count > 0 {
                     n.failed as f64 / n.count as f64
                 } else {
@@ -417,6 +437,12 @@ fn merge_scenario(nodes: &[&ScenarioReport], duration_s: f64) -> Option<Scenario
         thresholds,
         aborted_by: nodes.iter().find_map(|sc| sc.aborted_by.clone()),
         vus_max: nodes.iter().map(|sc| sc.vus_max).sum(),
+        // Each node's series has its own clock: only a single report keeps its own.
+        series: if nodes.len() == 1 {
+            first.series.clone()
+        } else {
+            None
+        },
         // Results of a special mode describe one node's run: the first node's are kept.
         breakpoint: first.breakpoint.clone(),
         watch: first.watch.clone(),
@@ -610,6 +636,37 @@ mod tests {
         let m = merge(std::slice::from_ref(&a)).unwrap();
         assert_eq!(m.scenario, a.scenario);
         assert_eq!(m.ws, a.ws);
+    }
+
+    #[test]
+    fn per_name_histograms_merge_exactly_and_series_are_dropped() {
+        let node = |values: std::ops::Range<u64>| {
+            let mut r = scenario_node(10.0);
+            let mut h = new_histogram();
+            for v in values {
+                h.record(v).unwrap();
+            }
+            let sc = r.scenario.as_mut().unwrap();
+            sc.names[0].count = h.len();
+            sc.names[0].latency_us = summarize(&h);
+            sc.names[0].latency_histogram = encode_histogram(&h).unwrap();
+            r
+        };
+        let m = merge(&[node(1..1001), node(1001..2001)]).unwrap();
+        let sc = m.scenario.as_ref().unwrap();
+        let home = &sc.names[0];
+        let h = decode_histogram(&home.latency_histogram).unwrap();
+        assert_eq!(h.len(), 2000);
+        // Exact: the median of 1..=2000, not the worse node's 1500.
+        assert_eq!(home.latency_us.p50, h.value_at_quantile(0.5));
+        assert!(
+            (995..=1005).contains(&home.latency_us.p50),
+            "{:?}",
+            home.latency_us
+        );
+        // A name without histograms keeps the worst node's percentiles.
+        assert!(sc.names[1].latency_histogram.is_empty());
+        assert!(sc.series.is_none(), "each node's series has its own clock");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod markdown;
 pub mod merge;
 pub mod progress;
 pub mod prometheus;
+pub mod series;
 pub mod text;
 
 use std::collections::BTreeMap;

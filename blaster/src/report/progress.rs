@@ -261,6 +261,7 @@ mod tests {
             },
             open_connections: 10,
             latency,
+            ..IntervalPoint::empty(0, 0, 0)
         };
         let mut p = Progress::new(Mode::Off, Some(Duration::from_secs(10)));
         p.interval(&point);
@@ -331,6 +332,7 @@ request = "GET http://127.0.0.1:1/"
             counters: Counters::default(),
             open_connections: 2,
             latency: new_histogram(),
+            ..IntervalPoint::empty(0, 0, 0)
         };
         let line = progress.line(&point);
         assert!(line.ends_with("  stage: browse 3s/10s"), "{line}");

@@ -26,6 +26,7 @@ use crate::metrics::WorkerMetrics;
 use crate::metrics::flow::FlowMetrics;
 use crate::metrics::interval::{Aggregator, IntervalPoint, IntervalSnapshot};
 use crate::report::TimePoint;
+use crate::report::series::{SeriesBuilder, SeriesReport};
 use crate::scenario::runtime::Shared;
 use plan::Plan;
 
@@ -34,6 +35,8 @@ use plan::Plan;
 pub struct VuOutcome {
     pub run: RunOutcome,
     pub flow: FlowMetrics,
+    /// Per-name time series.
+    pub series: SeriesReport,
     /// `on_flow` stopped the run (a threshold with abort_on_fail failed).
     pub aborted: bool,
 }
@@ -116,6 +119,7 @@ pub fn run_observed(
     drop(flow_tx);
     let mut aggregator = Aggregator::new(threads, start_ns, interval_ns);
     let mut timeseries = Vec::new();
+    let mut series = SeriesBuilder::new(&plan, interval_ns);
     let mut latest: Vec<Option<(u64, Box<FlowMetrics>)>> = vec![None; threads];
     let mut aborted = false;
     for snapshot in rx.iter() {
@@ -123,6 +127,7 @@ pub fn run_observed(
             memory.sample(point.open_connections);
             observe(&point);
             timeseries.push(TimePoint::from_interval(&point));
+            series.push(&point);
             if !live || aborted {
                 continue;
             }
@@ -148,6 +153,7 @@ pub fn run_observed(
     for point in aggregator.finish() {
         observe(&point);
         timeseries.push(TimePoint::from_interval(&point));
+        series.push(&point);
     }
     let mut merged = WorkerMetrics::new();
     let mut flow = FlowMetrics::default();
@@ -186,6 +192,7 @@ pub fn run_observed(
             memory,
         },
         flow,
+        series: series.finish(),
         aborted,
     })
 }

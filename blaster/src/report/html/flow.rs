@@ -6,10 +6,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::chart::{Axis, Chart, Series};
-use super::{BLUE, card, esc, figure, format_tick_count, kv, kv_html, plural, share, time_axis};
+use super::{
+    BLUE, GREEN, GREY, ORANGE, PURPLE, RED, card, esc, figure, format_tick_count, kv, kv_html,
+    latency_axis, plural, share, time_axis,
+};
 use crate::cli::units::{format_bytes, format_count, format_duration_us, format_thousands};
 use crate::report::LatencySummary;
 use crate::report::flow::{ScenarioReport, WsReport};
+use crate::report::series::{NamePoint, NameSeries, SeriesReport};
 
 /// Exit code of a run whose thresholds failed (shown in the verdict).
 const EXIT_THRESHOLDS: i32 = 99;
@@ -205,6 +209,9 @@ pub(super) fn special(out: &mut String, sc: &ScenarioReport) {
 /// Per-name results, checks and scenarios.
 pub(super) fn scenario_sections(out: &mut String, sc: &ScenarioReport, duration_s: f64) {
     per_name(out, sc);
+    if let Some(series) = &sc.series {
+        per_name_charts(out, series);
+    }
     checks(out, sc);
     scenarios(out, sc, duration_s);
 }
@@ -291,6 +298,172 @@ fn per_name(out: &mut String, sc: &ScenarioReport) {
         "</table><p class=\"note\">Latency is the request duration (http), the handshake \
          (ws_connect) or the message latency (ws_expect).</p></div></section>\n",
     );
+}
+
+/// Lines per chart: the busiest names (or tag values); more would be unreadable.
+const MAX_LINES: usize = 8;
+const PALETTE: [&str; 6] = [BLUE, ORANGE, GREEN, RED, PURPLE, GREY];
+
+/// Per-name latency and rate over time (from `scenario.series`), and the rate per `group` tag
+/// value when the names carry one (names summed per tag value at render time).
+fn per_name_charts(out: &mut String, series: &SeriesReport) {
+    let mut names: Vec<&NameSeries> = series
+        .names
+        .iter()
+        .filter(|n| !n.points.is_empty())
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    let total = |n: &NameSeries| n.points.iter().map(|p| p.count).sum::<u64>();
+    names.sort_by_key(|n| std::cmp::Reverse(total(n)));
+    let shown = names.len().min(MAX_LINES);
+    let label = |n: &NameSeries| {
+        if n.kind == "http" {
+            n.name.clone()
+        } else {
+            format!("{} ({})", n.name, n.kind)
+        }
+    };
+    let _ = writeln!(
+        out,
+        "<section id=\"per-name-charts\"><h2>Per name over time</h2>{}<div class=\"grid\">",
+        if shown < names.len() {
+            format!(
+                "<p class=\"note\">The {shown} busiest of {} names.</p>",
+                names.len()
+            )
+        } else {
+            String::new()
+        }
+    );
+    // As in the run-wide charts, the drain's sliver of an interval at the end is left out of
+    // rates and percentiles (a rate over a few milliseconds is noise).
+    let sliver = (series.interval_s * series.intervals_per_point as f64 / 2.0).min(0.05);
+    let drawn = |n: &&NameSeries| -> Vec<NamePoint> {
+        n.points
+            .iter()
+            .filter(|p| p.t_s - p.start_s >= sliver)
+            .cloned()
+            .collect()
+    };
+    let p99 = |p: &NamePoint| {
+        if p.latency_us.count == 0 {
+            f64::NAN
+        } else {
+            p.latency_us.p99 as f64
+        }
+    };
+    let latency = Chart {
+        id: "name-latency",
+        x: time_axis(),
+        y: latency_axis(
+            names[..shown]
+                .iter()
+                .flat_map(drawn)
+                .filter(|p| p.latency_us.count > 0)
+                .map(|p| (p.latency_us.p99, p.latency_us.p99)),
+        ),
+        series: names[..shown]
+            .iter()
+            .zip(PALETTE.iter().cycle())
+            .map(|(n, color)| {
+                Series::line(
+                    &label(n),
+                    color,
+                    drawn(n).iter().map(|p| (p.t_s, p99(p))).collect(),
+                )
+            })
+            .collect(),
+        refs: Vec::new(),
+    };
+    let every = if series.intervals_per_point > 1 {
+        format!(" (points of {} intervals)", series.intervals_per_point)
+    } else {
+        String::new()
+    };
+    figure(
+        out,
+        &format!("p99 latency per name{every}"),
+        latency.svg().as_deref(),
+        "no latency samples",
+    );
+    let rate = Chart {
+        id: "name-throughput",
+        x: time_axis(),
+        y: Axis::linear("samples/s", format_tick_count),
+        series: names[..shown]
+            .iter()
+            .zip(PALETTE.iter().cycle())
+            .map(|(n, color)| {
+                Series::line(
+                    &label(n),
+                    color,
+                    drawn(n).iter().map(|p| (p.t_s, p.rate)).collect(),
+                )
+            })
+            .collect(),
+        refs: Vec::new(),
+    };
+    figure(
+        out,
+        &format!("Throughput per name{every}"),
+        rate.svg().as_deref(),
+        "no samples",
+    );
+    // By tag: the names of each `group` value summed per point.
+    // Per group value, per point start (ms): the latest end and the samples.
+    type Points = BTreeMap<u64, (f64, u64)>;
+    let mut groups: BTreeMap<&str, Points> = BTreeMap::new();
+    for n in &names {
+        let Some(g) = n.tags.get("group") else {
+            continue;
+        };
+        for p in drawn(n) {
+            // Points of all names share the same windows: key them by their start (ms).
+            let e = groups
+                .entry(g.as_str())
+                .or_default()
+                .entry((p.start_s * 1e3).round() as u64)
+                .or_insert((p.t_s, 0));
+            e.0 = e.0.max(p.t_s);
+            e.1 += p.count;
+        }
+    }
+    if !groups.is_empty() {
+        let mut by_size: Vec<(&str, Points)> = groups.into_iter().collect();
+        by_size.sort_by_key(|(_, pts)| std::cmp::Reverse(pts.values().map(|v| v.1).sum::<u64>()));
+        let chart = Chart {
+            id: "group-throughput",
+            x: time_axis(),
+            y: Axis::linear("samples/s", format_tick_count),
+            series: by_size
+                .iter()
+                .take(MAX_LINES)
+                .zip(PALETTE.iter().cycle())
+                .map(|((g, pts), color)| {
+                    Series::line(
+                        g,
+                        color,
+                        pts.iter()
+                            .map(|(&start_ms, &(end, count))| {
+                                let secs = end - start_ms as f64 / 1e3;
+                                (end, if secs > 0.0 { count as f64 / secs } else { 0.0 })
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+            refs: Vec::new(),
+        };
+        figure(
+            out,
+            "Throughput per group tag",
+            chart.svg().as_deref(),
+            "no samples",
+        );
+    }
+    out.push_str("</div></section>\n");
 }
 
 fn checks(out: &mut String, sc: &ScenarioReport) {
@@ -754,6 +927,27 @@ mod tests {
         // Scenario runs keep the HTTP headline.
         assert!(section(&html, "headline").contains("Requests"));
         assert!(!html.contains("id=\"websocket\""));
+    }
+
+    #[test]
+    fn per_name_series_are_charted_with_a_line_per_name_and_per_group() {
+        let html = render(&scenario_report());
+        let sec = section(&html, "per-name-charts");
+        for id in ["name-latency", "name-throughput", "group-throughput"] {
+            let start = sec
+                .find(&format!("data-chart=\"{id}\""))
+                .unwrap_or_else(|| panic!("no chart {id}"));
+            let svg = &sec[start..start + sec[start..].find("</svg>").unwrap()];
+            let lines = svg.matches("<path class=\"series\"").count();
+            let expected = if id == "group-throughput" { 1 } else { 3 };
+            assert_eq!(lines, expected, "{id}: {svg}");
+        }
+        assert!(sec.contains(">search<"), "legend names the lines: {sec}");
+        assert!(sec.contains("::checkout"), "{sec}");
+        // Without a series, no section.
+        let mut r = scenario_report();
+        r.scenario.as_mut().unwrap().series = None;
+        assert!(!render(&r).contains("per-name-charts"));
     }
 
     #[test]

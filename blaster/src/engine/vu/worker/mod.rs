@@ -29,7 +29,7 @@ use crate::engine::EngineError;
 use crate::engine::clock::{Clock, ns_to_us};
 use crate::engine::ring::{BufRing, GENERATION_MASK, Ring, RingConfig, Token};
 use crate::metrics::flow::{FlowMetrics, ScenarioStats, StepStats};
-use crate::metrics::interval::{Counters, IntervalSnapshot};
+use crate::metrics::interval::{Counters, IntervalSnapshot, StepTracker};
 use crate::metrics::{ErrorKind, WorkerMetrics};
 use crate::proto::http1::{Limits, ResponseParser};
 use crate::proto::ws::{
@@ -299,6 +299,8 @@ pub struct VuWorker {
     interval_index: u64,
     interval_ns: u64,
     next_interval_ns: u64,
+    /// What the interval snapshots already shipped of `flow` (per-name time series).
+    tracker: StepTracker,
     open_now: u64,
     active: u64,
     late_after_ns: u64,
@@ -479,6 +481,7 @@ impl VuWorker {
             snapshots: s.snapshots,
             flow_snapshots: s.flow_snapshots,
             interval_index: 0,
+            tracker: StepTracker::default(),
             interval_ns: s.interval_ns,
             next_interval_ns: s.start_ns + s.interval_ns,
             open_now: 0,
@@ -553,6 +556,8 @@ impl VuWorker {
         }
         let latency = self.metrics.take_interval();
         if let Some(tx) = &self.snapshots {
+            let steps = self.tracker.steps(&self.flow.steps);
+            let ws = self.tracker.ws(&self.flow.ws);
             let _ = tx.send(IntervalSnapshot {
                 worker: self.index,
                 index: self.interval_index,
@@ -560,6 +565,8 @@ impl VuWorker {
                 counters: Counters::of(&self.metrics),
                 open_connections: self.open_now,
                 latency,
+                steps,
+                ws,
                 last,
             });
         }
