@@ -38,6 +38,7 @@ pub fn run(args: &DemoArgs) -> Result<i32> {
             requests: None,
         },
         connect_rate: None,
+        max_connecting: None,
         churn: None,
         pipeline: 1,
         timeout: std::time::Duration::from_secs(10),

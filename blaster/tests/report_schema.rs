@@ -49,6 +49,7 @@ fn config(model: LoadModel) -> RunConfig {
             requests: None,
         },
         connect_rate: None,
+        max_connecting: None,
         churn: None,
         pipeline: 1,
         timeout: Duration::from_secs(2),

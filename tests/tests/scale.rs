@@ -292,3 +292,50 @@ fn an_invalid_ring_slots_value_is_refused_with_the_value() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("BLASTER_RING_SLOTS=\"zero\""), "{stderr}");
 }
+
+/// `--max-connecting` bounds the connects in flight: against a listener whose accept queue
+/// is full (never accepted, backlog 0), SYNs are dropped and connects hang until the connect
+/// timeout. With a bound of 4, at most 4 connects can be pending at any time, so in 1.6 s
+/// with a 1 s timeout at most 8 attempts end (4 time out at ~1 s, their replacements cannot
+/// time out before ~2 s) plus what the queue took; unbounded, all 60 would time out at ~1 s.
+#[test]
+fn max_connecting_bounds_the_connects_in_flight() {
+    use std::os::fd::AsRawFd;
+    const BOUND: u64 = 4;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    // SAFETY: a valid listening socket; listen() again only changes its backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let addr = listener.local_addr().expect("addr");
+    let run = run_json_output(
+        &[
+            "run",
+            &format!("http://{addr}/"),
+            "--mode",
+            "hold",
+            "-c",
+            "60",
+            "-t",
+            "1",
+            "--max-connecting",
+            &BOUND.to_string(),
+            "--timeout",
+            "1s",
+            "-d",
+            "1600ms",
+        ],
+        Duration::from_secs(60),
+    );
+    let r = &run.report;
+    let opened = u(r, &["connections", "opened"]);
+    let failed = u(r, &["connections", "failed"]);
+    assert!(
+        failed >= 1,
+        "connects beyond the full queue time out: {r:#}\n{}",
+        run.stderr()
+    );
+    assert!(
+        opened + failed <= 2 * BOUND + 2,
+        "at most {BOUND} connects in flight: opened {opened}, failed {failed}\n{r:#}"
+    );
+    drop(listener);
+}

@@ -203,6 +203,12 @@ pub struct RunArgs {
     /// open connections ramp up linearly at this rate until -c is reached.
     #[arg(long, value_parser = units::parse_rate)]
     pub connect_rate: Option<f64>,
+    /// Connects in flight at once, in total (default: 1024 per worker thread). New
+    /// connections wait while this many are connecting, so a storm runs as fast as the target
+    /// accepts: beyond its accept queue, dropped SYNs return only after the kernel's 1 s / 3 s
+    /// retransmits and would time out.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connecting: Option<u64>,
     /// Close and reopen this many connections per second in total, across the run (hold or
     /// request mode): a load of connection setup and teardown on top of the model. A
     /// connection with a request in flight closes after its response. Reconnects are timed in
@@ -458,6 +464,7 @@ impl RunArgs {
                 requests: self.requests,
             },
             connect_rate: self.connect_rate,
+            max_connecting: self.max_connecting.map(|n| n as usize),
             churn: self.churn,
             pipeline: self.pipeline,
             timeout: self.timeout,

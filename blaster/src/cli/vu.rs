@@ -567,6 +567,7 @@ fn report_config(
             requests: None,
         },
         connect_rate: args.connect_rate,
+        max_connecting: args.max_connecting.map(|n| n as usize),
         churn: None,
         pipeline: 1,
         timeout: plan.timeout,

@@ -74,6 +74,12 @@ pub struct RunConfig {
     pub stop: StopCondition,
     /// New connections per second in total, `None` for as fast as possible.
     pub connect_rate: Option<f64>,
+    /// Connects in flight at once in total (`None`: [`DEFAULT_CONNECTING_PER_WORKER`] per
+    /// worker). A storm beyond what the target accepts overflows its accept queue; the SYNs it
+    /// drops come back only after the kernel's retransmit timer (1 s, 3 s, 7 s), past the
+    /// connect timeout, and every reconnect feeds the storm. Bounding the connects in flight
+    /// lets the storm run as fast as the target accepts and no faster.
+    pub max_connecting: Option<usize>,
     /// Churn: connections closed and reopened per second in total across the run (on top of
     /// any model), `None` for none.
     pub churn: Option<f64>,
@@ -90,7 +96,21 @@ pub struct RunConfig {
     pub command_line: Vec<String>,
 }
 
+/// Connects in flight per worker unless `--max-connecting` says otherwise: far above what
+/// one worker needs to reach the kernel's connect rate (a loopback connect completes in tens
+/// of microseconds, a remote one in a round trip), and below a default accept queue
+/// (`net.core.somaxconn` = 4096) per worker.
+pub const DEFAULT_CONNECTING_PER_WORKER: usize = 1024;
+
 impl RunConfig {
+    /// Connects in flight at once allowed to one worker.
+    pub fn connecting_per_worker(&self) -> usize {
+        match self.max_connecting {
+            None => DEFAULT_CONNECTING_PER_WORKER,
+            Some(total) => total.div_ceil(self.threads.max(1)).max(1),
+        }
+    }
+
     /// Connections owned by worker `index` of `threads` (the remainder goes to the first ones).
     pub fn connections_for_worker(&self, index: usize) -> usize {
         share(self.connections, self.threads, index)

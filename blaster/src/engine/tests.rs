@@ -83,6 +83,7 @@ fn config(addr: SocketAddr, connections: usize, stop: StopCondition) -> RunConfi
         model: LoadModel::Closed,
         stop,
         connect_rate: None,
+        max_connecting: None,
         churn: None,
         pipeline: 1,
         timeout: Duration::from_secs(5),

@@ -127,6 +127,9 @@ pub struct Worker {
     sent: u64,
     /// Connect attempts started (for --connect-rate).
     connects_started: u64,
+    /// Connects in flight (sockets in `State::Connecting`), bounded by `max_connecting`.
+    connecting: usize,
+    max_connecting: usize,
     /// A connect ever succeeded on this worker.
     any_connected: bool,
     /// Slots whose first connect failed, while none ever succeeded.
@@ -170,6 +173,7 @@ impl Worker {
     ) -> Result<Worker, EngineError> {
         let conns_n = plan.connections;
         let hold = matches!(config.model, LoadModel::Hold { .. });
+        let max_connecting = config.connecting_per_worker();
         // As many rings as one ring's file table requires, with the slots spread evenly.
         let ring_count = conns_n.div_ceil(plan.ring_slots.max(1)).max(1);
         let ring_slots = conns_n.div_ceil(ring_count).max(1);
@@ -313,6 +317,8 @@ impl Worker {
             metrics: WorkerMetrics::new(),
             sent: 0,
             connects_started: 0,
+            connecting: 0,
+            max_connecting,
             any_connected: false,
             first_connects_failed: 0,
             draining: false,
@@ -590,7 +596,11 @@ impl Worker {
     fn open_due(&mut self, now: u64) -> Result<(), EngineError> {
         let mut started = 0;
         while let Some(ready) = self.next_open_at() {
-            if ready > now || self.next_connect_token(now) > now || started == CONNECTS_PER_LOOP {
+            if ready > now
+                || self.next_connect_token(now) > now
+                || started == CONNECTS_PER_LOOP
+                || self.connecting >= self.max_connecting
+            {
                 break;
             }
             let slot = if self.first_connects_left() {
@@ -643,6 +653,7 @@ impl Worker {
 
     fn start_connect(&mut self, slot: u32, now: u64) -> Result<(), EngineError> {
         self.connects_started += 1;
+        self.connecting += 1;
         let generation = self.conns[slot as usize].begin(now);
         let (ring, fd) = self.ring_of(slot);
         let fixed = types::Fixed(fd);
@@ -797,8 +808,10 @@ impl Worker {
             State::Connecting => Some(op::CONNECT),
             State::Ready => conn.recv_armed.then_some(op::RECV),
         };
-        if conn.state == State::Ready {
-            self.open_now -= 1;
+        match conn.state {
+            State::Ready => self.open_now -= 1,
+            State::Connecting => self.connecting -= 1,
+            _ => {}
         }
         conn.state = State::Closing;
         let tok = |op| Token::new(slot, conn.generation, op).encode();
@@ -1092,6 +1105,7 @@ impl Worker {
                     .connect_latency
                     .saturating_record(ns_to_us(now.saturating_sub(conn.connect_started())));
                 conn.state = State::Ready;
+                self.connecting -= 1;
                 conn.ever_connected = true;
                 conn.connect_failures = 0;
                 if conn.reopening {

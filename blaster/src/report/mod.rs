@@ -668,6 +668,7 @@ pub(crate) mod tests {
                 requests: None,
             },
             connect_rate: None,
+            max_connecting: None,
             churn: None,
             pipeline: 1,
             timeout: Duration::from_secs(5),
