@@ -185,6 +185,14 @@ impl TempPath {
         TempPath(unique_temp_path(suffix))
     }
 
+    /// A new temporary file holding `contents`.
+    pub fn with(suffix: &str, contents: impl AsRef<[u8]>) -> TempPath {
+        let file = TempPath::new(suffix);
+        std::fs::write(file.path(), contents)
+            .unwrap_or_else(|e| panic!("write {}: {e}", file.path().display()));
+        file
+    }
+
     pub fn path(&self) -> &Path {
         &self.0
     }

@@ -87,9 +87,8 @@ fn twenty_percent_worse_p99_fails_five_percent_passes() {
 #[test]
 fn a_name_twenty_percent_worse_fails_five_percent_passes() {
     let (_serve, addr) = start_serve(1);
-    let file = TempPath::new(".toml");
-    std::fs::write(
-        file.path(),
+    let file = TempPath::with(
+        ".toml",
         format!(
             r#"
 [scenarios.s]
@@ -104,8 +103,7 @@ request = "GET http://{addr}/"
 name = "home"
 "#
         ),
-    )
-    .unwrap();
+    );
     let run = run_json_output(
         &["run", file.path().to_str().unwrap(), "-t", "1"],
         Duration::from_secs(60),

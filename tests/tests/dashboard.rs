@@ -136,9 +136,8 @@ fn run_and_scrape() -> String {
         // A scenario with HTTP steps (one timing out after 200 ms: timeout errors) and a
         // WebSocket echo, so that the run-wide, per-name and WebSocket families all have
         // samples.
-        let file = TempPath::new(".toml");
-        std::fs::write(
-            file.path(),
+        let file = TempPath::with(
+            ".toml",
             format!(
                 r#"
 [scenarios.web]
@@ -171,8 +170,7 @@ timeout = "1s"
 ws_close = true
 "#
             ),
-        )
-        .unwrap();
+        );
         let mut cmd = Command::new(blaster_bin());
         cmd.args(["run", file.path().to_str().unwrap(), "-t", "1", "-q"])
             .arg("--prometheus-listen")

@@ -48,9 +48,8 @@ fn metrics_during_the_run_and_final_values_match_the_report() {
 #[test]
 fn a_scenario_run_serves_the_same_metrics() {
     let (_serve, target) = start_serve(1);
-    let file = TempPath::new(".toml");
-    std::fs::write(
-        file.path(),
+    let file = TempPath::with(
+        ".toml",
         format!(
             r#"
 [scenarios.api]
@@ -63,8 +62,7 @@ name = "created"
 expect = [201]
 "#
         ),
-    )
-    .unwrap();
+    );
     metrics_agree_with_the_report(&["run", file.path().to_str().unwrap(), "-t", "1", "-q"]);
 }
 
@@ -84,9 +82,8 @@ fn labelled(text: &str, family: &str, labels: &[(&str, &str)]) -> Option<u64> {
 #[test]
 fn per_name_series_are_labelled_by_tags_and_match_the_report() {
     let (_serve, target) = start_serve(1);
-    let file = TempPath::new(".toml");
-    std::fs::write(
-        file.path(),
+    let file = TempPath::with(
+        ".toml",
         format!(
             r#"
 [scenarios.api]
@@ -104,8 +101,7 @@ name = "stuck"
 timeout = "100ms"
 "#
         ),
-    )
-    .unwrap();
+    );
     let (during, after, report) =
         scraped_run(&["run", file.path().to_str().unwrap(), "-t", "1", "-q"]);
     let home = [("name", "home"), ("scenario", "api"), ("kind", "http")];

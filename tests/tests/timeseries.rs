@@ -157,9 +157,8 @@ fn hdr_log_holds_one_histogram_per_interval() {
 #[test]
 fn per_name_series_sum_to_each_name_s_totals() {
     let (_serve, addr) = start_serve(1);
-    let file = TempPath::new(".toml");
-    std::fs::write(
-        file.path(),
+    let file = TempPath::with(
+        ".toml",
         format!(
             r#"
 [scenarios.s]
@@ -177,8 +176,7 @@ request = "GET http://{addr}/status/503"
 name = "home"
 "#
         ),
-    )
-    .unwrap();
+    );
     let run = run_json_output(
         &[
             "run",
