@@ -36,6 +36,10 @@ pub struct ProbeArgs {
     /// attached syscall tracepoint slows every syscall on the host a little.
     #[arg(long)]
     pub no_accept_syscalls: bool,
+    /// Do not trace io_uring completions: for servers that do not accept through
+    /// io_uring. The program runs for every completion of every ring on the host.
+    #[arg(long)]
+    pub no_io_uring: bool,
     /// The cgroup v2 directory whose sockets the sock_ops program (server-side handshake
     /// time) watches, e.g. a container's. Default: the root cgroup v2 (every process);
     /// mounted for a moment when no cgroup2 is mounted.
@@ -84,6 +88,7 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         &args.ports,
         &ProbeOptions {
             accept_syscalls: !args.no_accept_syscalls,
+            io_uring: !args.no_io_uring,
             cgroup: args.cgroup.clone(),
         },
     )?;
@@ -91,7 +96,9 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         eprintln!("blaster probe: sock_ops (server-side handshake time) attached to the {cg}");
     }
     for (what, why) in &probe.skipped {
-        if !args.no_accept_syscalls || !what.starts_with("syscalls:") {
+        let left_out = (args.no_accept_syscalls && what.starts_with("syscalls:"))
+            || (args.no_io_uring && what.starts_with("io_uring:"));
+        if !left_out {
             eprintln!("blaster probe: warning: {what} not attached: {why}");
         }
     }

@@ -83,12 +83,17 @@ pub struct ProbeOptions {
     /// attaches to (`--cgroup`). `None`: the root cgroup v2, and when that fails the
     /// probe runs without it (listed in [`Probe::skipped`]); given: failing is an error.
     pub cgroup: Option<PathBuf>,
+    /// Trace io_uring completions (`--no-io-uring` turns it off): the program runs for
+    /// every completion of every ring on the host (twice per keep-alive request of an
+    /// io_uring server), only to see accepts made through io_uring.
+    pub io_uring: bool,
 }
 
 impl Default for ProbeOptions {
     fn default() -> Self {
         Self {
             accept_syscalls: true,
+            io_uring: true,
             cgroup: None,
         }
     }
@@ -270,6 +275,13 @@ impl Probe {
                 skipped.push((
                     format!("{category}:{name}"),
                     "left out (--no-accept-syscalls): accept(2) is not seen".to_string(),
+                ));
+                continue;
+            }
+            if category == "io_uring" && !opts.io_uring {
+                skipped.push((
+                    format!("{category}:{name}"),
+                    "left out (--no-io-uring): accepts through io_uring are not seen".to_string(),
                 ));
                 continue;
             }

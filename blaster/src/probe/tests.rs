@@ -7,11 +7,16 @@ use std::{
     net::{TcpListener, TcpStream},
 };
 
-use super::Probe;
+use super::{Probe, ProbeOptions};
 
 /// Starts the probe on `port`, or `None` (printed) when BPF cannot load here.
 fn start_or_skip(port: u16) -> Option<Probe> {
-    match Probe::start(&[port]) {
+    start_with_or_skip(port, &ProbeOptions::default())
+}
+
+/// [`start_or_skip`] with `opts`.
+fn start_with_or_skip(port: u16, opts: &ProbeOptions) -> Option<Probe> {
+    match Probe::start_with(&[port], opts) {
         Ok(p) => {
             if !p.skipped.is_empty() {
                 eprintln!("probe: optional programs skipped: {:?}", p.skipped);
@@ -340,6 +345,55 @@ fn accept_and_recv_waits_of_an_io_uring_server() {
     assert_eq!(p.uring_accepts, N);
     assert_eq!(p.recv_queue_wait.count, N, "{:?}", p.recv_queue_wait);
     assert!(p.accept_wait.max_ns < 1_000_000_000);
+    drop(clients);
+    server.stop().expect("server stopped cleanly");
+}
+
+/// `--no-io-uring`: the io_uring program is left out (listed as such), so the accepts of
+/// an io_uring server are not seen, while its receive-queue waits still are.
+#[test]
+fn no_io_uring_leaves_the_completion_program_out() {
+    use std::io::{Read, Write};
+    const N: u64 = 3;
+    let config = crate::config::ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        threads: 1,
+        ..crate::config::ServeConfig::default()
+    };
+    let server = crate::target::spawn(config).expect("start the built-in target");
+    let port = server.addr().port();
+    let opts = ProbeOptions {
+        io_uring: false,
+        accept_syscalls: false,
+        ..ProbeOptions::default()
+    };
+    let Some(probe) = start_with_or_skip(port, &opts) else {
+        return;
+    };
+    assert!(
+        probe
+            .skipped
+            .iter()
+            .any(|(what, why)| what.starts_with("io_uring:") && why.contains("--no-io-uring")),
+        "{:?}",
+        probe.skipped
+    );
+    let mut clients = Vec::new();
+    for _ in 0..N {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).expect("response");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+        clients.push(c);
+    }
+    let snap = probe.snapshot().expect("snapshot");
+    let p = snap.port(port).expect("watched port");
+    assert_eq!(p.connections, N);
+    assert_eq!(p.uring_accepts, 0);
+    assert_eq!(p.accept_wait.count, 0, "{:?}", p.accept_wait);
+    assert_eq!(p.recv_queue_wait.count, N, "{:?}", p.recv_queue_wait);
     drop(clients);
     server.stop().expect("server stopped cleanly");
 }
