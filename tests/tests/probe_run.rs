@@ -10,7 +10,6 @@ use std::time::Duration;
 use blaster::probe::{DropCount, LatencyHist, PortProbe, ProbeSnapshot};
 use blaster::report::endpoint::{Endpoint, Render};
 use blaster_tests::{free_port, run_blaster, run_json, start_serve, u};
-use serde_json::Value;
 
 /// A histogram summary of `count` samples of `each_ns`, as the probe would serve it.
 fn hist(count: u64, each_ns: u64) -> LatencyHist {
@@ -121,15 +120,7 @@ fn run_with_probe_reports_the_kernel_share() {
     assert!((app - (client - 7.5).max(0.0)).abs() < 1e-9, "{split}");
 
     // The report with its kernel object matches the schema.
-    let schema_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../blaster/report-schema.json");
-    let schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(schema_path).expect("schema")).expect("JSON");
-    let validator = jsonschema::draft202012::new(&schema).expect("schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(&report)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    blaster_tests::assert_schema_valid(&report);
 }
 
 #[test]
