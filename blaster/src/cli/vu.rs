@@ -48,19 +48,25 @@ pub fn parse_backoff(s: &str) -> Result<Backoff, String> {
     parse_duration(s).map(Backoff::Fixed).map_err(|_| bad())
 }
 
-/// `--churn` is implemented by the HTTP engine only; say so rather than ignore it.
-fn refuse_churn(args: &RunArgs) -> Result<()> {
-    if args.churn.is_some() {
-        bail!(
-            "--churn applies to http:// URLs in this version, not to scenario files or ws:// runs; drop it, or run the churn against an http:// URL"
-        );
+/// `--churn` and `--max-connecting` are implemented by the HTTP engine only; say so rather
+/// than ignore them.
+fn refuse_http_only(args: &RunArgs) -> Result<()> {
+    for (flag, given) in [
+        ("--churn", args.churn.is_some()),
+        ("--max-connecting", args.max_connecting.is_some()),
+    ] {
+        if given {
+            bail!(
+                "{flag} applies to http:// URLs in this version, not to scenario files or ws:// runs; drop it, or use it with an http:// URL"
+            );
+        }
     }
     Ok(())
 }
 
 /// `blaster run FILE.toml`.
 pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Result<i32> {
-    refuse_churn(args)?;
+    refuse_http_only(args)?;
     if args.targets.len() > 1 {
         bail!(
             "give one scenario file (got {} arguments)",
@@ -231,7 +237,7 @@ pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Re
 
 /// `blaster run ws://HOST:PORT/PATH --mode hold|echo|pubsub`.
 pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
-    refuse_churn(args)?;
+    refuse_http_only(args)?;
     let url = &args.targets[0];
     if url.starts_with("wss://") {
         bail!(
@@ -567,7 +573,7 @@ fn report_config(
             requests: None,
         },
         connect_rate: args.connect_rate,
-        max_connecting: args.max_connecting.map(|n| n as usize),
+        max_connecting: None,
         churn: None,
         pipeline: 1,
         timeout: plan.timeout,
