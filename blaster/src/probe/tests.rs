@@ -437,17 +437,9 @@ fn probe_sees_listen_overflows() {
     assert_eq!(snap.port(port).expect("watched").connections, 1);
 }
 
-/// TCP_DEFER_ACCEPT makes the server ignore a final ACK without data and send the SYN-ACK
-/// again after the first timeout (1 s): a SYN-ACK retransmit on the watched port.
-#[test]
-fn probe_counts_synack_retransmits() {
+/// Sets TCP_DEFER_ACCEPT (seconds) on a listening socket.
+fn defer_accept(listener: &TcpListener, secs: libc::c_int) {
     use std::os::fd::AsRawFd;
-    use std::time::{Duration, Instant};
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("local addr").port();
-    // 1 s: the kernel resends the SYN-ACK at the first request timeout (longer values wait
-    // for later ones).
-    let secs: libc::c_int = 1;
     // SAFETY: a valid socket and a pointer to an int that outlives the call.
     let rc = unsafe {
         libc::setsockopt(
@@ -464,6 +456,18 @@ fn probe_counts_synack_retransmits() {
         "TCP_DEFER_ACCEPT: {}",
         std::io::Error::last_os_error()
     );
+}
+
+/// TCP_DEFER_ACCEPT makes the server ignore a final ACK without data and send the SYN-ACK
+/// again after the first timeout (1 s): a SYN-ACK retransmit on the watched port.
+#[test]
+fn probe_counts_synack_retransmits() {
+    use std::time::{Duration, Instant};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    // 1 s: the kernel resends the SYN-ACK at the first request timeout (longer values wait
+    // for later ones).
+    defer_accept(&listener, 1);
     let Some(probe) = start_or_skip(port) else {
         return;
     };
@@ -699,7 +703,6 @@ impl HandshakeDelay {
 #[test]
 fn probe_server_handshake_in_a_netns_matches_the_delay() {
     use std::io::Write;
-    use std::os::fd::AsRawFd;
     use std::time::{Duration, Instant};
 
     const N: u64 = 8;
@@ -748,23 +751,7 @@ fn probe_server_handshake_in_a_netns_matches_the_delay() {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind in the namespace");
             let port = listener.local_addr().expect("local addr").port();
             if let HandshakeDelay::DeferAccept(_) = delay {
-                let secs: libc::c_int = 5;
-                // SAFETY: a valid socket and a pointer to an int that outlives the call.
-                let rc = unsafe {
-                    libc::setsockopt(
-                        listener.as_raw_fd(),
-                        libc::IPPROTO_TCP,
-                        libc::TCP_DEFER_ACCEPT,
-                        (&secs as *const libc::c_int).cast(),
-                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                    )
-                };
-                assert_eq!(
-                    rc,
-                    0,
-                    "TCP_DEFER_ACCEPT: {}",
-                    std::io::Error::last_os_error()
-                );
+                defer_accept(&listener, 5);
             }
             let probe = start_or_skip(port)?;
             let sock_ops = sock_ops_or_skip(&probe);
