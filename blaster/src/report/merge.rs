@@ -284,12 +284,18 @@ fn per_s(n: u64, seconds: f64) -> f64 {
 }
 
 /// The index of the first entry of `items` that `matches`, pushing `new()` when none does.
-fn slot<T>(items: &mut Vec<T>, matches: impl Fn(&T) -> bool, new: impl FnOnce() -> T) -> usize {
+/// The index of the item `matches` finds, or of `new()` pushed at the end; and whether it is
+/// new (then it already holds the node's values, which must not be added a second time).
+fn slot<T>(
+    items: &mut Vec<T>,
+    matches: impl Fn(&T) -> bool,
+    new: impl FnOnce() -> T,
+) -> (usize, bool) {
     match items.iter().position(matches) {
-        Some(i) => i,
+        Some(i) => (i, false),
         None => {
             items.push(new());
-            items.len() - 1
+            (items.len() - 1, true)
         }
     }
 }
@@ -305,44 +311,26 @@ fn merge_scenario(nodes: &[&ScenarioReport], duration_s: f64) -> Option<Scenario
     let mut thresholds: Vec<(ThresholdResult, Vec<Option<f64>>)> = Vec::new();
     for sc in nodes {
         for s in &sc.scenarios {
-            let i = slot(
+            let (i, fresh) = slot(
                 &mut scenarios,
                 |(m, _)| m.name == s.name,
-                || {
-                    let mut empty = s.clone();
-                    empty.iterations = 0;
-                    empty.interrupted_iterations = 0;
-                    empty.dropped_iterations = 0;
-                    empty.late_iterations = 0;
-                    empty.vus_max = 0;
-                    (empty, Vec::new())
-                },
+                || (s.clone(), Vec::new()),
             );
             let (m, lat) = &mut scenarios[i];
-            m.iterations += s.iterations;
-            m.interrupted_iterations += s.interrupted_iterations;
-            m.dropped_iterations += s.dropped_iterations;
-            m.late_iterations += s.late_iterations;
-            m.vus_max += s.vus_max;
+            if !fresh {
+                m.iterations += s.iterations;
+                m.interrupted_iterations += s.interrupted_iterations;
+                m.dropped_iterations += s.dropped_iterations;
+                m.late_iterations += s.late_iterations;
+                m.vus_max += s.vus_max;
+            }
             lat.push(s.iteration_duration_us);
         }
         for n in &sc.names {
-            let i = slot(
+            let (i, fresh) = slot(
                 &mut names,
                 |(m, _)| m.name == n.name && m.kind == n.kind && m.scenario == n.scenario,
-                || {
-                    let mut empty = n.clone();
-                    empty.count = 0;
-                    empty.failed = 0;
-                    empty.msgs_sent = 0;
-                    empty.msgs_received = 0;
-                    empty.retries = 0;
-                    empty.retry_wait_ms = 0.0;
-                    empty.status_codes.clear();
-                    empty.errors.clear();
-                    empty.latency_histogram.clear();
-                    (empty, Vec::new())
-                },
+                || (n.clone(), Vec::new()),
             );
             if name_hists.len() < names.len() {
                 name_hists.push(Some(new_histogram()));
@@ -353,39 +341,34 @@ fn merge_scenario(nodes: &[&ScenarioReport], duration_s: f64) -> Option<Scenario
                 _ => None,
             };
             let (m, lat) = &mut names[i];
-            m.count += n.count;
-            m.failed += n.failed;
-            m.msgs_sent += n.msgs_sent;
-            m.msgs_received += n.msgs_received;
-            m.retries += n.retries;
-            m.retry_wait_ms += n.retry_wait_ms;
-            add_counts(&mut m.status_codes, &n.status_codes);
-            add_counts(&mut m.errors, &n.errors);
+            if !fresh {
+                m.count += n.count;
+                m.failed += n.failed;
+                m.msgs_sent += n.msgs_sent;
+                m.msgs_received += n.msgs_received;
+                m.retries += n.retries;
+                m.retry_wait_ms += n.retry_wait_ms;
+                add_counts(&mut m.status_codes, &n.status_codes);
+                add_counts(&mut m.errors, &n.errors);
+            }
             lat.push(n.latency_us);
         }
         for c in &sc.checks {
-            let i = slot(
+            let (i, fresh) = slot(
                 &mut checks,
                 |m| m.name == c.name && m.request == c.request,
-                || CheckResult {
-                    passes: 0,
-                    fails: 0,
-                    ..c.clone()
-                },
+                || c.clone(),
             );
-            checks[i].passes += c.passes;
-            checks[i].fails += c.fails;
+            if !fresh {
+                checks[i].passes += c.passes;
+                checks[i].fails += c.fails;
+            }
         }
         for t in &sc.thresholds {
-            let i = slot(
+            let (i, _) = slot(
                 &mut thresholds,
                 |(m, _)| m.metric == t.metric && m.condition == t.condition,
-                || {
-                    let mut empty = t.clone();
-                    empty.passed = true;
-                    empty.abort_on_fail = false;
-                    (empty, Vec::new())
-                },
+                || (t.clone(), Vec::new()),
             );
             let (m, observed) = &mut thresholds[i];
             m.passed &= t.passed;
@@ -420,7 +403,11 @@ fn merge_scenario(nodes: &[&ScenarioReport], duration_s: f64) -> Option<Scenario
                         n.latency_us = summarize(&h);
                         n.latency_histogram = encode_histogram(&h).unwrap_or_default();
                     }
-                    None => n.latency_us = worst_of(lat.iter()),
+                    None => {
+                        n.latency_us = worst_of(lat.iter());
+                        // One node's histogram would pass for the merged one.
+                        n.latency_histogram.clear();
+                    }
                 }
                 n.error_rate = if n.count > 0 {
                     n.failed as f64 / n.count as f64
