@@ -29,6 +29,9 @@
 #   PROBE_ARGS  extra `blaster probe` arguments, e.g. --no-accept-syscalls (blaster serve
 #             accepts through io_uring, so it loses nothing)
 #   PORT      loopback port for the target (default 18490)
+#   PROBE_PORT  the port the probe watches (default PORT). Another port (e.g. 1) leaves the
+#             target's sockets unwatched: every program still runs for them and returns
+#             after its socket lookup misses, which is the least an attached probe costs
 #   CLIENT_CPU / SERVER_CPU  CPUs to pin to (default 0 / 1)
 #   OUT       directory for raw results (default: a new temp dir, kept)
 set -euo pipefail
@@ -38,6 +41,7 @@ REPEATS="${REPEATS:-3}"
 CONNS="${CONNS:-64}"
 MODES="${MODES:-keepalive close}"
 PORT="${PORT:-18490}"
+PROBE_PORT="${PROBE_PORT:-$PORT}"
 CLIENT_CPU="${CLIENT_CPU:-0}"
 SERVER_CPU="${SERVER_CPU:-1}"
 HOST=127.0.0.1 # loopback only
@@ -84,7 +88,7 @@ grep -q "listening on" "$OUT/serve.log" || { cat "$OUT/serve.log"; exit 1; }
 
 start_probe() {
     # shellcheck disable=SC2086 # PROBE_ARGS is a list of words
-    "$BLASTER" probe --port "$PORT" --interval 1000s ${PROBE_ARGS:-} >"$OUT/probe.log" 2>&1 &
+    "$BLASTER" probe --port "$PROBE_PORT" --interval 1000s ${PROBE_ARGS:-} >"$OUT/probe.log" 2>&1 &
     PROBE_PID=$!
     for _ in $(seq 100); do
         grep -q "watching port" "$OUT/probe.log" 2>/dev/null && return 0
@@ -124,7 +128,7 @@ median() {
 }
 
 echo
-echo "kernel $(uname -r), $(nproc) CPUs; serve on CPU $SERVER_CPU, load on CPU $CLIENT_CPU; ${DURATION}s runs, $CONNS connections; probe args: ${PROBE_ARGS:-none}"
+echo "kernel $(uname -r), $(nproc) CPUs; serve on CPU $SERVER_CPU, load on CPU $CLIENT_CPU; ${DURATION}s runs, $CONNS connections; probe watches port $PROBE_PORT; probe args: ${PROBE_ARGS:-none}"
 printf '%-10s %-6s %12s %12s %7s   %12s %12s %7s\n' mode round "rps without" "rps with" loss \
     "CPU/resp w/o" "CPU/resp w/" more
 # pct A B: how much A is above B, in percent.
@@ -132,7 +136,7 @@ pct() { python3 -c "import sys; print('%.1f%%' % ((float(sys.argv[1]) / float(sy
 # loss WITHOUT WITH: the throughput lost, in percent.
 loss() { python3 -c "import sys; print('%.1f%%' % ((1 - float(sys.argv[2]) / float(sys.argv[1])) * 100))" "$1" "$2"; }
 for mode in $MODES; do
-    without=() with=() cpu_without=() cpu_with=()
+    without=() with=() cpu_without=() cpu_with=() losses=() mores=()
     for round in $(seq "$REPEATS"); do
         if [ $((round % 2)) -eq 1 ]; then
             read -r a ea ca < <(run "$mode" without "$round")
@@ -146,6 +150,7 @@ for mode in $MODES; do
             read -r a ea ca < <(run "$mode" without "$round")
         fi
         without+=("$a") with+=("$b") cpu_without+=("$ca") cpu_with+=("$cb")
+        losses+=("$(loss "$a" "$b" | tr -d %)") mores+=("$(pct "$cb" "$ca" | tr -d %)")
         printf '%-10s %-6s %12s %12s %7s   %10sus %10sus %7s' "$mode" "$round" "$a" "$b" \
             "$(loss "$a" "$b")" "$ca" "$cb" "$(pct "$cb" "$ca")"
         [ "$ea$eb" = 00 ] || printf '  (errors: %s / %s)' "$ea" "$eb"
@@ -155,5 +160,10 @@ for mode in $MODES; do
     mca=$(median "${cpu_without[@]}") mcb=$(median "${cpu_with[@]}")
     printf '%-10s %-6s %12s %12s %7s   %10sus %10sus %7s\n' "$mode" median "$ma" "$mb" \
         "$(loss "$ma" "$mb")" "$mca" "$mcb" "$(pct "$mcb" "$mca")"
+    # The rounds' own pairs (without and with run back to back) are steadier than the
+    # medians of each side when the machine's speed jumps between runs.
+    printf '%-10s %-6s %12s %12s %7s   %10s   %10s   %7s\n' "$mode" "pairs" "" "" \
+        "$(median "${losses[@]}")%" "" "" "$(median "${mores[@]}")%"
 done
 echo "loss: 1 - with/without throughput; more: extra CPU per response with the probe"
+echo "median: of each side's values; pairs: median of the rounds' own loss and CPU figures"

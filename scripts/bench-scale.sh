@@ -11,8 +11,12 @@
 #
 # Phase 2 (rate): client pinned to CPU CLIENT_CPU (`taskset`, `-t 1`: one worker, which drives
 # as many rings of 20k direct descriptors as RATE_CONNS needs), server
-# pinned to SERVER_CPU, RATE_CONNS connections opened as fast as possible;
-# connections/s = RATE_CONNS / connections.all_open_s.
+# pinned to SERVER_CPU and listening on a range of ports, RATE_CONNS connections opened as
+# fast as possible, spread over RATE_PORTS target ports (no source addresses, so no bind
+# before connect); connections/s = RATE_CONNS / connections.all_open_s. Each of RATE_ROUNDS rounds runs blaster and then uring-floor
+# (benches/src/bin/uring-floor.rs: the same connect chain and held receive, nothing else,
+# RATE_CONNECTING connects in flight like blaster's default) against the same server; the
+# medians and their ratio are printed.
 #
 # Everything stays on 127.0.0.0/8. A watchdog kills the client (by PID) if MemAvailable drops
 # below MIN_AVAIL_GIB. Not run in CI.
@@ -29,6 +33,9 @@
 #   PER_SOURCE     max connections per source address (default 13000; keep < ~14000)
 #   SOURCES        number of source addresses (default ceil(CONNS / PER_SOURCE))
 #   RATE_CONNS     connections for phase 2 (default 100000; 0 skips phase 2)
+#   RATE_PORTS     phase 2 target ports per run (default 8: 12,500 connections each)
+#   RATE_ROUNDS    phase 2 rounds (default 3)
+#   RATE_CONNECTING  uring-floor's connects in flight (default 256, blaster's default)
 #   PHASES         "hold rate" (default), or one of them
 #   CLIENT_CPU / SERVER_CPU  CPUs for phase 2 (default 0 / 1)
 #   MIN_AVAIL_GIB  abort threshold for MemAvailable (default 3)
@@ -42,6 +49,9 @@ RUN_S=$((OPEN_BUDGET + HOLD))
 PER_SOURCE="${PER_SOURCE:-13000}"
 SOURCES="${SOURCES:-$(((CONNS + PER_SOURCE - 1) / PER_SOURCE))}"
 RATE_CONNS="${RATE_CONNS:-100000}"
+RATE_PORTS="${RATE_PORTS:-8}"
+RATE_ROUNDS="${RATE_ROUNDS:-3}"
+RATE_CONNECTING="${RATE_CONNECTING:-256}"
 CONNECT_RATE="${CONNECT_RATE:-}"
 PHASES="${PHASES:-hold rate}"
 CLIENT_CPU="${CLIENT_CPU:-0}"
@@ -65,9 +75,11 @@ if [ $(((CONNS + SOURCES - 1) / SOURCES)) -gt 14000 ]; then
     exit 1
 fi
 
-echo "building blaster (release)"
+echo "building blaster and uring-floor (release)"
 cargo build --release -q -p blaster --bin blaster
+cargo build --release -q -p blaster-benches --bin uring-floor
 BLASTER="$ROOT/target/release/blaster"
+FLOOR="$ROOT/target/release/uring-floor"
 ulimit -n "$(ulimit -Hn)"
 
 SERVER_PID=""
@@ -204,41 +216,87 @@ phase_hold() {
     [ ! -e "$OUT/aborted-hold" ] || { echo "phase 1 ABORTED (memory)"; return 1; }
 }
 
+# One blaster run of phase 2 against ports FIRST..LAST: prints "RATE P50_US P99_US" (RATE =
+# n / all_open_s).
+rate_blaster() { # round first last
+    local n="$RATE_CONNS" json="$OUT/rate-blaster-$1.json"
+    local cmd=(taskset -c "$CLIENT_CPU" "$BLASTER" run "http://127.0.0.1:$2-$3/" --mode hold
+        -c "$n" -t 1 -d 10s --report-interval 100ms --json "$json" -q)
+    echo "client: ${cmd[*]}" >>"$OUT/rate-commands.txt"
+    "${cmd[@]}" >"$OUT/client-rate-$1.log" 2>&1 || true
+    if [ ! -s "$json" ] || [ "$(time_to_open "$json")" = never ]; then
+        echo "0 0 0"
+        return
+    fi
+    jq -r --argjson n "$n" '"\($n / .connections.all_open_s | floor) \(.connect_latency_us.p50) \(.connect_latency_us.p99)"' "$json"
+}
+
+# One uring-floor run (the least an io_uring client does: benches/src/bin/uring-floor.rs)
+# against ports FIRST..LAST; prints its connections/s.
+rate_floor() { # round first last
+    local cmd=(taskset -c "$CLIENT_CPU" "$FLOOR" connect "127.0.0.1:$2-$3" -n "$RATE_CONNS"
+        --max-connecting "$RATE_CONNECTING")
+    echo "floor: ${cmd[*]}" >>"$OUT/rate-commands.txt"
+    "${cmd[@]}" >"$OUT/floor-rate-$1.log" 2>&1 || true
+    local r
+    r="$(grep -o 'connects_per_s=[0-9]*' "$OUT/floor-rate-$1.log" | cut -d= -f2)"
+    echo "${r:-0}"
+}
+
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
 phase_rate() {
     PHASE=rate
-    local n="$RATE_CONNS" json="$OUT/rate.json"
-    local srcs=$(((n + PER_SOURCE - 1) / PER_SOURCE))
-    local last=$((1 + srcs))
-    echo
-    echo "== phase 2: open $n connections as fast as possible, client on CPU $CLIENT_CPU, server on CPU $SERVER_CPU"
-    start_server "$n" taskset -c "$SERVER_CPU"
-    local cmd=(taskset -c "$CLIENT_CPU" "$BLASTER" run "http://127.0.0.1:$PORT/" --mode hold
-        -c "$n" -t 1 --source "127.0.0.2-127.0.0.$last" -d 10s --report-interval 100ms
-        --json "$json" -q)
-    echo "client: ${cmd[*]}"
-    "${cmd[@]}" >"$OUT/client-rate.log" 2>&1 &
-    CLIENT_PID=$!
-    watch_client
-    local rc=0
-    wait "$CLIENT_PID" || rc=$?
-    CLIENT_PID=""
-    cleanup
-    echo "client exit code: $rc"
-    [ -s "$OUT/client-rate.log" ] && { echo "client output:"; tail -20 "$OUT/client-rate.log"; }
-    [ -s "$json" ] || { echo "no JSON report" >&2; return 1; }
-    local tto
-    tto="$(time_to_open "$json")"
-    echo
-    echo "-- rate results ($json)"
-    jq -r '"connections opened:        \(.connections.opened) (failed \(.connections.failed), held at end \(.connections.open_at_end))"' "$json"
-    echo "time to open all $n:     ${tto} s"
-    if [ "$tto" != "never" ]; then
-        echo "new connections/s (1 core): $(awk -v n="$n" -v t="$tto" 'BEGIN { printf "%.0f", n / t }')"
+    local n="$RATE_CONNS" runs=$((2 * RATE_ROUNDS)) base=19300 p
+    local per_port=$(((n + RATE_PORTS - 1) / RATE_PORTS))
+    if [ "$per_port" -gt 14000 ]; then
+        echo "more than 14000 connections per target port; raise RATE_PORTS" >&2
+        return 1
     fi
-    jq -r '"connect latency:           p50 \(.connect_latency_us.p50) us, p99 \(.connect_latency_us.p99) us, max \(.connect_latency_us.max) us"' "$json"
-    jq -r '"client CPU:                \(.client_cpu_s) s over \(.duration_s) s"' "$json"
-    jq -c '[.timeseries[] | select(.connections_opened > 0) | [.t_s, .open_connections, .connections_opened]]' "$json" >"$OUT/rate-timeseries.txt"
-    echo "busy intervals [t_s, open, opened]: $(cat "$OUT/rate-timeseries.txt")"
+    # Every run gets its own block of RATE_PORTS ports, so no run meets the TIME_WAIT
+    # sockets of an earlier one on its (source, destination) pairs. No source addresses:
+    # spreading over target ports needs no bind before connect.
+    local last_port=$((base + runs * RATE_PORTS - 1))
+    for p in $(seq "$base" "$last_port"); do
+        if ss -ltnH "sport = :$p" | grep -q .; then
+            echo "port $p (of $base-$last_port) is in use" >&2
+            return 1
+        fi
+    done
+    echo
+    echo "== phase 2: open $n connections as fast as possible, client on CPU $CLIENT_CPU, server on CPU $SERVER_CPU, $RATE_ROUNDS rounds (blaster, then uring-floor), $RATE_PORTS target ports per run"
+    local threads=$(((n + n / 4 + SERVER_FILL - 1) / SERVER_FILL))
+    taskset -c "$SERVER_CPU" "$BLASTER" serve --listen "127.0.0.1:$base-$last_port" -t "$threads" \
+        --max-connections "$TABLE" >"$OUT/server-rate.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        ss -ltnH "sport = :$last_port" | grep -q . && break
+        sleep 0.1
+    done
+    ss -ltnH "sport = :$last_port" | grep -q . || { echo "server did not listen" >&2; return 1; }
+    echo "server: pid $SERVER_PID, 127.0.0.1:$base-$last_port, $threads threads x $TABLE descriptors"
+    local r b f bl=() fl=() lat first
+    printf '%-6s %16s %18s %16s\n' round "blaster conn/s" "connect p50/p99 us" "floor conn/s"
+    for r in $(seq "$RATE_ROUNDS"); do
+        sleep 3
+        first=$((base + (2 * r - 2) * RATE_PORTS))
+        read -r b lat < <(rate_blaster "$r" "$first" "$((first + RATE_PORTS - 1))")
+        sleep 3
+        first=$((first + RATE_PORTS))
+        f="$(rate_floor "$r" "$first" "$((first + RATE_PORTS - 1))")"
+        bl+=("$b")
+        fl+=("$f")
+        printf '%-6s %16s %18s %16s\n' "$r" "$b" "${lat/ //}" "$f"
+    done
+    cleanup
+    local mb mf
+    mb="$(median "${bl[@]}")"
+    mf="$(median "${fl[@]}")"
+    echo
+    echo "-- rate results (raw in $OUT/rate-*.json, floor-rate-*.log; commands in $OUT/rate-commands.txt)"
+    echo "new connections/s on 1 core, median of $RATE_ROUNDS: blaster $mb, uring-floor $mf ($(awk -v b="$mb" -v f="$mf" 'BEGIN { printf "%.2f", f ? b / f : 0 }')x of the floor); goal >= 40000"
+    jq -c '[.timeseries[] | select(.connections_opened > 0) | [.t_s, .open_connections, .connections_opened]]' "$OUT/rate-blaster-1.json" >"$OUT/rate-timeseries.txt" 2>/dev/null || true
+    echo "round 1 busy intervals [t_s, open, opened]: $(cat "$OUT/rate-timeseries.txt")"
 }
 
 echo "machine: $(nproc) CPUs, $(gib "$(meminfo MemTotal)"), kernel $(uname -r), ulimit -n $(ulimit -n)"

@@ -2,9 +2,17 @@
 # Client CPU per request: blaster vs wrk against nginx on loopback.
 #
 # nginx (1 worker, `return 200 "ok"`, high keepalive_requests) is pinned to CPU 1; each client
-# runs pinned to CPU 0 with one thread. For each concurrency, runs alternate wrk / blaster and
-# repeat REPEATS times. A client's CPU time (user+sys, from /usr/bin/time) divided by the
-# responses it completed is its cost per request; lower is better.
+# runs pinned to CPU 0 with one thread. For each concurrency, runs alternate between the
+# clients and repeat REPEATS times. A client's CPU time (user+sys, from /usr/bin/time) divided
+# by the responses it completed is its cost per request; lower is better.
+#
+# Clients (CLIENTS, default "wrk blaster floor"):
+#   wrk         wrk 4 (epoll), 1 thread
+#   blaster     blaster run, 1 thread, all timing and histograms on
+#   floor       uring-floor (benches/src/bin/uring-floor.rs): the least an io_uring client
+#               does (same ring features as blaster, no timing, no parsing; counts bytes),
+#               the yardstick for what blaster's own work costs
+#   floor-skip  the same with IOSQE_CQE_SKIP_SUCCESS on sends (no completion per send)
 #
 # Not run in CI. Needs root for apt (only when nginx, wrk, time or jq are missing).
 #
@@ -12,6 +20,7 @@
 #   DURATION  seconds per run (default 10)
 #   REPEATS   rounds per concurrency (default 3)
 #   CONNS     concurrencies (default "100 1000 10000")
+#   CLIENTS   clients to compare (default "wrk blaster floor"; wrk is the reference)
 #   PORT      loopback port for nginx (default 18480)
 #   CLIENT_CPU / SERVER_CPU  CPUs to pin to (default 0 / 1)
 #   OUT       directory for raw results (default: a new temp dir, kept)
@@ -20,6 +29,7 @@ set -euo pipefail
 DURATION="${DURATION:-10}"
 REPEATS="${REPEATS:-3}"
 CONNS="${CONNS:-100 1000 10000}"
+CLIENTS="${CLIENTS:-wrk blaster floor}"
 PORT="${PORT:-18480}"
 CLIENT_CPU="${CLIENT_CPU:-0}"
 SERVER_CPU="${SERVER_CPU:-1}"
@@ -48,9 +58,11 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
-echo "building blaster (release)"
+echo "building blaster and uring-floor (release)"
 cargo build --release -q -p blaster --bin blaster
+cargo build --release -q -p blaster-benches --bin uring-floor
 BLASTER="$ROOT/target/release/blaster"
+FLOOR="$ROOT/target/release/uring-floor"
 
 # 10000 connections need more descriptors than the default soft limit.
 ulimit -n "$(ulimit -Hn)"
@@ -140,15 +152,39 @@ run_blaster() { # c rep
     printf 'blaster\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$rep" "${n:-0}" "$cpu" "${rps:-0}" "$errs" >>"$RESULTS"
 }
 
+run_floor() { # name c rep [flag]
+    local name=$1 c=$2 rep=$3 flag=${4:-} log="$OUT/$1-c$2-r$3"
+    # shellcheck disable=SC2086 # flag is empty or one word
+    /usr/bin/time -f "%U %S" -o "$log.time" \
+        taskset -c "$CLIENT_CPU" "$FLOOR" http "$URL" -c "$c" -d "$DURATION" $flag \
+        >"$log.out" 2>&1 || true
+    local n secs cpu errs=0
+    n=$(grep -o 'responses=[0-9]*' "$log.out" | cut -d= -f2)
+    secs=$(grep -o 'secs=[0-9.]*' "$log.out" | cut -d= -f2)
+    grep -q '^mode=http' "$log.out" || errs="failed: $(head -c 200 "$log.out")"
+    cpu=$(awk 'END {print $1 + $2}' "$log.time")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$rep" "${n:-0}" "$cpu" \
+        "$(awk -v n="${n:-0}" -v s="${secs:-1}" 'BEGIN {printf "%.0f", n / s}')" "$errs" >>"$RESULTS"
+}
+
+run_client() { # name c rep
+    case $1 in
+    wrk) run_wrk "$2" "$3" ;;
+    blaster) run_blaster "$2" "$3" ;;
+    floor) run_floor floor "$2" "$3" ;;
+    floor-skip) run_floor floor-skip "$2" "$3" --skip-send-cqe ;;
+    *) echo "unknown client $1 in CLIENTS" >&2; exit 1 ;;
+    esac
+}
+
 echo "results in $OUT (duration ${DURATION}s, $REPEATS rounds, c = $CONNS)"
 for rep in $(seq 1 "$REPEATS"); do
     for c in $CONNS; do
-        echo "round $rep/$REPEATS c=$c: wrk"
-        run_wrk "$c" "$rep"
-        sleep 1
-        echo "round $rep/$REPEATS c=$c: blaster"
-        run_blaster "$c" "$rep"
-        sleep 1
+        for client in $CLIENTS; do
+            echo "round $rep/$REPEATS c=$c: $client"
+            run_client "$client" "$c" "$rep"
+            sleep 1
+        done
     done
 done
 
@@ -156,22 +192,31 @@ echo
 echo "raw runs ($RESULTS):"
 column -t -s $'\t' "$RESULTS" 2>/dev/null || cat "$RESULTS"
 echo
-# Per concurrency: total CPU / total responses over all rounds, and mean rps.
-awk -F'\t' -v conns="$CONNS" '
+# Per concurrency and client: total CPU / total responses over all rounds, the ratio to wrk,
+# and mean rps.
+awk -F'\t' -v conns="$CONNS" -v clients="$CLIENTS" '
 NR > 1 {
     key = $1 SUBSEP $2
     cpu[key] += $5; n[key] += $4; rps[key] += $6; runs[key]++
 }
 END {
-    printf "%-7s %14s %18s %17s %12s %14s\n", "c", "wrk us/req", "blaster us/req", "blaster/wrk", "wrk rps", "blaster rps"
-    split(conns, cs, " ")
+    split(conns, cs, " "); nc = split(clients, cl, " ")
+    printf "%-7s", "c"
+    for (j = 1; j <= nc; j++) printf " %12s", cl[j] " us/req"
+    for (j = 1; j <= nc; j++) if (cl[j] != "wrk") printf " %11s", cl[j] "/wrk"
+    for (j = 1; j <= nc; j++) printf " %13s", cl[j] " rps"
+    printf "\n"
     for (i = 1; i in cs; i++) {
-        c = cs[i]; w = "wrk" SUBSEP c; b = "blaster" SUBSEP c
+        c = cs[i]; w = "wrk" SUBSEP c
         wu = n[w] ? cpu[w] / n[w] * 1e6 : 0
-        bu = n[b] ? cpu[b] / n[b] * 1e6 : 0
-        ratio = wu ? bu / wu : 0
-        printf "%-7s %14.3f %18.3f %16.2fx %12.0f %14.0f\n", c, wu, bu, ratio, \
-            runs[w] ? rps[w] / runs[w] : 0, runs[b] ? rps[b] / runs[b] : 0
+        printf "%-7s", c
+        for (j = 1; j <= nc; j++) { k = cl[j] SUBSEP c; printf " %12.3f", n[k] ? cpu[k] / n[k] * 1e6 : 0 }
+        for (j = 1; j <= nc; j++) if (cl[j] != "wrk") {
+            k = cl[j] SUBSEP c; u = n[k] ? cpu[k] / n[k] * 1e6 : 0
+            printf " %10.2fx", wu ? u / wu : 0
+        }
+        for (j = 1; j <= nc; j++) { k = cl[j] SUBSEP c; printf " %13.0f", runs[k] ? rps[k] / runs[k] : 0 }
+        printf "\n"
     }
 }' "$RESULTS" | tee "$OUT/table.txt"
 echo

@@ -153,9 +153,17 @@ pub struct SockInfo {
     pub port: u16,
     /// That port's slot (see [`hist_index`]).
     pub slot: u16,
+    /// Reads that took data so far (wrapping): the smoothed RTT is sampled at every
+    /// [`SRTT_EVERY`]th, the first included.
+    pub reads: u16,
     /// Zero.
-    pub _pad: [u16; 2],
+    pub _pad: u16,
 }
+
+/// The smoothed RTT is read at one in this many reads of a socket (a power of two): per
+/// request, a program's every histogram update and kernel read shows in a small server's
+/// throughput, and the RTT changes slowly.
+pub const SRTT_EVERY: u16 = 16;
 
 /// Byte offsets of kernel struct fields the programs follow with
 /// `bpf_probe_read_kernel`, read by the loader from the running kernel's BTF

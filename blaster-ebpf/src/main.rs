@@ -34,7 +34,7 @@ use aya_ebpf::{
 };
 use blaster_common::{
     CounterKey, FlowKey, Histogram, KernelOffsets, MAX_COUNTERS, MAX_HISTS, MAX_PORTS, MAX_TRACKED,
-    PeerKey, Pending, SockInfo, counter, hist_index, metric, offsets, state,
+    PeerKey, Pending, SRTT_EVERY, SockInfo, counter, hist_index, metric, offsets, state,
 };
 
 #[map(name = "WATCH")]
@@ -363,7 +363,8 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i32> {
                     ready: 0,
                     port: sport,
                     slot,
-                    _pad: [0; 2],
+                    reads: 0,
+                    _pad: 0,
                 };
                 if SOCKS.insert(skaddr, info, 0).is_ok() {
                     gauge_add(state::UNACCEPTED, 1);
@@ -594,7 +595,8 @@ pub fn sock_recv_length(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     // SAFETY: as above.
-    let (ready, port, slot) = unsafe { ((*info).ready, (*info).port, (*info).slot) };
+    let (ready, port, slot, reads) =
+        unsafe { ((*info).ready, (*info).port, (*info).slot, (*info).reads) };
     if ready != 0 {
         // SAFETY: as above.
         unsafe { (*info).ready = 0 };
@@ -608,14 +610,19 @@ pub fn sock_recv_length(ctx: RawTracePointContext) -> i32 {
         }
     }
     if ret > 0 {
-        srtt_sample(sk, port, slot);
+        // SAFETY: as above.
+        unsafe { (*info).reads = reads.wrapping_add(1) };
+        if reads & (SRTT_EVERY - 1) == 0 {
+            srtt_sample(sk, port, slot);
+        }
     }
     0
 }
 
 /// Records the smoothed RTT of socket `sk` (`tcp_sock.srtt_us`, offset from BTF), sampled
-/// once per read that took data: per request rather than per segment, and without a
-/// program on `tcp:tcp_probe`, which fires for every segment of every connection.
+/// at one in [`SRTT_EVERY`] reads that took data: per request at most rather than per
+/// segment, and without a program on `tcp:tcp_probe`, which fires for every segment of
+/// every connection.
 #[inline(always)]
 fn srtt_sample(sk: u64, port: u16, slot: u16) {
     let Some(o) = kernel_offsets() else {

@@ -523,6 +523,23 @@ fn serve_listens_on_a_port_range() {
         args.extend(["-c", "8", "-n", "400"]);
         let r = run_json(&args);
         assert_eq!(status_count(&r, "200"), 400, "{r:#}");
+        // The same range written in one URL: one target per port, in order.
+        let r = run_json(&[
+            "run",
+            &format!("http://127.0.0.1:{first}-{}/", first + 3),
+            "-c",
+            "8",
+            "-n",
+            "400",
+        ]);
+        assert_eq!(status_count(&r, "200"), 400, "{r:#}");
+        let targets: Vec<&str> = r["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .map(|t| t.as_str().expect("a URL"))
+            .collect();
+        assert_eq!(targets, urls, "{r:#}");
         for i in 0..4 {
             assert_eq!(
                 get(SocketAddr::from(([127, 0, 0, 1], first + i)), "/").status,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{LoadModel, RequestSpec, RunConfig, ServeConfig, StopCondition, Target};
@@ -173,7 +173,9 @@ pub enum Mode {
 
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
-    /// Target URL(s), e.g. http://127.0.0.1:8080/ (connections are spread over them).
+    /// Target URL(s), e.g. http://127.0.0.1:8080/ (connections are spread over them). A port
+    /// range, http://127.0.0.1:9000-9015/, stands for one URL per port: past the ephemeral
+    /// ports one (source, destination) pair allows, without binding source addresses.
     #[arg(required = true, value_name = "URL")]
     pub targets: Vec<String>,
     /// Connections in total (closed model: one request in flight each, times --pipeline).
@@ -203,10 +205,11 @@ pub struct RunArgs {
     /// open connections ramp up linearly at this rate until -c is reached.
     #[arg(long, value_parser = units::parse_rate)]
     pub connect_rate: Option<f64>,
-    /// Connects in flight at once, in total, for http:// runs (default: 1024 per worker). New
+    /// Connects in flight at once, in total, for http:// runs (default: 256 per worker). New
     /// connections wait while this many are connecting, so a storm runs as fast as the target
     /// accepts: beyond its accept queue, dropped SYNs return only after the kernel's 1 s / 3 s
-    /// retransmits and would time out.
+    /// retransmits and would time out. Raise it for a remote target with a long round trip
+    /// (connects/s per worker ≈ N / handshake time).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connecting: Option<u64>,
     /// Close and reopen this many connections per second in total, across the run (hold or
@@ -377,11 +380,12 @@ impl RunArgs {
         if matches!(self.mode, Mode::Echo | Mode::Pubsub) {
             bail!("--mode echo and --mode pubsub are WebSocket modes: give a ws:// URL");
         }
-        let targets = self
-            .targets
-            .iter()
-            .map(|u| parse_target(u))
-            .collect::<Result<Vec<_>>>()?;
+        let mut targets = Vec::new();
+        for raw in &self.targets {
+            for url in expand_port_range(raw)? {
+                targets.push(parse_target(&url)?);
+            }
+        }
         // One worker per CPU; a worker whose connections need more direct descriptors than
         // one ring's table holds (RLIMIT_NOFILE) drives several rings itself.
         let threads = self
@@ -489,6 +493,37 @@ impl RunArgs {
         }
         Ok(config)
     }
+}
+
+/// `scheme://host:FIRST-LAST/rest` as one URL per port of the range; any other text as it is
+/// (`parse_target` judges it). Done on the text because a URL parser rejects the range.
+pub fn expand_port_range(raw: &str) -> Result<Vec<String>> {
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return Ok(vec![raw.to_string()]);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    // The port follows the last ':' outside an IPv6 literal's brackets.
+    let host_end = authority.rfind(']').map_or(0, |i| i + 1);
+    let Some(colon) = authority[host_end..].rfind(':').map(|i| i + host_end) else {
+        return Ok(vec![raw.to_string()]);
+    };
+    let (host, ports) = (&authority[..colon], &authority[colon + 1..]);
+    let Some((a, b)) = ports.split_once('-') else {
+        return Ok(vec![raw.to_string()]);
+    };
+    let bad = || {
+        anyhow!(
+            "invalid port range \"{ports}\" in \"{raw}\": write FIRST-LAST with 1 <= FIRST <= LAST <= 65535, e.g. http://127.0.0.1:9000-9015/"
+        )
+    };
+    let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if a == 0 || b < a {
+        return Err(bad());
+    }
+    Ok((a..=b)
+        .map(|p| format!("{scheme}://{host}:{p}{tail}"))
+        .collect())
 }
 
 /// Parses and resolves one target URL.
@@ -907,6 +942,41 @@ fn serve_command(args: &ServeArgs) -> Result<i32> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_port_range_in_a_url_is_one_url_per_port() {
+        use super::expand_port_range as x;
+        assert_eq!(
+            x("http://127.0.0.1:9000-9002/a?b=1").unwrap(),
+            [
+                "http://127.0.0.1:9000/a?b=1",
+                "http://127.0.0.1:9001/a?b=1",
+                "http://127.0.0.1:9002/a?b=1"
+            ]
+        );
+        assert_eq!(
+            x("http://[::1]:80-81").unwrap(),
+            ["http://[::1]:80", "http://[::1]:81"]
+        );
+        // No range: unchanged, whatever it is.
+        for same in [
+            "http://127.0.0.1:8080/x-y",
+            "http://[::1]/",
+            "not a url",
+            "http://h/",
+        ] {
+            assert_eq!(x(same).unwrap(), [same]);
+        }
+        for bad in [
+            "http://h:9-1/",
+            "http://h:0-3/",
+            "http://h:1-70000/",
+            "http://h:a-b/",
+        ] {
+            let e = x(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid port range") && e.contains(bad), "{e}");
+        }
+    }
+
     use super::*;
 
     fn args(extra: &[&str]) -> RunArgs {

@@ -247,6 +247,11 @@ pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
     if args.targets.len() > 1 {
         bail!("give one ws:// URL (got {})", args.targets.len());
     }
+    if super::expand_port_range(url)?.len() > 1 {
+        bail!(
+            "a port range in the URL is for http:// runs; a ws:// run takes one URL with one port: \"{url}\""
+        );
+    }
     if args.requests.is_some() {
         bail!("WebSocket runs last a duration: give -d (e.g. -d 30s) instead of -n");
     }

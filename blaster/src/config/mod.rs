@@ -96,11 +96,14 @@ pub struct RunConfig {
     pub command_line: Vec<String>,
 }
 
-/// Connects in flight per worker unless `--max-connecting` says otherwise: far above what
-/// one worker needs to reach the kernel's connect rate (a loopback connect completes in tens
-/// of microseconds, a remote one in a round trip), and below a default accept queue
-/// (`net.core.somaxconn` = 4096) per worker.
-pub const DEFAULT_CONNECTING_PER_WORKER: usize = 1024;
+/// Connects in flight per worker unless `--max-connecting` says otherwise. Enough for one
+/// worker to reach the kernel's connect rate on loopback or a LAN (a connect completes in tens
+/// of microseconds there, a remote one in a round trip: connects/s ≈ this / handshake time),
+/// and far below a default accept queue (`net.core.somaxconn` = 4096). Not more: on loopback
+/// a worker with 1,024 connects in flight opened 100,000 connections at 35-36k/s with a
+/// connect p99 of 41-45 ms (they queue at the target), with 256 at 38-41k/s and 8 ms
+/// (docs/PERFORMANCE.md, "New connections per second").
+pub const DEFAULT_CONNECTING_PER_WORKER: usize = 256;
 
 impl RunConfig {
     /// Connects in flight at once allowed to one worker.
