@@ -136,8 +136,13 @@ pub mod state {
     /// Sockets in [`super::MAP_SOCKS`] established but not yet accepted. The io_uring
     /// completion program does its descriptor lookups only while this is non-zero.
     pub const UNACCEPTED: u32 = 0;
+    /// When the receive-queue programs were last attached (`bpf_ktime_get_ns()` clock, set
+    /// by user space just before; 0 while they stay attached for good). Sampled receive
+    /// waits (`blaster probe --recv-sample`) ignore a `ready` stamp older than this: it was
+    /// left by an earlier window, and the read that ended it was not seen.
+    pub const RECV_WINDOW: u32 = 1;
     /// Entries of the map.
-    pub const COUNT: u32 = 1;
+    pub const COUNT: u32 = 2;
 }
 
 /// What the kernel side knows about a passively opened socket on a watched port (value

@@ -572,7 +572,9 @@ pub fn sk_data_ready(ctx: RawTracePointContext) -> i32 {
     if let Some(info) = SOCKS.get_ptr_mut(sk) {
         // SAFETY: a live map value; the socket's receive path is serialised by its lock.
         unsafe {
-            if (*info).ready == 0 {
+            let ready = (*info).ready;
+            // A stamp from before the current sampling window: its read went unseen.
+            if ready == 0 || ready < gauge(state::RECV_WINDOW) {
                 (*info).ready = now();
             }
         }
@@ -600,7 +602,7 @@ pub fn sock_recv_length(ctx: RawTracePointContext) -> i32 {
     if ready != 0 {
         // SAFETY: as above.
         unsafe { (*info).ready = 0 };
-        if ret > 0 {
+        if ret > 0 && ready >= gauge(state::RECV_WINDOW) {
             record(
                 port,
                 slot,

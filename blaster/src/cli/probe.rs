@@ -45,6 +45,32 @@ pub struct ProbeArgs {
     /// mounted for a moment when no cgroup2 is mounted.
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
+    /// Attach the per-read programs (receive-queue wait and srtt: they run for every data
+    /// arrival and read on the host) only this share of the time, e.g. 10%: at the start of
+    /// each --recv-sample-period. Their histograms are then samples of that share of the
+    /// time (the report says which share); everything else is still watched all the time.
+    /// For a busy production host where the full probe costs too much.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_share)]
+    pub recv_sample: Option<f64>,
+    /// One sampling cycle of --recv-sample.
+    #[arg(long, default_value = "1s", value_name = "DUR", value_parser = units::parse_duration)]
+    pub recv_sample_period: Duration,
+}
+
+/// `10%` (or `0.1`): a share above 0 and at most 1.
+fn parse_share(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let v = match t.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| format!("\"{s}\" is not a share: write a percentage such as 10%"))?;
+    if !(v > 0.0 && v <= 1.0) {
+        return Err(format!(
+            "\"{s}\" is out of range: give more than 0% and at most 100%"
+        ));
+    }
+    Ok(v)
 }
 
 #[cfg(not(feature = "probe"))]
@@ -132,9 +158,32 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         "blaster probe: watching port(s) {:?} (Ctrl-C stops)",
         args.ports
     );
+    let sample = args.recv_sample.filter(|&share| share < 1.0).map(|share| {
+        (
+            share,
+            args.recv_sample_period.max(Duration::from_millis(50)),
+        )
+    });
+    if let Some((share, period)) = sample {
+        println!(
+            "blaster probe: receive-queue wait and srtt sampled: attached {:.0}% of the time ({} ms of every {} ms)",
+            share * 100.0,
+            period.mul_f64(share).as_millis(),
+            period.as_millis()
+        );
+    }
     let started = std::time::Instant::now();
     let mut next = started + args.interval;
     loop {
+        if let Some((share, period)) = sample {
+            // Attached during the first `share` of each cycle.
+            let into = started.elapsed().as_secs_f64() % period.as_secs_f64();
+            let on = into < period.as_secs_f64() * share;
+            probe
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_recv_attached(on)?;
+        }
         let done =
             stop.load(Ordering::Relaxed) || args.duration.is_some_and(|d| started.elapsed() >= d);
         if done || std::time::Instant::now() >= next {
@@ -154,7 +203,7 @@ pub fn run(args: &ProbeArgs) -> Result<i32> {
         if done {
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&latest)?;
@@ -209,6 +258,18 @@ fn summary_line(elapsed_ms: u64, p: &crate::probe::PortProbe) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn recv_sample_takes_a_share() {
+        use super::parse_share;
+        assert_eq!(parse_share("10%"), Ok(0.1));
+        assert_eq!(parse_share(" 100 % "), Ok(1.0));
+        assert_eq!(parse_share("0.25"), Ok(0.25));
+        for bad in ["0%", "101%", "-5%", "ten", ""] {
+            let e = parse_share(bad).unwrap_err();
+            assert!(e.contains(&format!("\"{bad}\"")), "{e}");
+        }
+    }
+
     use clap::Parser as _;
 
     use crate::cli::{Cli, Command};

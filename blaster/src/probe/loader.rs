@@ -12,11 +12,13 @@ use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
-    programs::{CgroupAttachMode, RawTracePoint, SockOps, TracePoint},
+    programs::{
+        CgroupAttachMode, RawTracePoint, SockOps, TracePoint, raw_trace_point::RawTracePointLinkId,
+    },
 };
 use blaster_common::{
-    CounterKey, Histogram, KernelOffsets, MAP_COUNTERS, MAP_HIST, MAP_OFFSETS, MAP_WATCH,
-    MAX_PORTS, hist_index, metric, offsets,
+    CounterKey, Histogram, KernelOffsets, MAP_COUNTERS, MAP_HIST, MAP_OFFSETS, MAP_STATE,
+    MAP_WATCH, MAX_PORTS, hist_index, metric, offsets, state,
 };
 
 use super::btf::Btf;
@@ -59,6 +61,10 @@ const PROGRAMS: &[(&str, &str, &str, bool)] = &[
 /// formatted record: cheaper on the hot paths, once per data arrival or read).
 const RAW: &[&str] = &["sk_data_ready", "sock_recv_length", "io_uring_complete_raw"];
 
+/// The programs that run for every data arrival and every read on the host: what
+/// `--recv-sample` attaches only part of the time.
+const RECV_PROGRAMS: &[&str] = &["sk_data_ready", "sock_recv_length"];
+
 /// The histogram metrics of every watched port.
 const METRICS: &[u16] = &[
     metric::HANDSHAKE,
@@ -70,6 +76,17 @@ const METRICS: &[u16] = &[
 
 /// Name of the `sock_ops` program in the object, and how [`Probe::skipped`] names it.
 const SOCK_OPS: &str = "sock_ops";
+
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns()`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 /// How the probe attaches (the plain data behind `blaster probe`'s flags).
 #[derive(Debug, Clone)]
@@ -210,6 +227,13 @@ pub struct Probe {
     pub offsets_missing: Vec<String>,
     /// The cgroup the `sock_ops` program is attached to, if it is.
     pub sock_ops_cgroup: Option<String>,
+    /// Links of the attached [`RECV_PROGRAMS`] (empty while detached).
+    recv_links: Vec<(&'static str, RawTracePointLinkId)>,
+    /// Whether they were loaded at all (the kernel may lack the tracepoints).
+    recv_loaded: bool,
+    /// Time they were attached before the current window, and when that window began.
+    recv_attached: Duration,
+    recv_since: Option<Instant>,
 }
 
 impl Probe {
@@ -270,6 +294,7 @@ impl Probe {
         }
 
         let mut skipped = Vec::new();
+        let mut recv_links = Vec::new();
         for &(prog, category, name, required) in PROGRAMS {
             if category == "syscalls" && !accept_syscalls {
                 skipped.push((
@@ -301,7 +326,10 @@ impl Probe {
                 if RAW.contains(&prog) {
                     let p: &mut RawTracePoint = program.try_into()?;
                     p.load().map_err(verifier)?;
-                    p.attach(name)?;
+                    let link = p.attach(name)?;
+                    if let Some(&recv) = RECV_PROGRAMS.iter().find(|&&r| r == prog) {
+                        recv_links.push((recv, link));
+                    }
                 } else {
                     let p: &mut TracePoint = program.try_into()?;
                     p.load().map_err(verifier)?;
@@ -359,7 +387,61 @@ impl Probe {
             skipped,
             offsets_missing,
             sock_ops_cgroup,
+            recv_loaded: recv_links.len() == RECV_PROGRAMS.len(),
+            recv_links,
+            recv_attached: Duration::ZERO,
+            recv_since: Some(Instant::now()),
         })
+    }
+
+    /// Attaches (`on`) or detaches the programs that run for every data arrival and read
+    /// ([`RECV_PROGRAMS`]: the receive-queue wait and the srtt samples), for sampling:
+    /// while detached they cost nothing. Each attach starts a window: a data-ready stamp
+    /// from before it is ignored (its read went unseen). No-op when already in that state
+    /// or when the kernel lacks the tracepoints.
+    pub fn set_recv_attached(&mut self, on: bool) -> Result<()> {
+        if !self.recv_loaded || on == self.recv_since.is_some() {
+            return Ok(());
+        }
+        if on {
+            {
+                let mut map: Array<&mut MapData, u64> =
+                    Array::try_from(self.ebpf.map_mut(MAP_STATE).context("map STATE missing")?)?;
+                map.set(state::RECV_WINDOW, monotonic_ns(), 0)
+                    .context("writing the sampling window's start")?;
+            }
+            for &name in RECV_PROGRAMS {
+                let p: &mut RawTracePoint = self
+                    .ebpf
+                    .program_mut(name)
+                    .with_context(|| format!("program {name} missing"))?
+                    .try_into()?;
+                let link = p
+                    .attach(name)
+                    .with_context(|| format!("attaching sock:{name} again"))?;
+                self.recv_links.push((name, link));
+            }
+            self.recv_since = Some(Instant::now());
+        } else {
+            for (name, link) in self.recv_links.drain(..) {
+                let p: &mut RawTracePoint = self
+                    .ebpf
+                    .program_mut(name)
+                    .with_context(|| format!("program {name} missing"))?
+                    .try_into()?;
+                p.detach(link)
+                    .with_context(|| format!("detaching sock:{name}"))?;
+            }
+            if let Some(since) = self.recv_since.take() {
+                self.recv_attached += since.elapsed();
+            }
+        }
+        Ok(())
+    }
+
+    /// How long the receive programs have been attached in all, so far.
+    fn recv_attached_total(&self) -> Duration {
+        self.recv_attached + self.recv_since.map_or(Duration::ZERO, |s| s.elapsed())
     }
 
     /// The kernel's id of the loaded `sock_ops` program (tests check it goes away).
@@ -438,6 +520,11 @@ impl Probe {
         };
         Ok(ProbeSnapshot {
             elapsed_ms: self.started.elapsed().as_millis() as u64,
+            recv_attached_ms: if self.recv_loaded {
+                self.recv_attached_total().as_millis() as u64
+            } else {
+                0
+            },
             listen_overflows: listen.overflows,
             listen_drops: listen.drops,
             unavailable: self

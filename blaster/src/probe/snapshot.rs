@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 pub struct ProbeSnapshot {
     /// How long the probe was attached when this was read, ms.
     pub elapsed_ms: u64,
+    /// Of that, how long the per-read programs (receive-queue wait, srtt) were attached:
+    /// `elapsed_ms` unless `blaster probe --recv-sample` samples them (then those two
+    /// histograms cover this share of the time); 0 when they could not be attached.
+    #[serde(default)]
+    pub recv_attached_ms: u64,
     /// `TcpExt` ListenOverflows growth since the probe started: connections dropped
     /// because an accept queue was full, on any port of the host's network namespace.
     #[serde(default)]
@@ -45,6 +50,9 @@ impl ProbeSnapshot {
         let empty = PortProbe::default();
         Ok(ProbeSnapshot {
             elapsed_ms: self.elapsed_ms - earlier.elapsed_ms,
+            recv_attached_ms: self
+                .recv_attached_ms
+                .saturating_sub(earlier.recv_attached_ms),
             listen_overflows: self
                 .listen_overflows
                 .saturating_sub(earlier.listen_overflows),

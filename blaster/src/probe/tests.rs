@@ -893,3 +893,57 @@ fn probe_sock_ops_is_detached_on_drop() {
         "program {id} still loaded after the probe was dropped"
     );
 }
+
+/// `--recv-sample`: while the per-read programs are detached nothing is recorded; a data
+/// stamp left from before a detach is not taken for the next window's wait (its read went
+/// unseen), and the snapshot says how long they were attached.
+#[test]
+fn sampled_receive_programs_record_only_while_attached() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    const GAP: Duration = Duration::from_millis(300);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    let Some(mut probe) = start_or_skip(port) else {
+        return;
+    };
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (mut server, _) = listener.accept().expect("accept");
+    let exchange = |client: &mut TcpStream, server: &mut TcpStream| {
+        client.write_all(b"ping").expect("write");
+        assert_eq!(server.read(&mut [0u8; 64]).expect("read"), 4);
+    };
+    let waits = |probe: &Probe| {
+        let snap = probe.snapshot().expect("snapshot");
+        let p = snap.port(port).expect("watched port");
+        (p.recv_queue_wait.count, p.recv_queue_wait.max_ns, snap)
+    };
+
+    exchange(&mut client, &mut server);
+    assert_eq!(waits(&probe).0, 1, "attached from the start");
+    // Data stamped while attached, then the programs go: its read is unseen.
+    client.write_all(b"ping").expect("write");
+    std::thread::sleep(Duration::from_millis(20));
+    probe.set_recv_attached(false).expect("detach");
+    assert_eq!(server.read(&mut [0u8; 64]).expect("read"), 4);
+    for _ in 0..5 {
+        exchange(&mut client, &mut server);
+    }
+    assert_eq!(waits(&probe).0, 1, "nothing recorded while detached");
+    std::thread::sleep(GAP);
+    probe.set_recv_attached(true).expect("attach");
+    exchange(&mut client, &mut server);
+    let (count, max_ns, snap) = waits(&probe);
+    assert_eq!(count, 2, "recorded again once attached");
+    // The stale stamp would have made this wait span the detached gap.
+    assert!(
+        max_ns < GAP.as_nanos() as u64 / 2,
+        "a wait of {max_ns} ns: the stamp from before the detach was used"
+    );
+    assert!(
+        snap.recv_attached_ms + GAP.as_millis() as u64 <= snap.elapsed_ms + 5,
+        "attached {} ms of {} ms",
+        snap.recv_attached_ms,
+        snap.elapsed_ms
+    );
+}

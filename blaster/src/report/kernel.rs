@@ -40,7 +40,11 @@ pub struct KernelReport {
     pub accept_queue_us: KernelLatency,
     /// Data ready in the receive queue until the application read it.
     pub recv_queue_us: KernelLatency,
-    /// Smoothed RTT, sampled at each read that took data.
+    /// Share of the window the per-read programs were attached (1: all the time; less
+    /// with `blaster probe --recv-sample`, when `recv_queue_us` and `srtt_us` are samples).
+    #[serde(default = "one")]
+    pub recv_sampled_share: f64,
+    /// Smoothed RTT, sampled at one in 16 reads that took data.
     pub srtt_us: KernelLatency,
     pub retransmits: u64,
     pub synack_retransmits: u64,
@@ -57,6 +61,11 @@ pub struct KernelReport {
     pub latency_split_us: LatencySplit,
     /// Probe parts that did not work on the target's kernel (their numbers stay 0).
     pub unavailable: Vec<String>,
+}
+
+/// Serde default of [`KernelReport::recv_sampled_share`] (reports written before it).
+fn one() -> f64 {
+    1.0
 }
 
 /// A kernel histogram in microseconds.
@@ -133,6 +142,11 @@ impl KernelReport {
             handshake_us: KernelLatency::from_hist(&p.handshake),
             accept_queue_us: KernelLatency::from_hist(&p.accept_wait),
             recv_queue_us: KernelLatency::from_hist(&p.recv_queue_wait),
+            recv_sampled_share: if delta.elapsed_ms > 0 {
+                (delta.recv_attached_ms as f64 / delta.elapsed_ms as f64).min(1.0)
+            } else {
+                1.0
+            },
             srtt_us: KernelLatency::from_hist(&p.srtt),
             retransmits: p.retransmits,
             synack_retransmits: p.synack_retransmits,
@@ -224,7 +238,16 @@ pub fn render_text(r: &Report, k: &KernelReport, out: &mut String) {
             format!("p50 {}  p99 {}  max {}", us(h.p50), us(h.p99), us(h.max))
         }
     };
-    line(out, "recv queue", &pcts(&k.recv_queue_us));
+    if k.recv_sampled_share > 0.0 && k.recv_sampled_share < 0.999 {
+        let mut p = pcts(&k.recv_queue_us);
+        p.push_str(&format!(
+            "  (sampled: {:.0}% of the time)",
+            k.recv_sampled_share * 100.0
+        ));
+        line(out, "recv queue", &p);
+    } else {
+        line(out, "recv queue", &pcts(&k.recv_queue_us));
+    }
     line(out, "accept queue", &pcts(&k.accept_queue_us));
     // The server's SYN-to-established beside the client's connect; connects made from the
     // probe's own host (a local client) when there are any.
