@@ -263,6 +263,15 @@ phase_rate() {
             return 1
         fi
     done
+    # Phase 1 leaves its client sockets in TIME_WAIT for 60 s; their expiry (a million
+    # timers) would run on these CPUs in the middle of the storms. Wait for them to go.
+    local tw waited=0
+    while tw="$(awk '$1 == "TCP:" { for (i = 2; i < NF; i++) if ($i == "tw") print $(i + 1) }' /proc/net/sockstat)" &&
+        [ "${tw:-0}" -gt 10000 ] && [ "$waited" -lt 120 ]; do
+        [ "$waited" -eq 0 ] && echo "waiting for $tw TIME_WAIT sockets of phase 1 to expire"
+        sleep 5
+        waited=$((waited + 5))
+    done
     echo
     echo "== phase 2: open $n connections as fast as possible, client on CPU $CLIENT_CPU, server on CPU $SERVER_CPU, $RATE_ROUNDS rounds (blaster, then uring-floor), $RATE_PORTS target ports per run"
     local threads=$(((n + n / 4 + SERVER_FILL - 1) / SERVER_FILL))
