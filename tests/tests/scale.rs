@@ -339,3 +339,58 @@ fn max_connecting_bounds_the_connects_in_flight() {
     );
     drop(listener);
 }
+
+/// SYN_SENT sockets to `port` on loopback, from `/proc/net/tcp` (state 02).
+fn syn_sent_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let rem_port = cols
+                .get(2)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            cols.get(3) == Some(&"02") && rem_port == Some(port)
+        })
+        .count()
+}
+
+/// The WebSocket (virtual-user) engine bounds its connects in flight with `--max-connecting`
+/// too: against a listener whose accept queue is full, SYNs are dropped and connects hang
+/// in SYN_SENT; with a bound of 4 there are never more than 4 of them (unbounded, all but
+/// the one the queue took would be).
+#[test]
+fn max_connecting_bounds_websocket_connects_in_flight() {
+    use std::os::fd::AsRawFd;
+    const BOUND: usize = 4;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    // SAFETY: a valid listening socket; listen() again only changes its backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let addr = listener.local_addr().expect("addr");
+    let mut cmd = Command::new(blaster_bin());
+    cmd.args([
+        "run",
+        &format!("ws://{addr}/ws/echo"),
+        "-c",
+        "60",
+        "-t",
+        "1",
+    ])
+    .args(["--max-connecting", &BOUND.to_string(), "-d", "4s", "-q"])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let _run = ChildGuard::new(cmd.spawn().expect("blaster run starts"));
+    let mut most = 0;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(100));
+        most = most.max(syn_sent_to(addr.port()));
+    }
+    assert!(most >= 1, "connects beyond the full queue hang in SYN_SENT");
+    assert!(
+        most <= BOUND,
+        "{most} connects in flight at once, more than --max-connecting {BOUND}"
+    );
+    drop(listener);
+}

@@ -205,7 +205,8 @@ pub struct RunArgs {
     /// open connections ramp up linearly at this rate until -c is reached.
     #[arg(long, value_parser = units::parse_rate)]
     pub connect_rate: Option<f64>,
-    /// Connects in flight at once, in total, for http:// runs (default: 256 per worker). New
+    /// Connects in flight at once, in total (default: 256 per worker; http://, ws:// and
+    /// scenario runs alike). New
     /// connections wait while this many are connecting, so a storm runs as fast as the target
     /// accepts: beyond its accept queue, dropped SYNs return only after the kernel's 1 s / 3 s
     /// retransmits and would time out. Raise it for a remote target with a long round trip

@@ -48,13 +48,9 @@ pub fn parse_backoff(s: &str) -> Result<Backoff, String> {
     parse_duration(s).map(Backoff::Fixed).map_err(|_| bad())
 }
 
-/// `--churn` and `--max-connecting` are implemented by the HTTP engine only; say so rather
-/// than ignore them.
+/// `--churn` is implemented by the HTTP engine only; say so rather than ignore it.
 fn refuse_http_only(args: &RunArgs) -> Result<()> {
-    for (flag, given) in [
-        ("--churn", args.churn.is_some()),
-        ("--max-connecting", args.max_connecting.is_some()),
-    ] {
+    for (flag, given) in [("--churn", args.churn.is_some())] {
         if given {
             bail!(
                 "{flag} applies to http:// URLs in this version, not to scenario files or ws:// runs; drop it, or use it with an http:// URL"
@@ -501,6 +497,7 @@ fn execute(
             threads,
             report_interval: args.interval,
             late_after: args.late_after,
+            max_connecting: args.max_connecting.map(|n| n as usize),
         },
         Arc::clone(&stop),
         |point| observers.observe(point),

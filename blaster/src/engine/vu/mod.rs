@@ -47,6 +47,9 @@ pub struct VuOptions {
     pub threads: usize,
     pub report_interval: Duration,
     pub late_after: Duration,
+    /// Connects in flight at once in total (`--max-connecting`; `None`:
+    /// [`crate::config::DEFAULT_CONNECTING_PER_WORKER`] per worker).
+    pub max_connecting: Option<usize>,
 }
 
 /// Runs the plan until every scenario ended or `stop` becomes true; `observe` sees every
@@ -91,6 +94,11 @@ pub fn run_observed(
             start_ns,
             interval_ns,
             late_after: options.late_after,
+            max_connecting: options
+                .max_connecting
+                .map_or(crate::config::DEFAULT_CONNECTING_PER_WORKER, |total| {
+                    total.div_ceil(threads).max(1)
+                }),
             seed: seed ^ (index as u64).wrapping_mul(0x9E37_79B9),
             snapshots: Some(tx.clone()),
             flow_snapshots: live.then(|| flow_tx.clone()),

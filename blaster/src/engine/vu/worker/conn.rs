@@ -40,7 +40,7 @@ impl VuWorker {
 
     pub(super) fn connect_due(&mut self, now: u64) -> R {
         let mut n = 0;
-        while n < CONNECTS_PER_LOOP {
+        while n < CONNECTS_PER_LOOP && self.connecting < self.max_connecting {
             let Some((v, generation)) = self.to_connect.pop_front() else {
                 break;
             };
@@ -55,6 +55,9 @@ impl VuWorker {
     }
 
     pub(super) fn start_connect(&mut self, v: u32, now: u64) -> R {
+        // Every chain posts exactly one connect completion (ECANCELED when the socket
+        // failed), which ends this count.
+        self.connecting += 1;
         let vu = &mut self.vus[v as usize];
         vu.generation = vu.generation.wrapping_add(1) & GENERATION_MASK;
         vu.link = Link::Connecting;
@@ -281,6 +284,9 @@ impl VuWorker {
 
     pub(super) fn on_completion(&mut self, tok: Token, res: i32, now: u64) -> R {
         let v = tok.slot;
+        if tok.op == op::CONNECT {
+            self.connecting -= 1;
+        }
         let vu = &mut self.vus[v as usize];
         if vu.generation != tok.generation {
             return Ok(());

@@ -264,6 +264,8 @@ pub struct WorkerSetup {
     pub start_ns: u64,
     pub interval_ns: u64,
     pub late_after: Duration,
+    /// Connects this worker keeps in flight at most.
+    pub max_connecting: usize,
     pub seed: u64,
     pub snapshots: Option<Sender<IntervalSnapshot>>,
     /// Live metric snapshots (when the plan is `live`): (worker, interval, metrics).
@@ -312,6 +314,11 @@ pub struct VuWorker {
     scratch2: Vec<u8>,
     /// VUs waiting to connect, in order (connects are started a batch per turn).
     to_connect: std::collections::VecDeque<(u32, u32)>,
+    /// Connect chains started whose connect completion has not arrived, and the bound on
+    /// them: a storm of VUs runs as fast as the target accepts instead of overflowing its
+    /// accept queue (dropped SYNs come back only after the kernel's 1 s / 3 s retransmits).
+    connecting: usize,
+    max_connecting: usize,
 }
 
 type R = Result<(), EngineError>;
@@ -491,6 +498,8 @@ impl VuWorker {
             scratch: Vec::new(),
             scratch2: Vec::new(),
             to_connect: std::collections::VecDeque::new(),
+            connecting: 0,
+            max_connecting: s.max_connecting.max(1),
         })
     }
 
