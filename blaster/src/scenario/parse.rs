@@ -330,25 +330,6 @@ impl RefCheck for Cx<'_> {
     }
 }
 
-/// Header fields the WebSocket handshake writes itself (proto/ws/handshake.rs refuses them
-/// in its extra headers, except Sec-WebSocket-Accept, which is the server's answer), so a
-/// ws_connect step may not set them. Sec-WebSocket-Protocol is allowed: its value becomes the
-/// offered subprotocols.
-pub(crate) const WS_HANDSHAKE_HEADERS: [&str; 6] = [
-    "Upgrade",
-    "Connection",
-    "Sec-WebSocket-Key",
-    "Sec-WebSocket-Version",
-    "Sec-WebSocket-Extensions",
-    "Sec-WebSocket-Accept",
-];
-
-fn is_ws_handshake_header(name: &str) -> bool {
-    WS_HANDSHAKE_HEADERS
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(name.trim()))
-}
-
 fn has_ws_connect(steps: &[Step]) -> bool {
     steps.iter().any(|s| match &s.kind {
         StepKind::WsConnect { .. } => true,
@@ -617,7 +598,7 @@ impl Cx<'_> {
             return Ok(());
         }
         for (name, value) in &o.headers {
-            if is_ws_handshake_header(name) {
+            if crate::proto::ws::is_reserved_header(name) {
                 return self.err(
                     &value.span(),
                     format!(
@@ -1267,8 +1248,10 @@ impl Cx<'_> {
                     return self.err(&u.span(), "ws_connect URL must start with ws:// or wss://");
                 }
                 if let Some(h) = &r.headers
-                    && let Some((header, value)) =
-                        h.get_ref().iter().find(|(n, _)| is_ws_handshake_header(n))
+                    && let Some((header, value)) = h
+                        .get_ref()
+                        .iter()
+                        .find(|(n, _)| crate::proto::ws::is_reserved_header(n))
                 {
                     return self.err(
                         &value.span(),

@@ -28,15 +28,26 @@ const KEY_LEN: usize = 24;
 /// Length of a base64 `Sec-WebSocket-Accept` (a SHA-1 digest).
 const ACCEPT_LEN: usize = 28;
 
-/// Header fields the handshake sets itself, so the extra headers may not.
-const HANDSHAKE_HEADERS: [&str; 6] = [
-    "upgrade",
-    "connection",
-    "sec-websocket-key",
-    "sec-websocket-version",
-    "sec-websocket-protocol",
-    "sec-websocket-extensions",
+/// Header fields of an Upgrade request that a user may not set: the handshake writes them
+/// itself, or (`Sec-WebSocket-Accept`) they are the server's answer. `blaster check` refuses
+/// them in scenario files from this list; the encoder refuses them, and also
+/// `Sec-WebSocket-Protocol`, which it takes from its `protocols` (a scenario's ws_connect
+/// may write that one as a header: the engine moves it there).
+pub const RESERVED_HEADERS: [&str; 6] = [
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Extensions",
+    "Sec-WebSocket-Accept",
 ];
+
+/// Whether `name` (any case, spaces around ignored) is one of [`RESERVED_HEADERS`].
+pub fn is_reserved_header(name: &str) -> bool {
+    RESERVED_HEADERS
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name.trim()))
+}
 
 /// An Upgrade request that cannot be built as configured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,9 +94,7 @@ impl UpgradeRequest {
             }
         }
         if let Some((name, _)) = extra_headers.iter().find(|(name, _)| {
-            HANDSHAKE_HEADERS
-                .iter()
-                .any(|reserved| name.eq_ignore_ascii_case(reserved))
+            is_reserved_header(name) || name.trim().eq_ignore_ascii_case("sec-websocket-protocol")
         }) {
             return Err(UpgradeRequestError::HandshakeHeader(name.clone()));
         }

@@ -46,7 +46,7 @@ pub use encoder::{
 pub use error::WsError;
 pub use frame::{ControlPayload, MAX_CONTROL_PAYLOAD, SmallBytes, apply_mask};
 pub use handshake::{
-    Accepted, HandshakeParser, MAX_HANDSHAKE_HEAD, UpgradeRequest, UpgradeRequestError,
-    encode_upgrade_request,
+    Accepted, HandshakeParser, MAX_HANDSHAKE_HEAD, RESERVED_HEADERS, UpgradeRequest,
+    UpgradeRequestError, encode_upgrade_request, is_reserved_header,
 };
 pub use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
