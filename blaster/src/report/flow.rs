@@ -573,6 +573,14 @@ pub fn observe(
                 .sum();
             counter(n)
         }
+        // Retries sent by steps with `retry` (a `status` tag does not apply: a retry is
+        // counted by the step, not by the answer that caused it).
+        "http_req_retries" => counter(
+            steps()
+                .filter(|(i, _)| i.class == StepClass::Http)
+                .map(|(_, st)| st.retries)
+                .sum(),
+        ),
         "checks" => {
             let (mut pass, mut total) = (0, 0);
             for (info, st) in steps() {

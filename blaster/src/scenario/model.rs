@@ -771,6 +771,7 @@ pub const METRICS: &[(&str, MetricKind)] = &[
     ("http_req_duration", MetricKind::Trend),
     ("http_req_failed", MetricKind::Rate),
     ("http_reqs", MetricKind::Counter),
+    ("http_req_retries", MetricKind::Counter),
     ("checks", MetricKind::Rate),
     ("iterations", MetricKind::Counter),
     ("iteration_duration", MetricKind::Trend),

@@ -250,6 +250,7 @@ fn per_name(out: &mut String, sc: &ScenarioReport) {
         .names
         .iter()
         .any(|n| n.msgs_sent > 0 || n.msgs_received > 0);
+    let retries = sc.names.iter().any(|n| n.retries > 0);
     out.push_str(
         "<table><tr><th>name</th><th>kind</th><th>scenario</th><th class=\"num\">count</th>\
          <th class=\"num\">failed</th><th class=\"num\">error rate</th><th class=\"num\">rate</th>\
@@ -258,6 +259,9 @@ fn per_name(out: &mut String, sc: &ScenarioReport) {
     );
     if messages {
         out.push_str("<th class=\"num\">msgs sent</th><th class=\"num\">msgs received</th>");
+    }
+    if retries {
+        out.push_str("<th class=\"num\">retries</th><th class=\"num\">retry wait</th>");
     }
     out.push_str("<th>statuses and errors</th></tr>");
     for n in &sc.names {
@@ -286,6 +290,14 @@ fn per_name(out: &mut String, sc: &ScenarioReport) {
                 "<td class=\"num\">{}</td><td class=\"num\">{}</td>",
                 format_thousands(n.msgs_sent),
                 format_thousands(n.msgs_received)
+            );
+        }
+        if retries {
+            let _ = write!(
+                out,
+                "<td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                format_thousands(n.retries),
+                format_duration_us((n.retry_wait_ms * 1000.0) as u64)
             );
         }
         let _ = write!(
@@ -910,6 +922,30 @@ mod tests {
         assert!(
             !names.contains("msgs sent"),
             "no message columns without messages"
+        );
+        assert!(
+            !names.contains("retries"),
+            "no retry columns without retries"
+        );
+        let mut retried = scenario_report();
+        let sc = retried.scenario.as_mut().expect("a scenario report");
+        let search = sc
+            .names
+            .iter_mut()
+            .find(|n| n.name == "search")
+            .expect("search");
+        search.retries = 12;
+        search.retry_wait_ms = 2_500.0;
+        let html2 = render(&retried);
+        let names2 = section(&html2, "per-name");
+        assert!(
+            names2.contains("<th class=\"num\">retries</th>"),
+            "{names2}"
+        );
+        let search2 = row(names2, "<code>search</code>");
+        assert!(
+            search2.contains(">12<") && search2.contains(">2.50s<"),
+            "{search2}"
         );
 
         let checks = section(&html, "checks");

@@ -212,6 +212,7 @@ pub(super) fn scenario_sections(out: &mut String, sc: &ScenarioReport, duration_
             .names
             .iter()
             .any(|n| n.msgs_sent > 0 || n.msgs_received > 0);
+        let retries = sc.names.iter().any(|n| n.retries > 0);
         let rows: Vec<Vec<String>> = sc
             .names
             .iter()
@@ -245,6 +246,10 @@ pub(super) fn scenario_sections(out: &mut String, sc: &ScenarioReport, duration_
                     row.push(format_thousands(n.msgs_sent));
                     row.push(format_thousands(n.msgs_received));
                 }
+                if retries {
+                    row.push(format_thousands(n.retries));
+                    row.push(format_duration_us((n.retry_wait_ms * 1000.0) as u64));
+                }
                 row
             })
             .collect();
@@ -263,6 +268,9 @@ pub(super) fn scenario_sections(out: &mut String, sc: &ScenarioReport, duration_
         ];
         if messages {
             header.extend(["Msgs sent", "Msgs received"]);
+        }
+        if retries {
+            header.extend(["Retries", "Retry wait"]);
         }
         let mut align = vec![Align::Left; 3];
         align.extend(vec![Align::Right; header.len() - 3]);
@@ -514,6 +522,23 @@ mod tests {
         assert!(
             !md.contains("Msgs sent"),
             "no message columns without messages"
+        );
+        assert!(!md.contains("Retries"), "no retry columns without retries");
+        let mut retried = scenario_report();
+        let sc = retried.scenario.as_mut().expect("a scenario report");
+        let search = sc
+            .names
+            .iter_mut()
+            .find(|n| n.name == "search")
+            .expect("search");
+        search.retries = 12;
+        search.retry_wait_ms = 2_500.0;
+        let md2 = render(&retried);
+        assert!(md2.contains("| Retries | Retry wait |"), "{md2}");
+        assert!(
+            row_of(&md2, "`search`").ends_with("| 12 | 2.50s |"),
+            "{}",
+            row_of(&md2, "`search`")
         );
         assert!(!md.contains("## WebSocket"));
         assert_no_empty_tables(&md);
