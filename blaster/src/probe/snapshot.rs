@@ -94,7 +94,7 @@ pub struct PortProbe {
     /// Passive opens on this port: data ready on an empty receive queue until a read
     /// took data.
     pub recv_queue_wait: LatencyHist,
-    /// Smoothed RTT of passive opens on this port, sampled at each read that took data.
+    /// Smoothed RTT of passive opens on this port, sampled at one in 16 reads that took data.
     pub srtt: LatencyHist,
     /// Of the accepts, those seen through io_uring completions.
     pub uring_accepts: u64,
