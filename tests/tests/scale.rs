@@ -394,3 +394,33 @@ fn max_connecting_bounds_websocket_connects_in_flight() {
     );
     drop(listener);
 }
+
+/// The WebSocket (virtual-user) engine drives several rings per thread too: 350 echo
+/// sessions on one thread in four rings of 100 direct descriptors, every session open,
+/// messages echoed on every ring, none lost.
+#[test]
+fn one_websocket_thread_drives_four_rings() {
+    let (_serve, addr) = start_serve(1);
+    let _serial = serial();
+    let url = format!("ws://{addr}/ws/echo");
+    let run = run_with_ring_slots(
+        100,
+        &[
+            "run", &url, "--mode", "echo", "-c", "350", "-t", "1", "-d", "2s",
+        ],
+    );
+    assert_eq!(run.output.status.code(), Some(0), "{}", run.stderr());
+    let r = run.report;
+    assert_eq!(u(&r, &["threads"]), 1, "{r:#}");
+    assert_eq!(u(&r, &["rings"]), 4, "{r:#}");
+    assert_eq!(u(&r, &["ws", "sessions"]), 350, "{r:#}");
+    assert_eq!(u(&r, &["ws", "sessions_failed"]), 0, "{r:#}");
+    assert_eq!(u(&r, &["connections", "open_at_end"]), 350, "{r:#}");
+    let (sent, received) = (u(&r, &["ws", "msgs_sent"]), u(&r, &["ws", "msgs_received"]));
+    assert!(sent >= 350, "every session sends: {r:#}");
+    assert_eq!(u(&r, &["ws", "lost"]), 0, "{r:#}");
+    assert!(
+        received + 350 >= sent,
+        "echoes come back on every ring: {r:#}"
+    );
+}

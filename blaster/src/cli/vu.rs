@@ -373,14 +373,12 @@ pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
         live: false,
         breakpoint: None,
     };
+    // One worker per CPU; a worker whose VUs need more direct descriptors than one ring's
+    // table holds (RLIMIT_NOFILE) drives several rings itself.
     let threads = args
         .threads
         .unwrap_or_else(available_cpus)
-        .min(args.connections)
-        .max(
-            args.connections
-                .div_ceil((crate::engine::ring::raise_nofile_limit() as usize).max(1)),
-        );
+        .min(args.connections);
     let target = super::parse_target(&url.replacen("ws://", "http://", 1))?;
     let probe_start = super::probe_start(args)?;
     let (outcome, _, observers) = execute(args, Arc::new(plan.clone()), threads)?;

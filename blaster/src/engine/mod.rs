@@ -11,6 +11,7 @@ pub mod clock;
 pub mod conn;
 pub mod pacing;
 pub mod ring;
+pub mod ringset;
 pub mod vu;
 pub mod worker;
 

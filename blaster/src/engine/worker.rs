@@ -31,7 +31,8 @@ use socket2::SockAddr;
 use super::clock::{Clock, ns_to_us};
 use super::conn::{Conn, Starts, State};
 use super::pacing::Schedule;
-use super::ring::{BufRing, Ring, RingConfig, Token, Waker};
+use super::ring::{RingConfig, Token};
+use super::ringset::RingSet;
 use super::{EngineError, WorkerPlan};
 use crate::config::{LoadModel, RunConfig};
 use crate::metrics::interval::{Counters, IntervalSnapshot};
@@ -90,14 +91,8 @@ pub struct Worker {
     config: Arc<RunConfig>,
     clock: Clock,
     stop: Arc<AtomicBool>,
-    /// The worker's rings: the first is the one the thread blocks on. Slot `s` belongs to
-    /// ring `s / ring_slots`, as direct descriptor `s % ring_slots`.
-    rings: Vec<Ring>,
-    /// Each ring's receive buffer ring (buffer rings are registered per io_uring).
-    bufs: Vec<BufRing>,
-    ring_slots: u32,
-    /// What the secondary rings signal (none with one ring).
-    waker: Option<Waker>,
+    /// The worker's rings and their receive buffer rings (see [`RingSet`]).
+    io: RingSet,
     conns: Vec<Conn>,
     /// Start times of requests in flight for pipelines deeper than one.
     starts: Starts,
@@ -175,50 +170,31 @@ impl Worker {
         let hold = matches!(config.model, LoadModel::Hold { .. });
         let max_connecting = config.connecting_per_worker();
         // As many rings as one ring's file table requires, with the slots spread evenly.
-        let ring_count = conns_n.div_ceil(plan.ring_slots.max(1)).max(1);
-        let ring_slots = conns_n.div_ceil(ring_count).max(1);
-        let waker = if ring_count > 1 {
-            Some(Waker::new().map_err(|e| {
-                EngineError::Io(std::io::Error::other(format!(
-                    "could not create the eventfd that links a worker's rings: {e}"
-                )))
-            })?)
-        } else {
-            None
-        };
-        let mut rings = Vec::with_capacity(ring_count);
-        let mut bufs = Vec::with_capacity(ring_count);
-        for r in 0..ring_count {
-            let n = ring_slots.min(conns_n - (r * ring_slots).min(conns_n));
-            // Held connections are mostly idle: queues sized for one loop turn's connects and
-            // closes rather than a request per connection keep the ring's memory (mapped into
-            // this process, 64 bytes per submission entry) small.
-            let ring_config = if hold {
-                RingConfig::for_held_connections(n)
-            } else {
-                RingConfig::for_connections(n)
-            };
-            let ring = match &waker {
-                Some(waker) if r > 0 => Ring::new_secondary(ring_config, waker)?,
-                _ => Ring::new(ring_config)?,
-            };
-            // A buffer is held only from a receive's completion until that batch is parsed,
-            // so the ring needs about one batch's worth, not one per connection; when it runs
-            // dry the receive re-arms (counted as recv_buffer_exhausted). Capped so that idle
-            // connections cost little memory.
-            let entries = if hold {
-                HOLD_RECV_BUFFERS
-            } else {
-                n.clamp(64, MAX_RECV_BUFFERS).next_power_of_two() as u16
-            };
-            bufs.push(ring.register_buf_ring(BGID, entries, RECV_BUF_SIZE)?);
-            rings.push(ring);
-        }
-        if let Some(waker) = &waker {
-            rings[0]
-                .arm_waker(waker, Token::new(0, 0, op::WAKE).encode())
-                .map_err(EngineError::Io)?;
-        }
+        let io = RingSet::open(
+            conns_n,
+            plan.ring_slots,
+            BGID,
+            RECV_BUF_SIZE,
+            Token::new(0, 0, op::WAKE).encode(),
+            |n| {
+                // Held connections are mostly idle: queues sized for one loop turn's connects
+                // and closes rather than a request per connection keep the ring's memory
+                // (mapped into this process, 64 bytes per submission entry) small. A buffer is
+                // held only from a receive's completion until that batch is parsed, so the
+                // ring needs about one batch's worth, not one per connection; when it runs dry
+                // the receive re-arms (counted as recv_buffer_exhausted). Capped so that idle
+                // connections cost little memory.
+                if hold {
+                    (RingConfig::for_held_connections(n), HOLD_RECV_BUFFERS)
+                } else {
+                    (
+                        RingConfig::for_connections(n),
+                        n.clamp(64, MAX_RECV_BUFFERS).next_power_of_two() as u16,
+                    )
+                }
+            },
+        )?;
+        let ring_slots = io.slots() as usize;
         let cq_entries = if hold {
             RingConfig::for_held_connections(ring_slots)
         } else {
@@ -293,10 +269,7 @@ impl Worker {
             config,
             clock,
             stop,
-            rings,
-            bufs,
-            ring_slots: ring_slots as u32,
-            waker,
+            io,
             conns,
             requests,
             request_len,
@@ -339,7 +312,7 @@ impl Worker {
 
     /// How many rings this worker drives.
     pub fn ring_count(&self) -> usize {
-        self.rings.len()
+        self.io.rings.len()
     }
 
     /// Runs the load until the plan's end, the request budget or the stop flag, then drains
@@ -356,7 +329,7 @@ impl Worker {
         // Measured over the load phase, the same window as the run's duration.
         let (user1, system1) = super::rusage(libc::RUSAGE_THREAD);
         self.shutdown();
-        self.metrics.extra_rings = self.rings.len() as u64 - 1;
+        self.metrics.extra_rings = self.io.rings.len() as u64 - 1;
         self.metrics.cpu_user_ns = user1.saturating_sub(user0).as_nanos() as u64;
         self.metrics.cpu_system_ns = system1.saturating_sub(system0).as_nanos() as u64;
         result.map(|()| std::mem::take(&mut self.metrics))
@@ -410,7 +383,7 @@ impl Worker {
 
             let wake_at = self.next_wake(now).min(drain_until);
             let wait = Duration::from_nanos(wake_at.saturating_sub(now)).min(MAX_WAIT);
-            self.wait(wait).map_err(EngineError::Io)?;
+            self.io.wait(wait).map_err(EngineError::Io)?;
             let woke = self.clock.now_ns();
             if wake_at != u64::MAX && woke >= wake_at {
                 self.metrics
@@ -704,7 +677,7 @@ impl Worker {
             .push_back((now + self.timeout_ns, slot, generation));
         // SAFETY: the socket addresses and the option value (a static) live in the worker (or
         // forever) until every completion has arrived; see `shutdown`.
-        unsafe { self.rings[ring].push_chain(&chain[..n]) }.map_err(EngineError::Io)
+        unsafe { self.io.rings[ring].push_chain(&chain[..n]) }.map_err(EngineError::Io)
     }
 
     /// Open model: sends every request whose intended time has come, while connections can
@@ -777,7 +750,7 @@ impl Worker {
         conn.sending = true;
         conn.ops += 1;
         // SAFETY: `requests` is never modified after setup and outlives every operation.
-        unsafe { self.rings[ring].push(&entry) }.map_err(EngineError::Io)
+        unsafe { self.io.rings[ring].push(&entry) }.map_err(EngineError::Io)
     }
 
     fn arm_recv(&mut self, slot: u32) -> Result<(), EngineError> {
@@ -790,7 +763,7 @@ impl Worker {
         conn.ops += 1;
         // SAFETY: the receive writes only into the ring's registered buffer ring, which
         // outlives it.
-        unsafe { self.rings[ring].push(&entry) }.map_err(EngineError::Io)
+        unsafe { self.io.rings[ring].push(&entry) }.map_err(EngineError::Io)
     }
 
     /// Starts closing a connection: cancel its long-lived operation (the multishot receive, or
@@ -816,7 +789,7 @@ impl Worker {
         conn.state = State::Closing;
         let tok = |op| Token::new(slot, conn.generation, op).encode();
         let cancel = target_op.map(|t| (tok(t), tok(op::CANCEL)));
-        conn.ops += self.rings[ring]
+        conn.ops += self.io.rings[ring]
             .close_slot(fd, cancel, tok(op::CLOSE))
             .map_err(EngineError::Io)?;
         Ok(())
@@ -868,39 +841,10 @@ impl Worker {
         Ok(())
     }
 
-    /// Submits every ring's queued work and waits on the primary ring until a completion is
-    /// ready on any ring or `timeout` passes.
-    ///
-    /// A secondary ring (one of several a worker drives) signals the eventfd the primary ring
-    /// polls when completions for it are on their way; under DEFER_TASKRUN they reach its
-    /// completion queue only when this thread enters that ring with GETEVENTS, which
-    /// [`Ring::flush`] does when the ring's TASKRUN flag is up. With one ring both loops are
-    /// empty.
-    fn wait(&mut self, timeout: Duration) -> std::io::Result<()> {
-        let (primary, secondaries) = self
-            .rings
-            .split_first_mut()
-            .expect("a worker has at least one ring");
-        let mut ready = false;
-        for ring in secondaries.iter_mut() {
-            if ring.needs_flush() {
-                ring.flush()?;
-            }
-            ready |= ring.has_completions();
-        }
-        primary.submit_and_wait(Some(if ready { Duration::ZERO } else { timeout }))?;
-        for ring in secondaries {
-            if ring.needs_flush() {
-                ring.flush()?;
-            }
-        }
-        Ok(())
-    }
-
     fn handle_completions(&mut self, now: u64) -> Result<(), EngineError> {
         let mut overflows = 0;
-        for r in 0..self.rings.len() {
-            overflows += u64::from(self.rings[r].reap(&mut self.cqes));
+        for r in 0..self.io.rings.len() {
+            overflows += u64::from(self.io.rings[r].reap(&mut self.cqes));
             for i in 0..self.cqes.len() {
                 let (user_data, res, flags) = self.cqes[i];
                 let tok = Token::decode(user_data);
@@ -910,40 +854,16 @@ impl Worker {
                     self.on_completion(tok, res, flags, now)?;
                 }
             }
-            self.bufs[r].commit();
+            self.io.bufs[r].commit();
         }
         self.metrics.cq_overflows = overflows;
-        Ok(())
-    }
-
-    /// The primary ring's poll of the waker completed: a secondary ring has work, which the
-    /// next [`Worker::wait`] flushes. Re-arms the poll when the kernel ended it.
-    fn on_wake(&mut self, res: i32, flags: u32) -> Result<(), EngineError> {
-        if res < 0 && res != -libc::ECANCELED {
-            return Err(EngineError::Io(std::io::Error::other(format!(
-                "polling the eventfd that links a worker's rings failed: {}",
-                std::io::Error::from_raw_os_error(-res)
-            ))));
-        }
-        if !cqueue::more(flags)
-            && res != -libc::ECANCELED
-            && let Some(waker) = &self.waker
-        {
-            self.rings[0]
-                .arm_waker(waker, Token::new(0, 0, op::WAKE).encode())
-                .map_err(EngineError::Io)?;
-        }
         Ok(())
     }
 
     /// The ring and direct-descriptor index of slot `slot`.
     #[inline]
     fn ring_of(&self, slot: u32) -> (usize, u32) {
-        if self.rings.len() == 1 {
-            (0, slot)
-        } else {
-            ((slot / self.ring_slots) as usize, slot % self.ring_slots)
-        }
+        self.io.ring_of(slot)
     }
 
     fn on_recv(
@@ -961,7 +881,7 @@ impl Worker {
         if let Some(bid) = cqueue::buffer_select(flags) {
             if res > 0 && current && self.conns[slot as usize].state == State::Ready {
                 self.metrics.bytes_received += res as u64;
-                let data = self.bufs[ring].get(bid, res as usize);
+                let data = self.io.bufs[ring].get(bid, res as usize);
                 after = on_data(
                     &mut self.conns[slot as usize],
                     self.starts.of(slot),
@@ -972,7 +892,7 @@ impl Worker {
                 );
             }
             // The buffer is ours from this completion on; give it straight back.
-            self.bufs[ring].recycle(bid);
+            self.io.bufs[ring].recycle(bid);
         }
         let conn = &mut self.conns[slot as usize];
         if finished {
@@ -1078,7 +998,7 @@ impl Worker {
         now: u64,
     ) -> Result<(), EngineError> {
         if tok.op == op::WAKE {
-            return self.on_wake(res, flags);
+            return self.io.on_wake(res, flags);
         }
         let slot = tok.slot;
         let conn = &mut self.conns[slot as usize];
@@ -1238,7 +1158,7 @@ impl Worker {
         let wait = SHUTDOWN_WAIT + SHUTDOWN_WAIT_PER_10K * (self.conns.len() / 10_000) as u32;
         let deadline = self.clock.now_ns() + wait.as_nanos() as u64;
         while self.conns.iter().any(|c| c.ops > 0) && self.clock.now_ns() < deadline {
-            if self.wait(Duration::from_millis(10)).is_err() {
+            if self.io.wait(Duration::from_millis(10)).is_err() {
                 break;
             }
             let now = self.clock.now_ns();
@@ -1254,9 +1174,7 @@ impl Worker {
             std::mem::forget(std::mem::take(&mut self.requests));
             std::mem::forget(std::mem::take(&mut self.targets));
         }
-        for (ring, bufs) in self.rings.iter().zip(&self.bufs) {
-            ring.unregister_buf_ring(bufs);
-        }
+        self.io.unregister_bufs();
     }
 }
 

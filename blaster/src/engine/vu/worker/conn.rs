@@ -76,7 +76,8 @@ impl VuWorker {
         } else {
             libc::AF_INET
         };
-        let dest = types::DestinationSlot::try_from_slot_target(v).map_err(|_| {
+        let (ring, fd) = self.io.ring_of(v);
+        let dest = types::DestinationSlot::try_from_slot_target(fd).map_err(|_| {
             EngineError::Io(std::io::Error::other("direct descriptor slot out of range"))
         })?;
         let tok = |op| Token::new(v, vu.generation, op).encode();
@@ -86,14 +87,14 @@ impl VuWorker {
                 .build()
                 .flags(squeue::Flags::IO_LINK)
                 .user_data(tok(op::SOCKET)),
-            opcode::Connect::new(types::Fixed(v), target.as_ptr().cast(), target.len())
+            opcode::Connect::new(types::Fixed(fd), target.as_ptr().cast(), target.len())
                 .build()
                 .user_data(tok(op::CONNECT)),
         ];
         vu.ops += 2;
         // SAFETY: the address is boxed in `addrs`, which only grows and is kept (leaked if
         // needed) until every operation completed; see `shutdown`.
-        unsafe { self.ring.push_chain(&chain) }.map_err(EngineError::Io)
+        unsafe { self.io.rings[ring].push_chain(&chain) }.map_err(EngineError::Io)
     }
 
     /// Sends what is queued, unless a send is in flight (its completion sends the rest).
@@ -109,27 +110,29 @@ impl VuWorker {
     }
 
     pub(super) fn push_send(&mut self, v: u32) -> R {
+        let (ring, fd) = self.io.ring_of(v);
         let vu = &mut self.vus[v as usize];
         let rest = &vu.send_buf[vu.send_done as usize..];
-        let entry = opcode::Send::new(types::Fixed(v), rest.as_ptr(), rest.len() as u32)
+        let entry = opcode::Send::new(types::Fixed(fd), rest.as_ptr(), rest.len() as u32)
             .build()
             .user_data(Token::new(v, vu.generation, op::SEND).encode());
         vu.sending = true;
         vu.ops += 1;
         // SAFETY: `send_buf` is not touched while `sending` is set (new bytes go to `queue`),
         // and the VU (with its buffer) lives until every operation completed.
-        unsafe { self.ring.push(&entry) }.map_err(EngineError::Io)
+        unsafe { self.io.rings[ring].push(&entry) }.map_err(EngineError::Io)
     }
 
     pub(super) fn arm_recv(&mut self, v: u32) -> R {
+        let (ring, fd) = self.io.ring_of(v);
         let vu = &mut self.vus[v as usize];
-        let entry = opcode::RecvMulti::new(types::Fixed(v), BGID)
+        let entry = opcode::RecvMulti::new(types::Fixed(fd), BGID)
             .build()
             .user_data(Token::new(v, vu.generation, op::RECV).encode());
         vu.recv_armed = true;
         vu.ops += 1;
         // SAFETY: the receive writes only into the registered buffer ring, which outlives it.
-        unsafe { self.ring.push(&entry) }.map_err(EngineError::Io)
+        unsafe { self.io.rings[ring].push(&entry) }.map_err(EngineError::Io)
     }
 
     /// Starts closing the VU's connection (cancel its receive or connect, close the slot).
@@ -149,9 +152,10 @@ impl VuWorker {
         // its Upgrade or request). Every step that starts a connection clears it first.
         let tok = |op| Token::new(v, vu.generation, op).encode();
         let cancel = target_op.map(|t| (tok(t), tok(op::CANCEL)));
+        let (ring, fd) = self.io.ring_of(v);
         vu.ops += u16::from(
-            self.ring
-                .close_slot(v, cancel, tok(op::CLOSE))
+            self.io.rings[ring]
+                .close_slot(fd, cancel, tok(op::CLOSE))
                 .map_err(EngineError::Io)?,
         );
         Ok(())
@@ -173,22 +177,26 @@ impl VuWorker {
     }
 
     pub(super) fn handle_completions(&mut self, now: u64) -> R {
-        let overflow = self.ring.reap(&mut self.cqes);
-        self.metrics.cq_overflows = u64::from(overflow);
-        for i in 0..self.cqes.len() {
-            let (user_data, res, flags) = self.cqes[i];
-            let tok = Token::decode(user_data);
-            if tok.op == op::RECV {
-                self.on_recv(tok, res, flags, now)?;
-            } else {
-                self.on_completion(tok, res, now)?;
+        let mut overflows = 0;
+        for r in 0..self.io.rings.len() {
+            overflows += u64::from(self.io.rings[r].reap(&mut self.cqes));
+            for i in 0..self.cqes.len() {
+                let (user_data, res, flags) = self.cqes[i];
+                let tok = Token::decode(user_data);
+                match tok.op {
+                    op::RECV => self.on_recv(r, tok, res, flags, now)?,
+                    op::WAKE => self.io.on_wake(res, flags)?,
+                    _ => self.on_completion(tok, res, now)?,
+                }
             }
+            self.io.bufs[r].commit();
         }
-        self.bufs.commit();
+        self.metrics.cq_overflows = overflows;
         Ok(())
     }
 
-    pub(super) fn on_recv(&mut self, tok: Token, res: i32, flags: u32, now: u64) -> R {
+    /// A receive completion on ring `r` (whose buffer ring holds its data).
+    pub(super) fn on_recv(&mut self, r: usize, tok: Token, res: i32, flags: u32, now: u64) -> R {
         let v = tok.slot;
         let finished = !cqueue::more(flags);
         let current = self.vus[v as usize].generation == tok.generation;
@@ -197,10 +205,11 @@ impl VuWorker {
             if res > 0 && current && self.vus[v as usize].link == Link::Ready {
                 self.metrics.bytes_received += res as u64;
                 self.rx.clear();
-                self.rx.extend_from_slice(self.bufs.get(bid, res as usize));
+                self.rx
+                    .extend_from_slice(self.io.bufs[r].get(bid, res as usize));
                 got = true;
             }
-            self.bufs.recycle(bid);
+            self.io.bufs[r].recycle(bid);
         }
         let vu = &mut self.vus[v as usize];
         if finished {
@@ -389,11 +398,7 @@ impl VuWorker {
         }
         let deadline = self.clock.now_ns() + 2_000_000_000 + 100_000 * self.vus.len() as u64;
         while self.vus.iter().any(|c| c.ops > 0) && self.clock.now_ns() < deadline {
-            if self
-                .ring
-                .submit_and_wait(Some(Duration::from_millis(10)))
-                .is_err()
-            {
+            if self.io.wait(Duration::from_millis(10)).is_err() {
                 break;
             }
             let now = self.clock.now_ns();
@@ -408,7 +413,7 @@ impl VuWorker {
             std::mem::forget(std::mem::take(&mut self.vus));
             std::mem::forget(std::mem::take(&mut self.addrs));
         }
-        self.ring.unregister_buf_ring(&self.bufs);
+        self.io.unregister_bufs();
     }
 }
 

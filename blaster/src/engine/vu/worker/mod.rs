@@ -27,7 +27,8 @@ use super::rate::{Arrivals, RateCurve, vus_at};
 use crate::config::share;
 use crate::engine::EngineError;
 use crate::engine::clock::{Clock, ns_to_us};
-use crate::engine::ring::{BufRing, GENERATION_MASK, Ring, RingConfig, Token};
+use crate::engine::ring::{GENERATION_MASK, RingConfig, Token};
+use crate::engine::ringset::RingSet;
 use crate::metrics::flow::{FlowMetrics, ScenarioStats, StepStats};
 use crate::metrics::interval::{Counters, IntervalSnapshot, StepTracker};
 use crate::metrics::{ErrorKind, WorkerMetrics};
@@ -52,6 +53,8 @@ mod op {
     pub const SEND: u8 = 7;
     pub const CANCEL: u8 = 8;
     pub const CLOSE: u8 = 9;
+    /// The primary ring's poll of the eventfd its other rings signal.
+    pub const WAKE: u8 = 10;
 }
 
 const BGID: u16 = 0;
@@ -281,8 +284,9 @@ pub struct VuWorker {
     shared: Arc<Shared>,
     clock: Clock,
     stop: Arc<AtomicBool>,
-    ring: Ring,
-    bufs: BufRing,
+    /// The worker's rings (several when its VUs need more direct descriptors than one
+    /// ring's table holds) and their receive buffer rings; VU `v` is connection slot `v`.
+    io: RingSet,
     vus: Vec<Vu>,
     /// Peer addresses, boxed so they never move while a connect reads them.
     #[expect(
@@ -452,9 +456,23 @@ impl VuWorker {
                 running: 0,
             });
         }
-        let ring = Ring::new(RingConfig::for_connections(vus.len().max(1)))?;
-        let entries = vus.len().clamp(64, MAX_RECV_BUFFERS).next_power_of_two() as u16;
-        let bufs = ring.register_buf_ring(BGID, entries, RECV_BUF_SIZE)?;
+        let ring_slots = crate::engine::ring_slots(
+            crate::engine::ring::raise_nofile_limit(),
+            std::env::var(crate::engine::RING_SLOTS_ENV).ok().as_deref(),
+        )?;
+        let io = RingSet::open(
+            vus.len(),
+            ring_slots,
+            BGID,
+            RECV_BUF_SIZE,
+            Token::new(0, 0, op::WAKE).encode(),
+            |n| {
+                (
+                    RingConfig::for_connections(n),
+                    n.clamp(64, MAX_RECV_BUFFERS).next_power_of_two() as u16,
+                )
+            },
+        )?;
         let flow = FlowMetrics {
             steps: plan
                 .steps
@@ -475,8 +493,7 @@ impl VuWorker {
             shared: s.shared,
             clock: s.clock,
             stop: s.stop,
-            ring,
-            bufs,
+            io,
             vus,
             addrs: Vec::new(),
             addr_ids: HashMap::new(),
@@ -512,6 +529,7 @@ impl VuWorker {
         self.publish_interval(ended, true);
         let (user1, system1) = crate::engine::rusage(libc::RUSAGE_THREAD);
         self.shutdown();
+        self.metrics.extra_rings = self.io.rings.len() as u64 - 1;
         self.metrics.cpu_user_ns = user1.saturating_sub(user0).as_nanos() as u64;
         self.metrics.cpu_system_ns = system1.saturating_sub(system0).as_nanos() as u64;
         result.map(|()| {
@@ -540,9 +558,7 @@ impl VuWorker {
             self.connect_due(now)?;
             let wake = self.next_wake(now);
             let wait = Duration::from_nanos(wake.saturating_sub(now)).min(MAX_WAIT);
-            self.ring
-                .submit_and_wait(Some(wait))
-                .map_err(EngineError::Io)?;
+            self.io.wait(wait).map_err(EngineError::Io)?;
             let woke = self.clock.now_ns();
             if wake != u64::MAX && woke >= wake {
                 self.metrics
