@@ -115,21 +115,27 @@ free_port() {
     exit 1
 }
 
-# start_server CONNS [taskset-prefix...]
+# start_server CONNS [LISTEN] [taskset-prefix...]: blaster serve sized for CONNS connections,
+# on LISTEN (127.0.0.1:PORT or a port range; default a free port, set in PORT); waits until
+# the listen address's last port listens.
 start_server() {
-    local n="$1"
-    shift
+    local n="$1" listen="${2:-}"
+    shift 2 || shift $#
     local threads=$(((n + SERVER_FILL - 1) / SERVER_FILL))
-    PORT="$(free_port)"
-    "$@" "$BLASTER" serve --listen "127.0.0.1:$PORT" -t "$threads" --max-connections "$TABLE" \
+    if [ -z "$listen" ]; then
+        PORT="$(free_port)"
+        listen="127.0.0.1:$PORT"
+    fi
+    local last="${listen##*[:-]}"
+    "$@" "$BLASTER" serve --listen "$listen" -t "$threads" --max-connections "$TABLE" \
         >"$OUT/server-$PHASE.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
-        ss -ltnH "sport = :$PORT" | grep -q . && break
+        ss -ltnH "sport = :$last" | grep -q . && break
         sleep 0.1
     done
-    ss -ltnH "sport = :$PORT" | grep -q . || { echo "server did not listen" >&2; exit 1; }
-    echo "server: pid $SERVER_PID, 127.0.0.1:$PORT, $threads threads x $TABLE descriptors"
+    ss -ltnH "sport = :$last" | grep -q . || { echo "server did not listen" >&2; exit 1; }
+    echo "server: pid $SERVER_PID, $listen, $threads threads x $TABLE descriptors"
 }
 
 # Watch memory while the client runs; kill it if MemAvailable gets too low. Writes
@@ -170,7 +176,7 @@ phase_hold() {
     local avail0 slab0
     avail0="$(meminfo MemAvailable)"
     slab0="$(meminfo Slab)"
-    start_server "$CONNS"
+    start_server "$CONNS" ""
     local cmd=("$BLASTER" run "http://127.0.0.1:$PORT/" --mode hold -c "$CONNS"
         --source "127.0.0.2-127.0.0.$last" -d "${RUN_S}s" --report-interval 1s
         --json "$json" -q)
@@ -274,16 +280,7 @@ phase_rate() {
     done
     echo
     echo "== phase 2: open $n connections as fast as possible, client on CPU $CLIENT_CPU, server on CPU $SERVER_CPU, $RATE_ROUNDS rounds (blaster, then uring-floor), $RATE_PORTS target ports per run"
-    local threads=$(((n + n / 4 + SERVER_FILL - 1) / SERVER_FILL))
-    taskset -c "$SERVER_CPU" "$BLASTER" serve --listen "127.0.0.1:$base-$last_port" -t "$threads" \
-        --max-connections "$TABLE" >"$OUT/server-rate.log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 100); do
-        ss -ltnH "sport = :$last_port" | grep -q . && break
-        sleep 0.1
-    done
-    ss -ltnH "sport = :$last_port" | grep -q . || { echo "server did not listen" >&2; return 1; }
-    echo "server: pid $SERVER_PID, 127.0.0.1:$base-$last_port, $threads threads x $TABLE descriptors"
+    start_server "$((n + n / 4))" "127.0.0.1:$base-$last_port" taskset -c "$SERVER_CPU"
     local r b f bl=() fl=() lat first
     printf '%-6s %16s %18s %16s\n' round "blaster conn/s" "connect p50/p99 us" "floor conn/s"
     for r in $(seq "$RATE_ROUNDS"); do
