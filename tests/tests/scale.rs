@@ -340,21 +340,56 @@ fn max_connecting_bounds_the_connects_in_flight() {
     drop(listener);
 }
 
-/// SYN_SENT sockets to `port` on loopback, from `/proc/net/tcp` (state 02).
-fn syn_sent_to(port: u16) -> usize {
+/// Local IPv4 addresses of the sockets in TCP state `state` (hex, as `/proc/net/tcp` writes
+/// it: 01 established, 02 SYN_SENT) whose remote port is `port`.
+fn sockets_to(port: u16, state: &str) -> Vec<std::net::Ipv4Addr> {
     let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
     table
         .lines()
         .skip(1)
-        .filter(|line| {
+        .filter_map(|line| {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            let rem_port = cols
-                .get(2)
-                .and_then(|a| a.rsplit_once(':'))
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            cols.get(3) == Some(&"02") && rem_port == Some(port)
+            let (local, _) = cols.get(1)?.split_once(':')?;
+            let (_, rem_port) = cols.get(2)?.rsplit_once(':')?;
+            if *cols.get(3)? != state || u16::from_str_radix(rem_port, 16).ok()? != port {
+                return None;
+            }
+            // The address in the kernel's byte order, printed as a native u32.
+            let raw = u32::from_str_radix(local, 16).ok()?;
+            Some(std::net::Ipv4Addr::from(raw.to_le_bytes()))
         })
-        .count()
+        .collect()
+}
+
+fn syn_sent_to(port: u16) -> usize {
+    sockets_to(port, "02").len()
+}
+
+/// `--source` spreads a WebSocket run's connections over the given addresses (the VU
+/// engine binds them before connecting, like the HTTP engine).
+#[test]
+fn websocket_connections_come_from_the_source_addresses() {
+    let (_serve, addr) = start_serve(1);
+    let mut cmd = Command::new(blaster_bin());
+    cmd.args(["run", &format!("ws://{addr}/ws/echo"), "--mode", "hold"])
+        .args(["-c", "20", "-t", "1", "--source", "127.0.0.2-127.0.0.3"])
+        .args(["-d", "4s", "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _run = ChildGuard::new(cmd.spawn().expect("blaster run starts"));
+    let mut from = Vec::new();
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(100));
+        from = sockets_to(addr.port(), "01");
+        if from.len() >= 20 {
+            break;
+        }
+    }
+    from.sort();
+    let count = |ip: [u8; 4]| from.iter().filter(|a| a.octets() == ip).count();
+    assert_eq!(from.len(), 20, "established: {from:?}");
+    assert_eq!(count([127, 0, 0, 2]), 10, "{from:?}");
+    assert_eq!(count([127, 0, 0, 3]), 10, "{from:?}");
 }
 
 /// The WebSocket (virtual-user) engine bounds its connects in flight with `--max-connecting`

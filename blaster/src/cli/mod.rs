@@ -255,7 +255,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DUR", default_value = "0s", value_parser = units::parse_duration)]
     pub prometheus_linger: Duration,
     /// Source addresses to connect from: a list (127.0.0.2,127.0.0.3) or a range
-    /// (127.0.0.2-127.0.0.200).
+    /// (127.0.0.2-127.0.0.200), spread over the connections (http://, ws:// and scenario runs).
     #[arg(long, value_name = "ADDRS")]
     pub source: Option<String>,
     /// Scenario files: set a variable used as ${NAME} in the file (repeatable), like k6's -e.

@@ -480,6 +480,10 @@ fn execute(
     plan: Arc<Plan>,
     threads: usize,
 ) -> Result<(VuOutcome, crate::engine::vu::monitor::Verdict, Observers)> {
+    let sources = match &args.source {
+        Some(list) => super::parse_sources(list)?,
+        None => Vec::new(),
+    };
     let mut monitor = crate::engine::vu::monitor::Monitor::new(&plan);
     let stop = install_stop_signals()?;
     let mut progress = Progress::new(ProgressMode::detect(args.quiet), Some(plan.load_duration()));
@@ -496,6 +500,7 @@ fn execute(
             report_interval: args.interval,
             late_after: args.late_after,
             max_connecting: args.max_connecting.map(|n| n as usize),
+            sources: &sources,
         },
         Arc::clone(&stop),
         |point| observers.observe(point),

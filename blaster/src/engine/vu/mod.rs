@@ -43,13 +43,15 @@ pub struct VuOutcome {
 
 /// Settings of a VU run that are not in the plan.
 #[derive(Debug, Clone, Copy)]
-pub struct VuOptions {
+pub struct VuOptions<'a> {
     pub threads: usize,
     pub report_interval: Duration,
     pub late_after: Duration,
     /// Connects in flight at once in total (`--max-connecting`; `None`:
     /// [`crate::config::DEFAULT_CONNECTING_PER_WORKER`] per worker).
     pub max_connecting: Option<usize>,
+    /// Source addresses to bind before connecting (`--source`), spread over the VUs.
+    pub sources: &'a [std::net::IpAddr],
 }
 
 /// Runs the plan until every scenario ended or `stop` becomes true; `observe` sees every
@@ -58,7 +60,7 @@ pub struct VuOptions {
 /// the start) and stops the run by returning true.
 pub fn run_observed(
     plan: Arc<Plan>,
-    options: VuOptions,
+    options: VuOptions<'_>,
     stop: Arc<AtomicBool>,
     mut observe: impl FnMut(&IntervalPoint),
     mut on_flow: impl FnMut(Duration, &FlowMetrics) -> bool,
@@ -94,6 +96,7 @@ pub fn run_observed(
             start_ns,
             interval_ns,
             late_after: options.late_after,
+            sources: options.sources.to_vec(),
             max_connecting: options
                 .max_connecting
                 .map_or(crate::config::DEFAULT_CONNECTING_PER_WORKER, |total| {

@@ -81,20 +81,45 @@ impl VuWorker {
             EngineError::Io(std::io::Error::other("direct descriptor slot out of range"))
         })?;
         let tok = |op| Token::new(v, vu.generation, op).encode();
-        let chain = [
-            opcode::Socket::new(domain, libc::SOCK_STREAM, libc::IPPROTO_TCP)
-                .file_index(Some(dest))
+        let fixed = types::Fixed(fd);
+        let mut chain: [squeue::Entry; 4] = std::array::from_fn(|_| opcode::Nop::new().build());
+        let mut n = 0;
+        chain[n] = opcode::Socket::new(domain, libc::SOCK_STREAM, libc::IPPROTO_TCP)
+            .file_index(Some(dest))
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(tok(op::SOCKET));
+        n += 1;
+        if !self.sources.is_empty() {
+            // Spread over every VU of the run: worker i's VU v is the run's VU v*threads+i.
+            let source =
+                &self.sources[(v as usize * self.threads + self.index) % self.sources.len()];
+            chain[n] = opcode::SetSockOpt::new(
+                fixed,
+                libc::IPPROTO_IP as u32,
+                libc::IP_BIND_ADDRESS_NO_PORT as u32,
+                (&raw const ONE).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(tok(op::SOCKOPT));
+            n += 1;
+            chain[n] = opcode::Bind::new(fixed, source.as_ptr().cast(), source.len())
                 .build()
                 .flags(squeue::Flags::IO_LINK)
-                .user_data(tok(op::SOCKET)),
-            opcode::Connect::new(types::Fixed(fd), target.as_ptr().cast(), target.len())
-                .build()
-                .user_data(tok(op::CONNECT)),
-        ];
-        vu.ops += 2;
-        // SAFETY: the address is boxed in `addrs`, which only grows and is kept (leaked if
-        // needed) until every operation completed; see `shutdown`.
-        unsafe { self.io.rings[ring].push_chain(&chain) }.map_err(EngineError::Io)
+                .user_data(tok(op::BIND));
+            n += 1;
+        }
+        chain[n] = opcode::Connect::new(fixed, target.as_ptr().cast(), target.len())
+            .build()
+            .user_data(tok(op::CONNECT));
+        n += 1;
+        vu.ops += n as u16;
+        // SAFETY: the addresses are boxed in `addrs` and `sources`, which only grow and are
+        // kept (leaked if needed) until every operation completed (see `shutdown`); the
+        // option value is a static.
+        unsafe { self.io.rings[ring].push_chain(&chain[..n]) }.map_err(EngineError::Io)
     }
 
     /// Sends what is queued, unless a send is in flight (its completion sends the rest).
@@ -302,7 +327,7 @@ impl VuWorker {
         }
         vu.ops -= 1;
         match tok.op {
-            op::SOCKET => {
+            op::SOCKET | op::SOCKOPT | op::BIND => {
                 if res < 0 && res != -libc::ECANCELED && vu.link == Link::Connecting {
                     return self.connect_failed(v, -res, now);
                 }
@@ -412,6 +437,7 @@ impl VuWorker {
             self.metrics.closing_at_exit = pending;
             std::mem::forget(std::mem::take(&mut self.vus));
             std::mem::forget(std::mem::take(&mut self.addrs));
+            std::mem::forget(std::mem::take(&mut self.sources));
         }
         self.io.unregister_bufs();
     }

@@ -55,9 +55,14 @@ mod op {
     pub const CLOSE: u8 = 9;
     /// The primary ring's poll of the eventfd its other rings signal.
     pub const WAKE: u8 = 10;
+    /// IP_BIND_ADDRESS_NO_PORT and bind, before a connect from a `--source` address.
+    pub const SOCKOPT: u8 = 11;
+    pub const BIND: u8 = 12;
 }
 
 const BGID: u16 = 0;
+/// The option value of IP_BIND_ADDRESS_NO_PORT (a static: the kernel reads it after the push).
+static ONE: libc::c_int = 1;
 const RECV_BUF_SIZE: u32 = 4096;
 const MAX_RECV_BUFFERS: usize = 2048;
 const MAX_WAIT: Duration = Duration::from_millis(50);
@@ -269,6 +274,8 @@ pub struct WorkerSetup {
     pub late_after: Duration,
     /// Connects this worker keeps in flight at most.
     pub max_connecting: usize,
+    /// Source addresses to bind before connecting (empty: the kernel chooses).
+    pub sources: Vec<std::net::IpAddr>,
     pub seed: u64,
     pub snapshots: Option<Sender<IntervalSnapshot>>,
     /// Live metric snapshots (when the plan is `live`): (worker, interval, metrics).
@@ -323,6 +330,11 @@ pub struct VuWorker {
     /// accept queue (dropped SYNs come back only after the kernel's 1 s / 3 s retransmits).
     connecting: usize,
     max_connecting: usize,
+    /// Source addresses (port 0). Filled once and never resized, so they do not move while
+    /// a bind reads them.
+    sources: Vec<SockAddr>,
+    /// Workers in the run, to spread the sources over every VU of the run.
+    threads: usize,
 }
 
 type R = Result<(), EngineError>;
@@ -517,6 +529,12 @@ impl VuWorker {
             to_connect: std::collections::VecDeque::new(),
             connecting: 0,
             max_connecting: s.max_connecting.max(1),
+            sources: s
+                .sources
+                .iter()
+                .map(|&ip| SockAddr::from(std::net::SocketAddr::new(ip, 0)))
+                .collect(),
+            threads: s.threads,
         })
     }
 
