@@ -102,6 +102,45 @@ fn slow_responses_end_as_timeouts() {
     );
 }
 
+/// Quick-run flags that a scenario file or a ws:// run has no use for are refused with the
+/// flag's name, not silently ignored.
+#[test]
+fn quick_run_flags_are_refused_for_scenario_files_and_ws_runs() {
+    let plan = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/scenarios/api-mix.toml"
+    );
+    let url = format!("ws://127.0.0.1:{}/ws/echo", free_port());
+    for (args, flag, what) in [
+        (
+            vec!["run", plan, "--pipeline", "4"],
+            "--pipeline",
+            "a scenario file",
+        ),
+        (vec!["run", plan, "-d", "1s"], "-d", "a scenario file"),
+        (vec!["run", plan, "-H", "X: 1"], "-H", "a scenario file"),
+        (
+            vec!["run", &url, "-m", "POST", "-d", "1s"],
+            "-m",
+            "ws:// runs",
+        ),
+        (
+            vec!["run", &url, "--rate", "10", "-d", "1s"],
+            "--rate",
+            "ws:// runs",
+        ),
+    ] {
+        let out = run_blaster(&args, LIMIT);
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?} stderr:\n{stderr}");
+        assert!(
+            stderr.contains(&format!("{flag} does not apply to {what}")),
+            "{args:?} stderr:\n{stderr}"
+        );
+        assert_no_panic(&stderr);
+    }
+}
+
 /// `--churn`, which the virtual-user engine does not implement, is refused, not silently
 /// ignored (`--max-connecting` works there: tests/tests/scale.rs).
 #[test]

@@ -48,6 +48,37 @@ pub fn parse_backoff(s: &str) -> Result<Backoff, String> {
     parse_duration(s).map(Backoff::Fixed).map_err(|_| bad())
 }
 
+/// Quick-run flags that a scenario file (`ws == false`) or a ws:// run (`ws`) has no use
+/// for: refused rather than silently ignored. Flags with a default are judged given when
+/// they differ from it.
+fn refuse_quick_run_flags(args: &RunArgs, ws: bool) -> Result<()> {
+    let given = [
+        ("-c", !ws && args.connections != 50),
+        ("-d", !ws && args.duration.is_some()),
+        ("-n", !ws && args.requests.is_some()),
+        ("--mode", !ws && args.mode != Mode::Request),
+        ("--keepalive-every", !ws && args.keepalive_every.is_some()),
+        ("--connect-rate", !ws && args.connect_rate.is_some()),
+        ("--rate", args.rate.is_some()),
+        ("-m", args.method != "GET"),
+        ("-H", !args.headers.is_empty()),
+        ("--body", args.body.is_some()),
+        ("--body-file", args.body_file.is_some()),
+        ("--pipeline", args.pipeline != 1),
+    ];
+    if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+        if ws {
+            bail!(
+                "{flag} does not apply to ws:// runs (they send WebSocket messages, not HTTP requests); drop it, or write the exchange as a scenario file (ws_connect, ws_send, headers on the handshake)"
+            );
+        }
+        bail!(
+            "{flag} does not apply to a scenario file: its scenarios set their own load (executor, vus, rate, duration, stages) and requests; drop it, or change the file (a ${{NAME}} in it takes -e NAME=VALUE)"
+        );
+    }
+    Ok(())
+}
+
 /// `--churn` is implemented by the HTTP engine only; say so rather than ignore it.
 fn refuse_http_only(args: &RunArgs) -> Result<()> {
     for (flag, given) in [("--churn", args.churn.is_some())] {
@@ -63,6 +94,7 @@ fn refuse_http_only(args: &RunArgs) -> Result<()> {
 /// `blaster run FILE.toml`.
 pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Result<i32> {
     refuse_http_only(args)?;
+    refuse_quick_run_flags(args, false)?;
     if args.targets.len() > 1 {
         bail!(
             "give one scenario file (got {} arguments)",
@@ -234,6 +266,7 @@ pub fn run_scenario(args: &RunArgs, path: &str, command_line: Vec<String>) -> Re
 /// `blaster run ws://HOST:PORT/PATH --mode hold|echo|pubsub`.
 pub fn run_ws(args: &RunArgs, command_line: Vec<String>) -> Result<i32> {
     refuse_http_only(args)?;
+    refuse_quick_run_flags(args, true)?;
     let url = &args.targets[0];
     if url.starts_with("wss://") {
         bail!(
