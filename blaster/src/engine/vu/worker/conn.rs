@@ -116,9 +116,10 @@ impl VuWorker {
             .user_data(tok(op::CONNECT));
         n += 1;
         vu.ops += n as u16;
-        // SAFETY: the addresses are boxed in `addrs` and `sources`, which only grow and are
-        // kept (leaked if needed) until every operation completed (see `shutdown`); the
-        // option value is a static.
+        // SAFETY: the target address is boxed in `addrs`, which only grows, and the source
+        // address lives in `sources`, which is never resized; both are kept (leaked if
+        // needed) until every operation completed (see `shutdown`). The option value is a
+        // static.
         unsafe { self.io.rings[ring].push_chain(&chain[..n]) }.map_err(EngineError::Io)
     }
 
