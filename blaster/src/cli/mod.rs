@@ -159,6 +159,12 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
+/// Defaults of `blaster run` flags that other code tells from given values (a scenario file
+/// or ws:// run refuses the quick-run flags it has no use for).
+pub const DEFAULT_CONNECTIONS: usize = 50;
+pub const DEFAULT_METHOD: &str = "GET";
+pub const DEFAULT_PIPELINE: usize = 1;
+
 /// What the connections of a run do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -179,7 +185,7 @@ pub struct RunArgs {
     #[arg(required = true, value_name = "URL")]
     pub targets: Vec<String>,
     /// Connections in total (closed model: one request in flight each, times --pipeline).
-    #[arg(short = 'c', long, default_value = "50", value_parser = parse_count_usize)]
+    #[arg(short = 'c', long, default_value_t = DEFAULT_CONNECTIONS, value_parser = parse_count_usize)]
     pub connections: usize,
     /// How long to run, e.g. 30s, 2m, 1h30m (default 10s unless -n is given).
     #[arg(short = 'd', long, value_parser = units::parse_duration)]
@@ -220,7 +226,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "RATE", value_parser = units::parse_rate)]
     pub churn: Option<f64>,
     /// HTTP method.
-    #[arg(short = 'm', long, default_value = "GET")]
+    #[arg(short = 'm', long, default_value = DEFAULT_METHOD)]
     pub method: String,
     /// Extra header 'Name: value' (repeatable).
     #[arg(short = 'H', long = "header", value_name = "'K: V'")]
@@ -232,7 +238,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub body_file: Option<PathBuf>,
     /// Requests in flight per connection (HTTP pipelining).
-    #[arg(long, default_value = "1", value_parser = parse_count_usize)]
+    #[arg(long, default_value_t = DEFAULT_PIPELINE, value_parser = parse_count_usize)]
     pub pipeline: usize,
     /// A request not answered within this time ends as a `timeout` error.
     #[arg(long, default_value = "10s", value_parser = units::parse_duration)]

@@ -53,18 +53,18 @@ pub fn parse_backoff(s: &str) -> Result<Backoff, String> {
 /// they differ from it.
 fn refuse_quick_run_flags(args: &RunArgs, ws: bool) -> Result<()> {
     let given = [
-        ("-c", !ws && args.connections != 50),
+        ("-c", !ws && args.connections != super::DEFAULT_CONNECTIONS),
         ("-d", !ws && args.duration.is_some()),
         ("-n", !ws && args.requests.is_some()),
         ("--mode", !ws && args.mode != Mode::Request),
         ("--keepalive-every", !ws && args.keepalive_every.is_some()),
         ("--connect-rate", !ws && args.connect_rate.is_some()),
         ("--rate", args.rate.is_some()),
-        ("-m", args.method != "GET"),
+        ("-m", args.method != super::DEFAULT_METHOD),
         ("-H", !args.headers.is_empty()),
         ("--body", args.body.is_some()),
         ("--body-file", args.body_file.is_some()),
-        ("--pipeline", args.pipeline != 1),
+        ("--pipeline", args.pipeline != super::DEFAULT_PIPELINE),
     ];
     if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
         if ws {

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use io_uring::{cqueue, opcode, squeue, types};
+use io_uring::{cqueue, opcode, types};
 use socket2::SockAddr;
 
 use super::clock::{Clock, ns_to_us};
@@ -40,18 +40,7 @@ use crate::metrics::{ErrorKind, WorkerMetrics};
 use crate::proto::http1::{self, ResponseError};
 
 /// Operation codes carried in completion tokens.
-mod op {
-    pub const SOCKET: u8 = 1;
-    pub const SOCKOPT: u8 = 2;
-    pub const BIND: u8 = 3;
-    pub const CONNECT: u8 = 4;
-    pub const RECV: u8 = 6;
-    pub const SEND: u8 = 7;
-    pub const CANCEL: u8 = 8;
-    pub const CLOSE: u8 = 9;
-    /// The primary ring's poll of the eventfd its secondary rings signal.
-    pub const WAKE: u8 = 10;
-}
+use super::ringset::op;
 
 /// Buffer group id of the worker's receive buffer ring.
 const BGID: u16 = 0;
@@ -74,8 +63,6 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 const SHUTDOWN_WAIT_PER_10K: Duration = Duration::from_secs(1);
 /// Connects started per loop turn at most (see `open_due`).
 const CONNECTS_PER_LOOP: usize = 256;
-/// Value for boolean socket options.
-static ONE: libc::c_int = 1;
 
 /// What a completion of data on a connection asks the loop to do next.
 enum After {
@@ -170,30 +157,23 @@ impl Worker {
         let hold = matches!(config.model, LoadModel::Hold { .. });
         let max_connecting = config.connecting_per_worker();
         // As many rings as one ring's file table requires, with the slots spread evenly.
-        let io = RingSet::open(
-            conns_n,
-            plan.ring_slots,
-            BGID,
-            RECV_BUF_SIZE,
-            Token::new(0, 0, op::WAKE).encode(),
-            |n| {
-                // Held connections are mostly idle: queues sized for one loop turn's connects
-                // and closes rather than a request per connection keep the ring's memory
-                // (mapped into this process, 64 bytes per submission entry) small. A buffer is
-                // held only from a receive's completion until that batch is parsed, so the
-                // ring needs about one batch's worth, not one per connection; when it runs dry
-                // the receive re-arms (counted as recv_buffer_exhausted). Capped so that idle
-                // connections cost little memory.
-                if hold {
-                    (RingConfig::for_held_connections(n), HOLD_RECV_BUFFERS)
-                } else {
-                    (
-                        RingConfig::for_connections(n),
-                        n.clamp(64, MAX_RECV_BUFFERS).next_power_of_two() as u16,
-                    )
-                }
-            },
-        )?;
+        let io = RingSet::open(conns_n, plan.ring_slots, BGID, RECV_BUF_SIZE, |n| {
+            // Held connections are mostly idle: queues sized for one loop turn's connects
+            // and closes rather than a request per connection keep the ring's memory
+            // (mapped into this process, 64 bytes per submission entry) small. A buffer is
+            // held only from a receive's completion until that batch is parsed, so the
+            // ring needs about one batch's worth, not one per connection; when it runs dry
+            // the receive re-arms (counted as recv_buffer_exhausted). Capped so that idle
+            // connections cost little memory.
+            if hold {
+                (RingConfig::for_held_connections(n), HOLD_RECV_BUFFERS)
+            } else {
+                (
+                    RingConfig::for_connections(n),
+                    n.clamp(64, MAX_RECV_BUFFERS).next_power_of_two() as u16,
+                )
+            }
+        })?;
         let ring_slots = io.slots() as usize;
         let cq_entries = if hold {
             RingConfig::for_held_connections(ring_slots)
@@ -616,11 +596,12 @@ impl Worker {
         }
     }
 
-    /// The source address slot `slot` binds, if sources were given (spread like targets).
-    fn source_of(&self, slot: u32) -> Option<&SockAddr> {
+    /// Index of the source address slot `slot` binds, if sources were given (spread like
+    /// targets).
+    fn source_of(&self, slot: u32) -> Option<usize> {
         match self.sources.len() {
             0 => None,
-            n => Some(&self.sources[(self.plan.first_connection + slot as usize) % n]),
+            n => Some((self.plan.first_connection + slot as usize) % n),
         }
     }
 
@@ -628,56 +609,17 @@ impl Worker {
         self.connects_started += 1;
         self.connecting += 1;
         let generation = self.conns[slot as usize].begin(now);
-        let (ring, fd) = self.ring_of(slot);
-        let fixed = types::Fixed(fd);
-        let tok = |op| Token::new(slot, generation, op).encode();
         let target = &self.targets[self.target_of(slot)];
-        let domain = if target.is_ipv6() {
-            libc::AF_INET6
-        } else {
-            libc::AF_INET
-        };
-        let dest = types::DestinationSlot::try_from_slot_target(fd).map_err(|_| {
-            EngineError::Io(std::io::Error::other("direct descriptor slot out of range"))
-        })?;
-        let mut chain: [squeue::Entry; 5] = std::array::from_fn(|_| opcode::Nop::new().build());
-        let mut n = 0;
-        chain[n] = opcode::Socket::new(domain, libc::SOCK_STREAM, libc::IPPROTO_TCP)
-            .file_index(Some(dest))
-            .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(tok(op::SOCKET));
-        n += 1;
-        if let Some(source) = self.source_of(slot) {
-            chain[n] = opcode::SetSockOpt::new(
-                fixed,
-                libc::IPPROTO_IP as u32,
-                libc::IP_BIND_ADDRESS_NO_PORT as u32,
-                (&raw const ONE).cast(),
-                std::mem::size_of::<libc::c_int>() as u32,
-            )
-            .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(tok(op::SOCKOPT));
-            n += 1;
-            chain[n] = opcode::Bind::new(fixed, source.as_ptr().cast(), source.len())
-                .build()
-                .flags(squeue::Flags::IO_LINK)
-                .user_data(tok(op::BIND));
-            n += 1;
-        }
-        chain[n] = opcode::Connect::new(fixed, target.as_ptr().cast(), target.len())
-            .build()
-            .user_data(tok(op::CONNECT));
-        n += 1;
-        self.conns[slot as usize].ops += n as u8;
+        let source = self.source_of(slot).map(|i| &self.sources[i]);
+        // SAFETY: the socket addresses live in the worker (or are leaked) until every
+        // completion has arrived; see `shutdown`.
+        let ops = unsafe { self.io.push_connect(slot, generation, target, source) }?;
+        self.conns[slot as usize].ops += ops;
         // The connect's deadline is kept here rather than as a linked timeout: one fewer
         // operation and no kernel timer armed and cancelled per connection.
         self.connect_deadlines
             .push_back((now + self.timeout_ns, slot, generation));
-        // SAFETY: the socket addresses and the option value (a static) live in the worker (or
-        // forever) until every completion has arrived; see `shutdown`.
-        unsafe { self.io.rings[ring].push_chain(&chain[..n]) }.map_err(EngineError::Io)
+        Ok(())
     }
 
     /// Open model: sends every request whose intended time has come, while connections can

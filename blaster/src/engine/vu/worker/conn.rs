@@ -71,56 +71,14 @@ impl VuWorker {
             p.reset();
         }
         let target = &self.addrs[vu.addr as usize];
-        let domain = if target.is_ipv6() {
-            libc::AF_INET6
-        } else {
-            libc::AF_INET
-        };
-        let (ring, fd) = self.io.ring_of(v);
-        let dest = types::DestinationSlot::try_from_slot_target(fd).map_err(|_| {
-            EngineError::Io(std::io::Error::other("direct descriptor slot out of range"))
-        })?;
-        let tok = |op| Token::new(v, vu.generation, op).encode();
-        let fixed = types::Fixed(fd);
-        let mut chain: [squeue::Entry; 4] = std::array::from_fn(|_| opcode::Nop::new().build());
-        let mut n = 0;
-        chain[n] = opcode::Socket::new(domain, libc::SOCK_STREAM, libc::IPPROTO_TCP)
-            .file_index(Some(dest))
-            .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(tok(op::SOCKET));
-        n += 1;
-        if !self.sources.is_empty() {
-            // Spread over every VU of the run: worker i's VU v is the run's VU v*threads+i.
-            let source =
-                &self.sources[(v as usize * self.threads + self.index) % self.sources.len()];
-            chain[n] = opcode::SetSockOpt::new(
-                fixed,
-                libc::IPPROTO_IP as u32,
-                libc::IP_BIND_ADDRESS_NO_PORT as u32,
-                (&raw const ONE).cast(),
-                std::mem::size_of::<libc::c_int>() as u32,
-            )
-            .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(tok(op::SOCKOPT));
-            n += 1;
-            chain[n] = opcode::Bind::new(fixed, source.as_ptr().cast(), source.len())
-                .build()
-                .flags(squeue::Flags::IO_LINK)
-                .user_data(tok(op::BIND));
-            n += 1;
-        }
-        chain[n] = opcode::Connect::new(fixed, target.as_ptr().cast(), target.len())
-            .build()
-            .user_data(tok(op::CONNECT));
-        n += 1;
-        vu.ops += n as u16;
+        // Spread over every VU of the run: worker i's VU v is the run's VU v*threads+i.
+        let source = (!self.sources.is_empty())
+            .then(|| &self.sources[(v as usize * self.threads + self.index) % self.sources.len()]);
         // SAFETY: the target address is boxed in `addrs`, which only grows, and the source
         // address lives in `sources`, which is never resized; both are kept (leaked if
-        // needed) until every operation completed (see `shutdown`). The option value is a
-        // static.
-        unsafe { self.io.rings[ring].push_chain(&chain[..n]) }.map_err(EngineError::Io)
+        // needed) until every operation completed (see `shutdown`).
+        vu.ops += u16::from(unsafe { self.io.push_connect(v, vu.generation, target, source) }?);
+        Ok(())
     }
 
     /// Sends what is queued, unless a send is in flight (its completion sends the rest).

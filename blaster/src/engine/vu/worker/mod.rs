@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use io_uring::{cqueue, opcode, squeue, types};
+use io_uring::{cqueue, opcode, types};
 use socket2::SockAddr;
 
 use super::plan::{Builtin, MAX_LOOP_DEPTH, Op, Plan};
@@ -46,23 +46,9 @@ mod websocket;
 
 pub(crate) use conn::split_url;
 
-mod op {
-    pub const SOCKET: u8 = 1;
-    pub const CONNECT: u8 = 4;
-    pub const RECV: u8 = 6;
-    pub const SEND: u8 = 7;
-    pub const CANCEL: u8 = 8;
-    pub const CLOSE: u8 = 9;
-    /// The primary ring's poll of the eventfd its other rings signal.
-    pub const WAKE: u8 = 10;
-    /// IP_BIND_ADDRESS_NO_PORT and bind, before a connect from a `--source` address.
-    pub const SOCKOPT: u8 = 11;
-    pub const BIND: u8 = 12;
-}
+use crate::engine::ringset::op;
 
 const BGID: u16 = 0;
-/// The option value of IP_BIND_ADDRESS_NO_PORT (a static: the kernel reads it after the push).
-static ONE: libc::c_int = 1;
 const RECV_BUF_SIZE: u32 = 4096;
 const MAX_RECV_BUFFERS: usize = 2048;
 const MAX_WAIT: Duration = Duration::from_millis(50);
@@ -472,19 +458,12 @@ impl VuWorker {
             crate::engine::ring::raise_nofile_limit(),
             std::env::var(crate::engine::RING_SLOTS_ENV).ok().as_deref(),
         )?;
-        let io = RingSet::open(
-            vus.len(),
-            ring_slots,
-            BGID,
-            RECV_BUF_SIZE,
-            Token::new(0, 0, op::WAKE).encode(),
-            |n| {
-                (
-                    RingConfig::for_connections(n),
-                    n.clamp(64, MAX_RECV_BUFFERS).next_power_of_two() as u16,
-                )
-            },
-        )?;
+        let io = RingSet::open(vus.len(), ring_slots, BGID, RECV_BUF_SIZE, |n| {
+            (
+                RingConfig::for_connections(n),
+                n.clamp(64, MAX_RECV_BUFFERS).next_power_of_two() as u16,
+            )
+        })?;
         let flow = FlowMetrics {
             steps: plan
                 .steps
