@@ -306,33 +306,44 @@ fn probe_counts_dropped_packets_by_reason() {
     assert_eq!(no_socket.count, 3, "{p:?}");
 }
 
+/// blaster's own target (one thread) on an ephemeral loopback port.
+fn io_uring_target() -> crate::target::ServerHandle {
+    crate::target::spawn(crate::config::ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        threads: 1,
+        ..crate::config::ServeConfig::default()
+    })
+    .expect("start the built-in target")
+}
+
+/// `n` keep-alive connections to `port`, each after one answered `GET /`.
+fn one_request_each(port: u16, n: u64) -> Vec<TcpStream> {
+    use std::io::{Read, Write};
+    (0..n)
+        .map(|_| {
+            let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("write");
+            let mut buf = [0u8; 512];
+            let n = c.read(&mut buf).expect("response");
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+            c
+        })
+        .collect()
+}
+
 /// blaster's own target accepts with io_uring (multishot accept into direct
 /// descriptors), which makes no accept syscall: the probe still measures the accept-queue
 /// wait of every connection, and the receive-queue wait of every request.
 #[test]
 fn accept_and_recv_waits_of_an_io_uring_server() {
-    use std::io::{Read, Write};
     const N: u64 = 6;
-    let config = crate::config::ServeConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        threads: 1,
-        ..crate::config::ServeConfig::default()
-    };
-    let server = crate::target::spawn(config).expect("start the built-in target");
+    let server = io_uring_target();
     let port = server.addr().port();
     let Some(probe) = start_or_skip(port) else {
         return;
     };
-    let mut clients = Vec::new();
-    for _ in 0..N {
-        let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("write");
-        let mut buf = [0u8; 512];
-        let n = c.read(&mut buf).expect("response");
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
-        clients.push(c);
-    }
+    let clients = one_request_each(port, N);
     let snap = probe.snapshot().expect("snapshot");
     let p = snap.port(port).expect("watched port");
     eprintln!("{}", serde_json::to_string(p).expect("json"));
@@ -353,14 +364,8 @@ fn accept_and_recv_waits_of_an_io_uring_server() {
 /// an io_uring server are not seen, while its receive-queue waits still are.
 #[test]
 fn no_io_uring_leaves_the_completion_program_out() {
-    use std::io::{Read, Write};
     const N: u64 = 3;
-    let config = crate::config::ServeConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        threads: 1,
-        ..crate::config::ServeConfig::default()
-    };
-    let server = crate::target::spawn(config).expect("start the built-in target");
+    let server = io_uring_target();
     let port = server.addr().port();
     let opts = ProbeOptions {
         io_uring: false,
@@ -378,16 +383,7 @@ fn no_io_uring_leaves_the_completion_program_out() {
         "{:?}",
         probe.skipped
     );
-    let mut clients = Vec::new();
-    for _ in 0..N {
-        let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("write");
-        let mut buf = [0u8; 512];
-        let n = c.read(&mut buf).expect("response");
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
-        clients.push(c);
-    }
+    let clients = one_request_each(port, N);
     let snap = probe.snapshot().expect("snapshot");
     let p = snap.port(port).expect("watched port");
     assert_eq!(p.connections, N);
@@ -497,12 +493,7 @@ fn probe_feeds_the_kernel_section_of_a_run() {
     use clap::Parser as _;
 
     const CONNECTIONS: u64 = 4;
-    let config = crate::config::ServeConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        threads: 1,
-        ..crate::config::ServeConfig::default()
-    };
-    let server = crate::target::spawn(config).expect("start the built-in target");
+    let server = io_uring_target();
     let port = server.addr().port();
     let Some(probe) = start_or_skip(port) else {
         return;
