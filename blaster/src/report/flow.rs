@@ -769,6 +769,19 @@ pub(crate) mod tests {
         }
     }
 
+    /// [`scenario_sample`] with the `search` name retried 12 times after 2.5 s of waits.
+    pub(crate) fn retried_sample() -> ScenarioReport {
+        let mut sc = scenario_sample();
+        let search = sc
+            .names
+            .iter_mut()
+            .find(|n| n.name == "search")
+            .expect("the sample has a search name");
+        search.retries = 12;
+        search.retry_wait_ms = 2_500.0;
+        sc
+    }
+
     /// A scenario object for renderer tests: two scenarios, three names (one with failures),
     /// two checks (one failing) and five thresholds, two of them failed (one without
     /// samples).

@@ -352,11 +352,28 @@ fn per_name_charts(out: &mut String, series: &SeriesReport) {
     // As in the run-wide charts, the drain's sliver of an interval at the end is left out of
     // rates and percentiles (a rate over a few milliseconds is noise).
     let sliver = (series.interval_s * series.intervals_per_point as f64 / 2.0).min(0.05);
-    let drawn = |n: &&NameSeries| -> Vec<NamePoint> {
+    fn drawn(n: &NameSeries, sliver: f64) -> Vec<&NamePoint> {
         n.points
             .iter()
             .filter(|p| p.t_s - p.start_s >= sliver)
-            .cloned()
+            .collect()
+    }
+    // The shown names' lines: label, colour and points, filtered once.
+    let lines: Vec<(String, &str, Vec<&NamePoint>)> = names[..shown]
+        .iter()
+        .zip(PALETTE.iter().cycle())
+        .map(|(n, color)| (label(n), *color, drawn(n, sliver)))
+        .collect();
+    let series_of = |value: fn(&NamePoint) -> f64| -> Vec<Series> {
+        lines
+            .iter()
+            .map(|(label, color, points)| {
+                Series::line(
+                    label,
+                    color,
+                    points.iter().map(|p| (p.t_s, value(p))).collect(),
+                )
+            })
             .collect()
     };
     let p99 = |p: &NamePoint| {
@@ -370,23 +387,13 @@ fn per_name_charts(out: &mut String, series: &SeriesReport) {
         id: "name-latency",
         x: time_axis(),
         y: latency_axis(
-            names[..shown]
+            lines
                 .iter()
-                .flat_map(drawn)
+                .flat_map(|(_, _, points)| points)
                 .filter(|p| p.latency_us.count > 0)
                 .map(|p| (p.latency_us.p99, p.latency_us.p99)),
         ),
-        series: names[..shown]
-            .iter()
-            .zip(PALETTE.iter().cycle())
-            .map(|(n, color)| {
-                Series::line(
-                    &label(n),
-                    color,
-                    drawn(n).iter().map(|p| (p.t_s, p99(p))).collect(),
-                )
-            })
-            .collect(),
+        series: series_of(p99),
         refs: Vec::new(),
     };
     let every = if series.intervals_per_point > 1 {
@@ -404,17 +411,7 @@ fn per_name_charts(out: &mut String, series: &SeriesReport) {
         id: "name-throughput",
         x: time_axis(),
         y: Axis::linear("samples/s", format_tick_count),
-        series: names[..shown]
-            .iter()
-            .zip(PALETTE.iter().cycle())
-            .map(|(n, color)| {
-                Series::line(
-                    &label(n),
-                    color,
-                    drawn(n).iter().map(|p| (p.t_s, p.rate)).collect(),
-                )
-            })
-            .collect(),
+        series: series_of(|p| p.rate),
         refs: Vec::new(),
     };
     figure(
@@ -431,7 +428,7 @@ fn per_name_charts(out: &mut String, series: &SeriesReport) {
         let Some(g) = n.tags.get("group") else {
             continue;
         };
-        for p in drawn(n) {
+        for p in drawn(n, sliver) {
             // Points of all names share the same windows: key them by their start (ms).
             let e = groups
                 .entry(g.as_str())
@@ -928,14 +925,7 @@ mod tests {
             "no retry columns without retries"
         );
         let mut retried = scenario_report();
-        let sc = retried.scenario.as_mut().expect("a scenario report");
-        let search = sc
-            .names
-            .iter_mut()
-            .find(|n| n.name == "search")
-            .expect("search");
-        search.retries = 12;
-        search.retry_wait_ms = 2_500.0;
+        retried.scenario = Some(crate::report::flow::tests::retried_sample());
         let html2 = render(&retried);
         let names2 = section(&html2, "per-name");
         assert!(

@@ -525,14 +525,7 @@ mod tests {
         );
         assert!(!md.contains("Retries"), "no retry columns without retries");
         let mut retried = scenario_report();
-        let sc = retried.scenario.as_mut().expect("a scenario report");
-        let search = sc
-            .names
-            .iter_mut()
-            .find(|n| n.name == "search")
-            .expect("search");
-        search.retries = 12;
-        search.retry_wait_ms = 2_500.0;
+        retried.scenario = Some(crate::report::flow::tests::retried_sample());
         let md2 = render(&retried);
         assert!(md2.contains("| Retries | Retry wait |"), "{md2}");
         assert!(
