@@ -684,6 +684,19 @@ impl HandshakeDelay {
     }
 }
 
+/// A fresh network namespace, or `None` (printed, or a failure when the probe is required)
+/// without root or the right to make one.
+fn netns_or_skip() -> Option<Netns> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        require_or_skip("a network namespace needs root");
+        return None;
+    }
+    Netns::create()
+        .map_err(|e| require_or_skip(&format!("cannot make a network namespace: {e}")))
+        .ok()
+}
+
 /// The handshake test: in a fresh network namespace (the probe's sock_ops program
 /// sits on the root cgroup, which holds sockets of every namespace), a server and a client
 /// on the namespace's loopback, with each packet delayed 10 ms by netem (or, without netem,
@@ -698,17 +711,8 @@ fn probe_server_handshake_in_a_netns_matches_the_delay() {
 
     const N: u64 = 8;
     const NETEM: Duration = Duration::from_millis(10);
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        require_or_skip("a network namespace needs root");
+    let Some(ns) = netns_or_skip() else {
         return;
-    }
-    let ns = match Netns::create() {
-        Ok(ns) => ns,
-        Err(e) => {
-            require_or_skip(&format!("cannot make a network namespace: {e}"));
-            return;
-        }
     };
     let delay_ms = NETEM.as_millis().to_string();
     let delay = match run_tool(
@@ -803,17 +807,8 @@ fn tcp_ext(name: &str) -> Option<u64> {
 #[test]
 fn probe_server_handshake_with_syn_cookies() {
     const N: u64 = 4;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        require_or_skip("a network namespace needs root");
+    let Some(ns) = netns_or_skip() else {
         return;
-    }
-    let ns = match Netns::create() {
-        Ok(ns) => ns,
-        Err(e) => {
-            require_or_skip(&format!("cannot make a network namespace: {e}"));
-            return;
-        }
     };
     let got = std::thread::scope(|s| {
         s.spawn(|| {
